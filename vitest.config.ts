@@ -1,0 +1,46 @@
+import { fileURLToPath } from 'node:url';
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+const mlsSource = fileURLToPath(new URL('./libs/mls/src/index.ts', import.meta.url));
+// SWC keeps decorator metadata, which Nest's DI and TypeORM's entities read at runtime.
+const plugins = [swc.vite({ module: { type: 'es6' } })];
+const resolve = { alias: { '@parley/mls': mlsSource } };
+
+/**
+ * Three projects: unit specs next to the code, and the end-to-end suites once on embedded
+ * PGlite and once on PostgreSQL (the latter skips itself, saying why, when no server is set).
+ */
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins,
+        resolve,
+        test: { name: 'unit', include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts'], testTimeout: 30_000 },
+      },
+      {
+        plugins,
+        resolve,
+        test: {
+          name: 'e2e:pglite',
+          include: ['test/**/*.e2e-spec.ts'],
+          env: { PARLEY_TEST_DB: 'pglite' },
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        plugins,
+        resolve,
+        test: {
+          name: 'e2e:postgres',
+          include: ['test/**/*.e2e-spec.ts'],
+          env: { PARLEY_TEST_DB: 'postgres' },
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
