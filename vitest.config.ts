@@ -2,10 +2,16 @@ import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
-const mlsSource = fileURLToPath(new URL('./libs/mls/src/index.ts', import.meta.url));
+const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 // SWC keeps decorator metadata, which Nest's DI and TypeORM's entities read at runtime.
 const plugins = [swc.vite({ module: { type: 'es6' } })];
-const resolve = { alias: { '@parley/mls': mlsSource } };
+// Workspace packages resolve to their sources in tests, so no build is needed first.
+const resolve = {
+  alias: {
+    '@parley/mls': source('./libs/mls/src/index.ts'),
+    '@parley/migrations': source('./migrations/index.ts'),
+  },
+};
 
 /**
  * Three projects: unit specs next to the code, and the end-to-end suites once on embedded

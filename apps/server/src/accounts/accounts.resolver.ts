@@ -1,0 +1,30 @@
+import { Args, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
+import type { Principal } from '../auth/principal.js';
+import { Public } from '../auth/public.decorator.js';
+import { CredentialsInput } from './account.input.js';
+import { AuthPayloadModel, UserModel } from './account.model.js';
+import { AccountsService } from './accounts.service.js';
+
+/** Accounts: sign up, sign in, who am I. */
+@Resolver(() => UserModel)
+export class AccountsResolver {
+  constructor(private readonly accounts: AccountsService) {}
+
+  @Public()
+  @Mutation(() => AuthPayloadModel, { description: 'Creates a user with a password' })
+  signUp(@Args('input') input: CredentialsInput): Promise<AuthPayloadModel> {
+    return this.accounts.signUp(input.username, input.password);
+  }
+
+  @Public()
+  @Mutation(() => AuthPayloadModel, { description: 'Exchanges a username and password for a token' })
+  signIn(@Args('input') input: CredentialsInput): Promise<AuthPayloadModel> {
+    return this.accounts.signIn(input.username, input.password);
+  }
+
+  @Query(() => UserModel, { description: 'The calling user' })
+  me(@CurrentPrincipal() principal: Principal): Promise<UserModel> {
+    return this.accounts.get(principal.userId);
+  }
+}

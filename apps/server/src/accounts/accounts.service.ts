@@ -1,0 +1,61 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { QueryFailedError, Repository } from 'typeorm';
+import { decoyHash, hashPassword, verifyPassword } from '../auth/password-hasher.js';
+import { TokenService } from '../auth/token.service.js';
+import { notFound } from '../common/domain.errors.js';
+import { isUniqueViolation } from '../database/errors.js';
+import type { AuthPayloadModel, UserModel } from './account.model.js';
+import { badCredentials, usernameTaken } from './accounts.errors.js';
+import { UserEntity } from './user.entity.js';
+
+const toModel = (user: UserEntity): UserModel => ({
+  id: user.id,
+  username: user.username,
+  createdAt: user.createdAt,
+});
+
+/** Sign-up and sign-in with username and password. */
+@Injectable()
+export class AccountsService {
+  constructor(
+    @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
+    private readonly tokens: TokenService,
+  ) {}
+
+  /** Creates a user; fails with CONFLICT when the username is taken. */
+  async signUp(username: string, password: string): Promise<AuthPayloadModel> {
+    const passwordHash = await hashPassword(password);
+    let user: UserEntity;
+    try {
+      user = await this.users.save(
+        this.users.create({
+          id: randomUUID(),
+          username: username.toLowerCase(),
+          passwordHash,
+          externalSubject: null,
+        }),
+      );
+    } catch (error) {
+      if (error instanceof QueryFailedError && isUniqueViolation(error)) throw usernameTaken();
+      throw error;
+    }
+    return { token: await this.tokens.issue(user.id), user: toModel(user) };
+  }
+
+  /** Checks the password in constant time, whether or not the user exists. */
+  async signIn(username: string, password: string): Promise<AuthPayloadModel> {
+    const user = await this.users.findOneBy({ username: username.toLowerCase() });
+    const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyHash()));
+    if (user === null || !valid) throw badCredentials();
+    return { token: await this.tokens.issue(user.id), user: toModel(user) };
+  }
+
+  /** The calling user. */
+  async get(userId: string): Promise<UserModel> {
+    const user = await this.users.findOneBy({ id: userId });
+    if (user === null) throw notFound('User');
+    return toModel(user);
+  }
+}

@@ -1,0 +1,35 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_PIPE } from '@nestjs/core';
+import { GraphQLModule } from '@nestjs/graphql';
+import { AccountsModule } from './accounts/accounts.module.js';
+import { AuthModule } from './auth/auth.module.js';
+import { validationPipe } from './common/validation.pipe.js';
+import { ConfigModule } from './config/config.module.js';
+import type { Config } from './config/config.js';
+import { DatabaseModule } from './database/database.module.js';
+import { DevicesModule } from './devices/devices.module.js';
+import { graphqlOptions } from './graphql.options.js';
+import { HealthModule } from './health/health.module.js';
+import { KeyPackagesModule } from './key-packages/key-packages.module.js';
+
+/** The domain modules, without infrastructure: enough to print the schema. */
+export const domainModules = [AccountsModule, DevicesModule, KeyPackagesModule];
+
+/** Parley's delivery service, configured once at boot. */
+@Module({})
+export class AppModule {
+  static forRoot(config: Config): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        DatabaseModule.forRoot(config),
+        GraphQLModule.forRoot(graphqlOptions(config)),
+        AuthModule,
+        HealthModule,
+        ...domainModules,
+      ],
+      providers: [{ provide: APP_PIPE, useValue: validationPipe }],
+    };
+  }
+}

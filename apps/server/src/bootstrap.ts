@@ -1,0 +1,18 @@
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { AppModule } from './app.module.js';
+import type { Config } from './config/config.js';
+
+/** Builds the Parley application (not yet listening) from a validated configuration. */
+export async function createApp(
+  config: Config,
+  options: { logger?: false } = {},
+): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({ bodyLimit: config.limits.bodyBytes });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    ...(options.logger === false ? { logger: false } : {}),
+    bufferLogs: false,
+  });
+  app.enableShutdownHooks();
+  return app;
+}

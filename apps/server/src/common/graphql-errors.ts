@@ -1,0 +1,49 @@
+import { Logger } from '@nestjs/common';
+import { unwrapResolverError } from '@apollo/server/errors';
+import type { GraphQLFormattedError } from 'graphql';
+import { DomainError } from './domain.errors.js';
+
+const logger = new Logger('GraphQL');
+
+// Codes Apollo itself assigns to requests that never reached a resolver.
+const APOLLO_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'OPERATION_RESOLUTION_FAILURE',
+  'BAD_REQUEST',
+]);
+
+/**
+ * The one place errors become GraphQL errors: domain errors keep their code and details;
+ * Apollo's own request errors pass through; anything else is logged (message and stack,
+ * never variables) and shown as a bare INTERNAL_SERVER_ERROR.
+ */
+export function formatGraphqlError(
+  formatted: GraphQLFormattedError,
+  error: unknown,
+  development: boolean,
+): GraphQLFormattedError {
+  const original = unwrapResolverError(error);
+  const stacktrace = development ? formatted.extensions?.stacktrace : undefined;
+  const base = { locations: formatted.locations, path: formatted.path };
+  if (original instanceof DomainError) {
+    return {
+      ...base,
+      message: original.message,
+      extensions: { code: original.code, ...original.details, ...(stacktrace ? { stacktrace } : {}) },
+    };
+  }
+  const code = formatted.extensions?.code;
+  if (typeof code === 'string' && APOLLO_CODES.has(code)) {
+    return { ...base, message: formatted.message, extensions: { code } };
+  }
+  logger.error(original instanceof Error ? (original.stack ?? original.message) : 'Non-error thrown');
+  return {
+    ...base,
+    message: development ? formatted.message : 'Internal server error',
+    extensions: { code: 'INTERNAL_SERVER_ERROR', ...(stacktrace ? { stacktrace } : {}) },
+  };
+}

@@ -1,0 +1,27 @@
+import { GraphQLError, GraphQLScalarType, Kind } from 'graphql';
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function parse(value: unknown): Buffer {
+  if (typeof value !== 'string' || !BASE64.test(value)) {
+    throw new GraphQLError('Bytes must be a padded standard base64 string', {
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  }
+  return Buffer.from(value, 'base64');
+}
+
+/** Binary data (MLS messages, keys) as standard padded base64 on the wire, Buffer in code. */
+export const BytesScalar = new GraphQLScalarType<Buffer, string>({
+  name: 'Bytes',
+  description: 'Binary data as standard, padded base64 (RFC 4648 §4)',
+  serialize(value) {
+    if (!(value instanceof Uint8Array)) throw new TypeError('Bytes must serialize a Uint8Array');
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  },
+  parseValue: parse,
+  parseLiteral(ast) {
+    if (ast.kind !== Kind.STRING) return parse(undefined);
+    return parse(ast.value);
+  },
+});

@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
+import { UserEntity } from '../accounts/user.entity.js';
+import {
+  DomainError,
+  forbidden,
+  limitExceeded,
+  notFound,
+} from '../common/domain.errors.js';
+import { CONFIG } from '../config/config.module.js';
+import type { Config } from '../config/config.js';
+import type { RegisterDeviceInput } from './device.input.js';
+import type { DeviceModel } from './device.model.js';
+import { DeviceEntity } from './device.entity.js';
+
+// Raw public keys of the signature schemes MLS ciphersuites use are 32 (Ed25519) to 133 (P-521) bytes.
+const MAX_SIGNATURE_KEY_BYTES = 256;
+
+/** Devices of users; the one place that decides whether a user may act for a device. */
+@Injectable()
+export class DevicesService {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @InjectDataSource() private readonly dataSource: DataSource,
+  ) {}
+
+  /** The MLS basic-credential identity of a device. */
+  identityOf(device: Pick<DeviceEntity, 'id' | 'userId'>): string {
+    return `${device.userId}:${device.id}@${this.config.domain}`;
+  }
+
+  /** Registers a new device of the user, within the per-user device limit. */
+  async register(userId: string, input: RegisterDeviceInput): Promise<DeviceModel> {
+    const signatureKey = input.signatureKey ?? null;
+    if (signatureKey !== null && (signatureKey.length === 0 || signatureKey.length > MAX_SIGNATURE_KEY_BYTES)) {
+      throw new DomainError('BAD_USER_INPUT', `signatureKey must be 1–${MAX_SIGNATURE_KEY_BYTES} bytes`);
+    }
+    const device = await this.dataSource.transaction(async (manager) => {
+      // The user row lock serialises registrations, so the device limit holds under concurrency.
+      const user = await manager.findOne(UserEntity, {
+        where: { id: userId },
+        lock: { mode: 'pessimistic_write' },
+      });
+      if (user === null) throw notFound('User');
+      const count = await manager.countBy(DeviceEntity, { userId });
+      if (count >= this.config.limits.devicesPerUser) {
+        throw limitExceeded('Devices per user', this.config.limits.devicesPerUser);
+      }
+      return manager.save(
+        manager.create(DeviceEntity, {
+          id: randomBytes(8).toString('hex'),
+          userId,
+          name: input.name ?? 'device',
+          signatureKey,
+          keyPackageLowWater: input.keyPackageLowWater ?? this.config.keyPackageLowWater,
+        }),
+      );
+    });
+    return this.toModel(device);
+  }
+
+  /** The user's devices, oldest first. */
+  async list(userId: string): Promise<DeviceModel[]> {
+    const devices = await this.dataSource.getRepository(DeviceEntity).find({
+      where: { userId },
+      order: { createdAt: 'ASC', id: 'ASC' },
+    });
+    return devices.map((device) => this.toModel(device));
+  }
+
+  /** Deletes one of the user's devices with everything it owns (key packages). */
+  async delete(userId: string, deviceId: string): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const device = await this.owned(manager, userId, deviceId, { lock: true });
+      await manager.delete(DeviceEntity, { id: device.id });
+    });
+  }
+
+  /**
+   * The device, if the user owns it: NOT_FOUND when there is no such device, FORBIDDEN when it
+   * is another user's. With `lock`, the row stays locked until the transaction ends.
+   */
+  async owned(
+    manager: EntityManager,
+    userId: string,
+    deviceId: string,
+    options: { lock?: boolean } = {},
+  ): Promise<DeviceEntity> {
+    const device = await manager.findOne(DeviceEntity, {
+      where: { id: deviceId },
+      ...(options.lock === true ? { lock: { mode: 'pessimistic_write' as const } } : {}),
+    });
+    if (device === null) throw notFound('Device');
+    if (device.userId !== userId) throw forbidden('That device belongs to another user');
+    return device;
+  }
+
+  /** The API view of a device. */
+  toModel(device: DeviceEntity): DeviceModel {
+    return {
+      id: device.id,
+      identity: this.identityOf(device),
+      name: device.name,
+      signatureKey: device.signatureKey,
+      keyPackageLowWater: device.keyPackageLowWater,
+      createdAt: device.createdAt,
+    };
+  }
+}

@@ -1,0 +1,16 @@
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
+import { formatGraphqlError } from './common/graphql-errors.js';
+import type { Config } from './config/config.js';
+
+/** Code-first GraphQL on Apollo (over Fastify), the schema printed sorted and stable. */
+export function graphqlOptions(config: Pick<Config, 'development'>): ApolloDriverConfig {
+  return {
+    driver: ApolloDriver,
+    autoSchemaFile: true,
+    sortSchema: true,
+    path: '/graphql',
+    introspection: true,
+    includeStacktraceInErrorResponses: config.development,
+    formatError: (formatted, error) => formatGraphqlError(formatted, error, config.development),
+  };
+}
