@@ -1,0 +1,38 @@
+/** Byte-wise equality; inputs here are public wire data, so timing does not matter. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Decoded fields are views into the caller's buffer (for a Node Buffer, possibly its shared
+ * pool); results get their own copies so they neither pin nor alias the input.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
+/** A string key for set membership of byte strings. */
+export function bytesKey(bytes: Uint8Array): string {
+  let key = '';
+  for (const byte of bytes) key += byte.toString(16).padStart(2, '0');
+  return key;
+}
+
+/**
+ * Runs a signature check, counting a throw as a failed verification: backends throw on
+ * malformed keys or signatures (wrong length, off-curve), which is the sender's fault, not ours.
+ */
+export async function verifies(check: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await check();
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a big-endian uint16, treating bytes past the end as zero. */
+export function readUint16(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] ?? 0) << 8) | (bytes[at + 1] ?? 0);
+}
