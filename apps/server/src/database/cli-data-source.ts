@@ -2,4 +2,4 @@ import { loadConfig } from '../config/config.js';
 import { createDataSource } from './data-source.js';
 
 /** For the TypeORM CLI (`npm run migration:run`): the DataSource the environment describes. */
-export default createDataSource({ ...loadConfig(), runMigrations: false });
+export default await createDataSource({ ...loadConfig(), runMigrations: false });

@@ -5,6 +5,7 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { Config } from '../config/config.js';
 import { entities } from './entities.js';
 import { createPgliteDriver } from './pglite/pglite-driver.js';
+import { QueryLogger } from './query-logger.js';
 
 /** A DataSource over embedded PGlite that owns the database and closes it after itself. */
 class EmbeddedDataSource extends DataSource {
@@ -25,7 +26,7 @@ class EmbeddedDataSource extends DataSource {
  * The one DataSource definition, for the app and the TypeORM CLI: PostgreSQL when
  * DATABASE_URL is set, otherwise embedded PGlite in PARLEY_DATA_DIR (or in memory).
  */
-export function createDataSource(config: Config): DataSource {
+export async function createDataSource(config: Config): Promise<DataSource> {
   const options = {
     type: 'postgres' as const,
     entities,
@@ -33,14 +34,15 @@ export function createDataSource(config: Config): DataSource {
     migrationsRun: config.runMigrations,
     migrationsTransactionMode: 'each' as const,
     synchronize: false,
-    logging: ['error' as const, 'warn' as const, 'migration' as const],
+    logger: new QueryLogger(),
+    maxQueryExecutionTime: 1000,
   };
   const { database } = config;
   if (database.kind === 'postgres') {
     return new DataSource({ ...options, url: database.url, extra: { max: 20 } });
   }
   if (database.dataDir !== null) mkdirSync(database.dataDir, { recursive: true });
-  const pglite = new PGlite(database.dataDir ?? undefined);
+  const pglite = await PGlite.create(database.dataDir ?? undefined);
   // One embedded session: a nested acquisition would wait forever; fail loudly instead.
   return new EmbeddedDataSource(
     { ...options, driver: createPgliteDriver(pglite), connectTimeoutMS: 60_000 },

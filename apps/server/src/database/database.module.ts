@@ -15,7 +15,7 @@ export class DatabaseModule {
         TypeOrmModule.forRootAsync({
           // Fail fast with the driver's own message rather than retrying for half a minute.
           useFactory: () => ({ retryAttempts: 0 }),
-          dataSourceFactory: () => Promise.resolve(createDataSource(config)),
+          dataSourceFactory: () => createDataSource(config),
         }),
         TypeOrmModule.forFeature(entities),
       ],

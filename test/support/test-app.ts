@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import pg from 'pg';
+import { describe } from 'vitest';
+import { createApp } from '../../apps/server/src/bootstrap.js';
+import { type Config, loadConfig } from '../../apps/server/src/config/config.js';
+
+/** Which database this run of the end-to-end suites uses (set per vitest project). */
+export const testDatabase = process.env.PARLEY_TEST_DB === 'postgres' ? 'postgres' : 'pglite';
+
+const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
+
+/**
+ * `describe` for end-to-end suites: on the PostgreSQL project without PARLEY_TEST_DATABASE_URL
+ * the suite is skipped, and says why.
+ */
+export const describeE2E: typeof describe =
+  testDatabase === 'postgres' && postgresUrl === undefined
+    ? (() => {
+        console.warn('e2e:postgres skipped: PARLEY_TEST_DATABASE_URL is not set');
+        return describe.skip;
+      })()
+    : describe;
+
+/** A GraphQL response as the tests see it. */
+export interface GraphqlResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/** A Parley server listening on a loopback port, with its own fresh database. */
+export interface TestApp {
+  app: NestFastifyApplication;
+  url: string;
+  config: Config;
+  /** Posts one GraphQL operation over HTTP, as a client would. */
+  gql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    token?: string,
+  ): Promise<GraphqlResponse<T>>;
+  close(): Promise<void>;
+}
+
+/** Creates an empty database on the PostgreSQL server and returns its URL and a dropper. */
+async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `parley_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: baseUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+/** The configuration tests run with: the default one, a test domain, and any overrides. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  const base = loadConfig({
+    PARLEY_DOMAIN: 'parley.test',
+    PARLEY_TOKEN_SECRET: randomBytes(32).toString('hex'),
+    PARLEY_DATA_DIR: ':memory:',
+  });
+  return { ...base, port: 0, ...overrides };
+}
+
+/** Boots the real AppModule on a fresh database (PGlite in memory, or a new PostgreSQL database). */
+export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+  let drop = async () => {};
+  let config = testConfig(overrides);
+  if (testDatabase === 'postgres' && postgresUrl !== undefined && overrides.database === undefined) {
+    const database = await freshPostgresDatabase(postgresUrl);
+    drop = database.drop;
+    config = { ...config, database: { kind: 'postgres', url: database.url } };
+  }
+  const app = await createApp(config, { logger: false });
+  await app.listen(0, '127.0.0.1');
+  const url = `${await app.getUrl()}/graphql`.replace('[::1]', '127.0.0.1');
+  return {
+    app,
+    url,
+    config,
+    async gql(query, variables, token) {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await response.json()) as GraphqlResponse<never>;
+    },
+    async close() {
+      await app.close();
+      await drop();
+    },
+  };
+}
