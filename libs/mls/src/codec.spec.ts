@@ -9,6 +9,7 @@ import {
   inspectMessage,
   inspectWelcome,
   validateKeyPackage,
+  verifyGroupInfo,
   type MlsErrorReason,
 } from './index.js';
 import { concat, hex, randomBytes, messageVectors, seededRandom } from './spec-support.js';
@@ -60,6 +61,7 @@ async function everyDecoder(bytes: Uint8Array): Promise<string[]> {
     reasonOf(() => inspectMessage(bytes)),
     reasonOf(() => inspectWelcome(bytes)),
     await asyncReasonOf(() => inspectCommit(bytes)),
+    await asyncReasonOf(() => verifyGroupInfo(bytes)),
     await asyncReasonOf(() => validateKeyPackage(bytes, policy)),
   ];
   return outcomes.filter((outcome) => outcome === 'FOREIGN_ERROR');
@@ -102,6 +104,16 @@ describe('conformance: messages.json round-trips through decodeMessage/encodeMes
           expect(inspected.contentType).toBe(field.replace('public_message_', ''));
         }
       }
+    }
+  });
+
+  it('verifies every mlspp GroupInfo of the vectors, parent hashes included', async () => {
+    for (const vector of vectors) {
+      const verified = await verifyGroupInfo(hex(vector.mls_group_info ?? ''), {
+        verifyParentHashes: true,
+      });
+      expect(verified.leaves.length).toBeGreaterThan(0);
+      expect([1, 2, 3]).toContain(verified.ciphersuite);
     }
   });
 
@@ -166,6 +178,7 @@ describe('robustness', () => {
     expect(reasonOf(() => inspectMessage(huge))).toBe('TOO_LARGE');
     expect(reasonOf(() => inspectWelcome(huge))).toBe('TOO_LARGE');
     expect(await asyncReasonOf(() => inspectCommit(huge))).toBe('TOO_LARGE');
+    expect(await asyncReasonOf(() => verifyGroupInfo(huge))).toBe('TOO_LARGE');
     expect(await asyncReasonOf(() => validateKeyPackage(huge, policy))).toBe('TOO_LARGE');
   });
 

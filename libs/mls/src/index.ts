@@ -42,3 +42,9 @@ export {
   type MessageSender,
   type PathLeaf,
 } from './inspect.js';
+export {
+  verifyGroupInfo,
+  type RosterLeaf,
+  type VerifiedGroupInfo,
+  type VerifyGroupInfoOptions,
+} from './group-info.js';

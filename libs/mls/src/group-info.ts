@@ -1,0 +1,185 @@
+import type { CiphersuiteImpl, GroupInfo, RatchetTree } from 'ts-mls';
+import { verifyGroupInfoSignature } from 'ts-mls/groupInfo.js';
+import { verifyLeafNodeSignature, verifyLeafNodeSignatureKeyPackage } from 'ts-mls/leafNode.js';
+import { verifyParentHashes } from 'ts-mls/parentHash.js';
+import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
+import { treeHashRoot } from 'ts-mls/treeHash.js';
+import { directPath, leafWidth, toNodeIndex } from 'ts-mls/treemath.js';
+
+import { ciphersuiteId, ciphersuiteImpl, isSupportedCiphersuite } from './ciphersuites.js';
+import { bytesEqual, bytesKey, copyBytes, verifies } from './bytes.js';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  MLS_MESSAGE_HEADER_BYTES,
+  decodeAs,
+  type DecodeOptions,
+} from './codec.js';
+import { MlsError, asMlsError } from './errors.js';
+import { basicIdentity } from './inspect.js';
+
+/** One occupied leaf of a group's ratchet tree: which client sits where. */
+export interface RosterLeaf {
+  leafIndex: number;
+  /** Basic credential identity bytes. */
+  identity: Uint8Array;
+  /** Leaf node signature_key. */
+  signatureKey: Uint8Array;
+}
+
+/** A GroupInfo whose signature, tree hash and leaves verified. */
+export interface VerifiedGroupInfo {
+  groupId: Uint8Array;
+  epoch: bigint;
+  ciphersuite: number;
+  /** Leaf index of the member that signed the GroupInfo. */
+  signer: number;
+  /** Occupied leaves in leaf-index order. */
+  leaves: RosterLeaf[];
+  /** Whether the GroupInfo carries external_pub, i.e. can be used for an external join. */
+  externalPub: boolean;
+}
+
+/** Options of verifyGroupInfo. */
+export interface VerifyGroupInfoOptions extends DecodeOptions {
+  /**
+   * Also verify RFC 9420 §7.9.2 parent hashes. Off by default: ts-mls's check costs O(n²)
+   * hashes in the number of leaves, the delivery service never uses parent nodes, and every
+   * joining client verifies them itself.
+   */
+  verifyParentHashes?: boolean;
+}
+
+const RATCHET_TREE_EXTENSION = 'ratchet_tree';
+const EXTERNAL_PUB_EXTENSION = 'external_pub';
+
+function ratchetTreeOf(groupInfo: GroupInfo): RatchetTree {
+  const extensions = groupInfo.extensions.filter(
+    (extension) => extension.extensionType === RATCHET_TREE_EXTENSION,
+  );
+  const [extension, ...others] = extensions;
+  if (extension === undefined)
+    throw new MlsError('MISSING_RATCHET_TREE', 'no ratchet_tree extension');
+  if (others.length > 0) throw new MlsError('INVALID_TREE', 'more than one ratchet_tree extension');
+  let decoded: [RatchetTree, number] | undefined;
+  try {
+    decoded = decodeRatchetTree(extension.extensionData, 0);
+  } catch (error) {
+    // ts-mls throws when the last node is blank, which RFC 9420 §12.4.3.3 forbids.
+    throw asMlsError(error, 'INVALID_TREE');
+  }
+  if (decoded?.[1] !== extension.extensionData.length) {
+    throw new MlsError('DECODE', 'malformed ratchet_tree extension');
+  }
+  return decoded[0];
+}
+
+/** RFC 9420 §7.8/§7.9/§12.4.3.1 checks that need no secrets, over a tree already extended to full width. */
+async function checkTree(
+  tree: RatchetTree,
+  groupInfo: GroupInfo,
+  impl: CiphersuiteImpl,
+  parentHashes: boolean,
+): Promise<RosterLeaf[]> {
+  const { groupId, treeHash } = groupInfo.groupContext;
+  const width = leafWidth(tree.length);
+  const encryptionKeys = new Set<string>();
+  const signatureKeys = new Set<string>();
+  const leaves: RosterLeaf[] = [];
+  for (const [nodeIndex, node] of tree.entries()) {
+    if (node === undefined) continue;
+    const isLeafPosition = nodeIndex % 2 === 0;
+    if (isLeafPosition !== (node.nodeType === 'leaf')) {
+      throw new MlsError('INVALID_TREE', `${node.nodeType} node at node index ${nodeIndex}`);
+    }
+    if (node.nodeType === 'parent') {
+      const encryptionKey = bytesKey(node.parent.hpkePublicKey);
+      if (encryptionKeys.has(encryptionKey))
+        throw new MlsError('INVALID_TREE', 'encryption keys not unique');
+      encryptionKeys.add(encryptionKey);
+      for (const unmerged of node.parent.unmergedLeaves) {
+        const leafNodeIndex = 2 * unmerged;
+        if (leafNodeIndex >= tree.length || tree[leafNodeIndex] === undefined) {
+          throw new MlsError('INVALID_TREE', 'unmerged leaf is blank or outside the tree');
+        }
+        const path = directPath(toNodeIndex(leafNodeIndex), width);
+        const position = path.indexOf(toNodeIndex(nodeIndex));
+        if (position < 0) throw new MlsError('INVALID_TREE', 'unmerged leaf is not a descendant');
+        // Every non-blank node between the leaf and this one must list it too (RFC 9420 §7.8).
+        for (const between of path.slice(0, position)) {
+          const intermediate = tree[between];
+          if (
+            intermediate?.nodeType === 'parent' &&
+            !intermediate.parent.unmergedLeaves.includes(unmerged)
+          ) {
+            throw new MlsError('INVALID_TREE', 'unmerged leaf missing from an intermediate node');
+          }
+        }
+      }
+      continue;
+    }
+    const leafIndex = nodeIndex / 2;
+    const { leaf } = node;
+    const encryptionKey = bytesKey(leaf.hpkePublicKey);
+    const signatureKey = bytesKey(leaf.signaturePublicKey);
+    if (encryptionKeys.has(encryptionKey))
+      throw new MlsError('INVALID_TREE', 'encryption keys not unique');
+    if (signatureKeys.has(signatureKey))
+      throw new MlsError('INVALID_TREE', 'signature keys not unique');
+    encryptionKeys.add(encryptionKey);
+    signatureKeys.add(signatureKey);
+    // Leaves from a key package were signed without group context; the others with it.
+    const signed =
+      leaf.leafNodeSource === 'key_package'
+        ? await verifies(() => verifyLeafNodeSignatureKeyPackage(leaf, impl.signature))
+        : await verifies(() => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature));
+    if (!signed) throw new MlsError('BAD_LEAF_SIGNATURE', `leaf ${leafIndex}`);
+    leaves.push({
+      leafIndex,
+      identity: basicIdentity(leaf.credential),
+      signatureKey: copyBytes(leaf.signaturePublicKey),
+    });
+  }
+  // The signer signed the group context, and with it tree_hash: this binds the tree to the signature.
+  if (!bytesEqual(await treeHashRoot(tree, impl.hash), treeHash)) {
+    throw new MlsError('INVALID_TREE', 'tree hash does not match the group context');
+  }
+  if (parentHashes && !(await verifies(() => verifyParentHashes(tree, impl.hash)))) {
+    throw new MlsError('INVALID_TREE', 'parent hashes do not verify');
+  }
+  return leaves;
+}
+
+/** Decodes an MLSMessage(group_info): group id, epoch, ciphersuite, the ratchet tree from the ratchet_tree extension (required) as a list of occupied leaves {leafIndex, identity, signatureKey}, and verifies the GroupInfo signature against the signer's leaf signature key. */
+export async function verifyGroupInfo(
+  bytes: Uint8Array,
+  options: VerifyGroupInfoOptions = {},
+): Promise<VerifiedGroupInfo> {
+  try {
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const { groupInfo } = decodeAs(bytes, 'group_info', maxBytes, MLS_MESSAGE_HEADER_BYTES);
+    const context = groupInfo.groupContext;
+    const ciphersuite = ciphersuiteId(context.cipherSuite);
+    if (!isSupportedCiphersuite(ciphersuite)) {
+      throw new MlsError('UNSUPPORTED_CIPHERSUITE', `ciphersuite ${ciphersuite}`);
+    }
+    const impl = await ciphersuiteImpl(ciphersuite);
+    const tree = ratchetTreeOf(groupInfo);
+    const signerNode = tree[2 * groupInfo.signer];
+    if (signerNode?.nodeType !== 'leaf') throw new MlsError('INVALID_TREE', 'signer leaf is blank');
+    const signed = await verifies(() =>
+      verifyGroupInfoSignature(groupInfo, signerNode.leaf.signaturePublicKey, impl.signature),
+    );
+    if (!signed) throw new MlsError('BAD_SIGNATURE', 'GroupInfoTBS signature does not verify');
+    const leaves = await checkTree(tree, groupInfo, impl, options.verifyParentHashes ?? false);
+    return {
+      groupId: copyBytes(context.groupId),
+      epoch: context.epoch,
+      ciphersuite,
+      signer: groupInfo.signer,
+      leaves,
+      externalPub: groupInfo.extensions.some((e) => e.extensionType === EXTERNAL_PUB_EXTENSION),
+    };
+  } catch (error) {
+    throw asMlsError(error, 'DECODE');
+  }
+}
