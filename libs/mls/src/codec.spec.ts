@@ -182,6 +182,36 @@ describe('robustness', () => {
     expect(await asyncReasonOf(() => validateKeyPackage(huge, policy))).toBe('TOO_LARGE');
   });
 
+  it('refuses a list too long for ts-mls to re-encode with TOO_LARGE, not a stack overflow', () => {
+    // A Welcome (suite 1) with 45,000 EncryptedGroupSecrets of 32+32+16 bytes: 3.7 MB.
+    const entry = concat(
+      new Uint8Array([32]),
+      new Uint8Array(32).fill(7),
+      new Uint8Array([32]),
+      new Uint8Array(32),
+      new Uint8Array([16]),
+      new Uint8Array(16),
+    );
+    const count = 45_000;
+    const secrets = new Uint8Array(entry.length * count);
+    for (let i = 0; i < count; i++) secrets.set(entry, i * entry.length);
+    const length = secrets.length;
+    const prefix = new Uint8Array([
+      0x80 | (length >>> 24),
+      (length >>> 16) & 0xff,
+      (length >>> 8) & 0xff,
+      length & 0xff,
+    ]);
+    const welcome = concat(
+      new Uint8Array([0, 1, 0, 3, 0, 1]),
+      prefix,
+      secrets,
+      new Uint8Array([0]),
+    );
+    expect(welcome.length).toBeLessThan(DEFAULT_MAX_MESSAGE_BYTES);
+    expect(reasonOf(() => inspectWelcome(welcome))).toBe('TOO_LARGE');
+  });
+
   it('names header problems precisely', () => {
     const [sample] = samples;
     if (sample === undefined) throw new Error('no sample');
@@ -230,6 +260,14 @@ describe('robustness', () => {
       foreign.push(...(await everyDecoder(bytes)));
     }
     expect(foreign).toEqual([]);
+  });
+
+  it('treats a broken size limit as a programming error (TypeError), not bad input', async () => {
+    const [sample] = samples;
+    if (sample === undefined) throw new Error('no sample');
+    expect(() => decodeMessage(sample.bytes, { maxBytes: Number.NaN })).toThrow(TypeError);
+    await expect(inspectCommit(sample.bytes, { maxBytes: -1 })).rejects.toBeInstanceOf(TypeError);
+    await expect(verifyGroupInfo(sample.bytes, { maxBytes: -1 })).rejects.toBeInstanceOf(TypeError);
   });
 
   it('refuses input that is not a byte array', () => {

@@ -47,15 +47,25 @@ const HEADER_BYTES = 4;
 /** The MLSMessage header (version, wire_format) occupies this many bytes before the body. */
 export const MLS_MESSAGE_HEADER_BYTES = HEADER_BYTES;
 
+/**
+ * The size limit to apply. A broken limit is the caller's bug, not a bad message, so it fails
+ * loudly with a TypeError; callers resolve it before any try block that maps errors to MlsError.
+ */
+export function resolveMaxBytes(maxBytes: number | undefined, fallback: number): number {
+  const limit = maxBytes ?? fallback;
+  if (Number.isNaN(limit) || limit < 0) throw new TypeError('invalid maxBytes');
+  return limit;
+}
+
 function readHeader(bytes: Uint8Array, maxBytes: number): WireFormat {
   // Callers are typed, but the server hands us whatever arrived on the wire.
   if (!((bytes as unknown) instanceof Uint8Array)) throw new MlsError('DECODE', 'not a byte array');
-  if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new MlsError('TOO_LARGE', 'invalid limit');
   if (bytes.length > maxBytes) {
     throw new MlsError('TOO_LARGE', `${bytes.length} bytes exceeds the limit of ${maxBytes}`);
   }
-  if (bytes.length < HEADER_BYTES)
+  if (bytes.length < HEADER_BYTES) {
     throw new MlsError('DECODE', 'shorter than an MLSMessage header');
+  }
   const version = readUint16(bytes, 0);
   if (version !== MLS10) throw new MlsError('UNSUPPORTED_VERSION', `protocol version ${version}`);
   const code = readUint16(bytes, 2);
@@ -85,16 +95,20 @@ function decodeBody(bytes: Uint8Array): MLSMessage {
   try {
     reencoded = encodeMlsMessage(message);
   } catch (error) {
+    // ts-mls's list encoder nests one closure per element and overflows the stack somewhere
+    // past 9,000 elements; such a message is too large for this library, not malformed.
+    if (error instanceof RangeError) throw new MlsError('TOO_LARGE', 'too many list elements');
     throw asMlsError(error, 'DECODE');
   }
-  if (!bytesEqual(reencoded, bytes))
+  if (!bytesEqual(reencoded, bytes)) {
     throw new MlsError('NON_CANONICAL', 'not the canonical encoding');
+  }
   return message;
 }
 
-/** Decodes any MLSMessage strictly: size limit, mls10, no trailing bytes, canonical encoding. Throws MlsError. */
+/** Decodes any MLSMessage strictly: size limit, mls10, no trailing bytes, canonical encoding. Throws MlsError (TypeError for a negative or NaN limit). */
 export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): MlsMessage {
-  readHeader(bytes, options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+  readHeader(bytes, resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES));
   return decodeBody(bytes);
 }
 
@@ -165,20 +179,4 @@ export function decodeAs<W extends WireFormat>(
     throw new MlsError('WRONG_WIRE_FORMAT', `expected ${expected}`);
   }
   return message as MessageOf<(typeof TS_MLS_WIRE_FORMAT)[W]>;
-}
-
-/** Wire format of a decoded message in this library's naming. */
-export function wireFormatOf(message: MlsMessage): WireFormat {
-  switch (message.wireformat) {
-    case 'mls_public_message':
-      return 'public_message';
-    case 'mls_private_message':
-      return 'private_message';
-    case 'mls_welcome':
-      return 'welcome';
-    case 'mls_group_info':
-      return 'group_info';
-    case 'mls_key_package':
-      return 'key_package';
-  }
 }

@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   MLS_MESSAGE_HEADER_BYTES,
   decodeAs,
+  resolveMaxBytes,
   type DecodeOptions,
 } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
@@ -154,8 +155,8 @@ export async function verifyGroupInfo(
   bytes: Uint8Array,
   options: VerifyGroupInfoOptions = {},
 ): Promise<VerifiedGroupInfo> {
+  const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   try {
-    const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const { groupInfo } = decodeAs(bytes, 'group_info', maxBytes, MLS_MESSAGE_HEADER_BYTES);
     const context = groupInfo.groupContext;
     const ciphersuite = ciphersuiteId(context.cipherSuite);

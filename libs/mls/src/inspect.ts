@@ -3,7 +3,13 @@ import { encodeKeyPackage } from 'ts-mls/keyPackage.js';
 
 import { ciphersuiteId, isSupportedCiphersuite, keyPackageRef } from './ciphersuites.js';
 import { copyBytes } from './bytes.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, decodeAs, decodeMessage, type DecodeOptions } from './codec.js';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  decodeAs,
+  decodeMessage,
+  resolveMaxBytes,
+  type DecodeOptions,
+} from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
 
 /** Who framed a PublicMessage (RFC 9420 §6.1). */
@@ -216,12 +222,9 @@ export async function inspectCommit(
   bytes: Uint8Array,
   options: DecodeOptions = {},
 ): Promise<InspectedCommit> {
+  const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   try {
-    const { publicMessage } = decodeAs(
-      bytes,
-      'public_message',
-      options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-    );
+    const { publicMessage } = decodeAs(bytes, 'public_message', maxBytes);
     const { content } = publicMessage;
     if (content.contentType !== 'commit') {
       throw new MlsError('WRONG_CONTENT_TYPE', `expected commit, got ${content.contentType}`);
@@ -248,7 +251,8 @@ export async function inspectCommit(
 
 /** Decodes an MLSMessage(welcome): ciphersuite and the KeyPackageRefs (new_member) of its secrets. */
 export function inspectWelcome(bytes: Uint8Array, options: DecodeOptions = {}): InspectedWelcome {
-  const { welcome } = decodeAs(bytes, 'welcome', options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+  const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
+  const { welcome } = decodeAs(bytes, 'welcome', maxBytes);
   return {
     ciphersuite: ciphersuiteId(welcome.cipherSuite),
     keyPackageRefs: welcome.secrets.map((secret) => copyBytes(secret.newMember)),

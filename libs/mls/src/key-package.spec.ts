@@ -1,4 +1,4 @@
-import type { KeyPackage, LeafNode } from 'ts-mls';
+import type { Credential, KeyPackage, LeafNode } from 'ts-mls';
 import { makeKeyPackageRef, signKeyPackage } from 'ts-mls/keyPackage.js';
 import { signLeafNodeKeyPackage } from 'ts-mls/leafNode.js';
 import { describe, expect, it } from 'vitest';
@@ -215,6 +215,17 @@ describe('validateKeyPackage rejects', () => {
     expect(await reasonOf(() => validateKeyPackage(client.bytes, policy))).toBe(
       'UNSUPPORTED_CREDENTIAL',
     );
+  });
+
+  it('a credential type ts-mls cannot decode (here 0x0A0A) with DECODE, not a TypeError', async () => {
+    // ts-mls encodes custom credentials but its decoder has no branch for them and calls
+    // undefined as a decoder; the library maps that TypeError to DECODE.
+    const custom = { credentialType: '2570', data: new Uint8Array([1, 2, 3]) };
+    const client = await makeKeyPackage(1, {
+      ...validLifetime,
+      credential: custom as unknown as Credential,
+    });
+    expect(await reasonOf(() => validateKeyPackage(client.bytes, policy))).toBe('DECODE');
   });
 
   it('init_key equal to encryption_key with INVALID_LEAF, even when properly signed', async () => {

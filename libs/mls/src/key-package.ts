@@ -14,7 +14,12 @@ import {
   keyPackageRef,
 } from './ciphersuites.js';
 import { bytesEqual, copyBytes, verifies } from './bytes.js';
-import { DEFAULT_MAX_KEY_PACKAGE_BYTES, MLS_MESSAGE_HEADER_BYTES, decodeAs } from './codec.js';
+import {
+  DEFAULT_MAX_KEY_PACKAGE_BYTES,
+  MLS_MESSAGE_HEADER_BYTES,
+  decodeAs,
+  resolveMaxBytes,
+} from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
 
 /**
@@ -165,8 +170,9 @@ export async function validateKeyPackage(
   policy: KeyPackagePolicy,
 ): Promise<ValidatedKeyPackage> {
   checkPolicy(policy);
+  const maxBytes = resolveMaxBytes(policy.maxBytes, DEFAULT_MAX_KEY_PACKAGE_BYTES);
   try {
-    return await validate(message, policy);
+    return await validate(message, policy, maxBytes);
   } catch (error) {
     throw asMlsError(error, 'DECODE');
   }
@@ -175,11 +181,9 @@ export async function validateKeyPackage(
 async function validate(
   message: Uint8Array,
   policy: KeyPackagePolicy,
+  maxBytes: number,
 ): Promise<ValidatedKeyPackage> {
-  const keyPackage = decodeKeyPackageMessage(
-    message,
-    policy.maxBytes ?? DEFAULT_MAX_KEY_PACKAGE_BYTES,
-  );
+  const keyPackage = decodeKeyPackageMessage(message, maxBytes);
   const ciphersuite = ciphersuiteId(keyPackage.cipherSuite);
   if (!policy.supportedCiphersuites.includes(ciphersuite) || !isSupportedCiphersuite(ciphersuite)) {
     throw new MlsError('UNSUPPORTED_CIPHERSUITE', `ciphersuite ${ciphersuite}`);
