@@ -1,6 +1,7 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module.js';
+import { HttpErrorFilter } from './common/http-errors.js';
 import type { Config } from './config/config.js';
 
 /** Builds the Parley application (not yet listening) from a validated configuration. */
@@ -13,6 +14,7 @@ export async function createApp(
     ...(options.logger === false ? { logger: false } : {}),
     bufferLogs: false,
   });
+  app.useGlobalFilters(new HttpErrorFilter(config.limits.bodyBytes));
   app.enableShutdownHooks();
   return app;
 }

@@ -207,17 +207,20 @@ export class KeyPackagesService {
     // One statement for all devices: per device, the oldest available row that no concurrent
     // claim holds. SKIP LOCKED makes a racing claim take the next row instead of waiting, and
     // the UPDATE re-checks "claimed_at IS NULL" against the newest row version.
+    // Wrapped in a CTE so that the statement returns its rows like a SELECT on every driver.
     return manager.query(
-      `UPDATE "key_packages" AS k
-          SET "claimed_at" = now(), "claimed_by_device_id" = $2
-         FROM (SELECT (SELECT kp."id" FROM "key_packages" AS kp
-                        WHERE kp."device_id" = d."id" AND kp."claimed_at" IS NULL
-                          AND NOT kp."last_resort" AND kp."not_after" > now()
-                        ORDER BY kp."id" LIMIT 1
-                        FOR UPDATE SKIP LOCKED) AS "id"
-                 FROM unnest($1::text[]) AS d("id")) AS picked
-        WHERE k."id" = picked."id" AND k."claimed_at" IS NULL
-        RETURNING k."device_id", k."data", k."ref"`,
+      `WITH "claimed" AS (
+         UPDATE "key_packages" AS k
+            SET "claimed_at" = now(), "claimed_by_device_id" = $2
+           FROM (SELECT (SELECT kp."id" FROM "key_packages" AS kp
+                          WHERE kp."device_id" = d."id" AND kp."claimed_at" IS NULL
+                            AND NOT kp."last_resort" AND kp."not_after" > now()
+                          ORDER BY kp."id" LIMIT 1
+                          FOR UPDATE SKIP LOCKED) AS "id"
+                   FROM unnest($1::text[]) AS d("id")) AS picked
+          WHERE k."id" = picked."id" AND k."claimed_at" IS NULL
+          RETURNING k."device_id", k."data", k."ref")
+       SELECT * FROM "claimed"`,
       [deviceIds, claimerDeviceId],
     );
   }
