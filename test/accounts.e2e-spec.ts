@@ -22,11 +22,16 @@ describeE2E('accounts, devices and health', () => {
   it('reports the database on /health', async () => {
     const response = await fetch(app.url.replace('/graphql', '/health'));
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ status: 'ok', info: { database: { status: 'up' } } });
+    expect(await response.json()).toMatchObject({
+      status: 'ok',
+      info: { database: { status: 'up' } },
+    });
   });
 
   it('signs up, signs in case-insensitively, and answers me', async () => {
-    const signUp = await app.gql<{ signUp: { token: string; user: { id: string; username: string } } }>(
+    const signUp = await app.gql<{
+      signUp: { token: string; user: { id: string; username: string } };
+    }>(
       `mutation { signUp(input: { username: "Alice_1", password: "correct horse battery" }) { token user { id username } } }`,
     );
     const { user } = dataOf(signUp).signUp;
@@ -35,7 +40,11 @@ describeE2E('accounts, devices and health', () => {
     const signIn = await app.gql<{ signIn: { token: string } }>(
       `mutation { signIn(input: { username: "ALICE_1", password: "correct horse battery" }) { token } }`,
     );
-    const me = await app.gql<{ me: { id: string } }>(`{ me { id } }`, {}, dataOf(signIn).signIn.token);
+    const me = await app.gql<{ me: { id: string } }>(
+      `{ me { id } }`,
+      {},
+      dataOf(signIn).signIn.token,
+    );
     expect(dataOf(me).me.id).toBe(user.id);
   });
 
@@ -45,9 +54,9 @@ describeE2E('accounts, devices and health', () => {
     dataOf(await app.gql(mutation, { input }));
     expect(errorCodeOf(await app.gql(mutation, { input }))).toBe('CONFLICT');
     const signIn = `mutation ($input: CredentialsInput!) { signIn(input: $input) { token } }`;
-    expect(errorCodeOf(await app.gql(signIn, { input: { ...input, password: 'wrong password' } }))).toBe(
-      'UNAUTHENTICATED',
-    );
+    expect(
+      errorCodeOf(await app.gql(signIn, { input: { ...input, password: 'wrong password' } })),
+    ).toBe('UNAUTHENTICATED');
     expect(errorCodeOf(await app.gql(signIn, { input: { ...input, username: 'nobody' } }))).toBe(
       'UNAUTHENTICATED',
     );
@@ -75,14 +84,27 @@ describeE2E('accounts, devices and health', () => {
     expect(alice.deviceId).toMatch(/^[0-9a-f]{16}$/);
     const second = await registerDevice(app, alice.token);
 
-    const list = await app.gql<{ devices: { id: string }[] }>(`{ devices { id } }`, {}, alice.token);
-    expect(dataOf(list).devices.map((device) => device.id)).toEqual([alice.deviceId, second.deviceId]);
+    const list = await app.gql<{ devices: { id: string }[] }>(
+      `{ devices { id } }`,
+      {},
+      alice.token,
+    );
+    expect(dataOf(list).devices.map((device) => device.id)).toEqual([
+      alice.deviceId,
+      second.deviceId,
+    ]);
 
     const remove = `mutation ($id: ID!) { deleteDevice(deviceId: $id) }`;
     expect(errorCodeOf(await app.gql(remove, { id: alice.deviceId }, bob.token))).toBe('FORBIDDEN');
     dataOf(await app.gql(remove, { id: second.deviceId }, alice.token));
-    expect(errorCodeOf(await app.gql(remove, { id: second.deviceId }, alice.token))).toBe('NOT_FOUND');
-    const after = await app.gql<{ devices: { id: string }[] }>(`{ devices { id } }`, {}, alice.token);
+    expect(errorCodeOf(await app.gql(remove, { id: second.deviceId }, alice.token))).toBe(
+      'NOT_FOUND',
+    );
+    const after = await app.gql<{ devices: { id: string }[] }>(
+      `{ devices { id } }`,
+      {},
+      alice.token,
+    );
     expect(dataOf(after).devices.map((device) => device.id)).toEqual([alice.deviceId]);
   });
 

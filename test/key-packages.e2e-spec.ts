@@ -1,8 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MlsMember, tamperSignature, toHex } from './support/mls-member.js';
-import { b64, dataOf, errorCodeOf, registerDevice, signUpWithDevice, type TestDevice } from './support/graphql.js';
-import { describeE2E, type GraphqlResponse, startTestApp, type TestApp } from './support/test-app.js';
+import {
+  b64,
+  dataOf,
+  errorCodeOf,
+  registerDevice,
+  signUpWithDevice,
+  type TestDevice,
+} from './support/graphql.js';
+import {
+  describeE2E,
+  type GraphqlResponse,
+  startTestApp,
+  type TestApp,
+} from './support/test-app.js';
 
 const UPLOAD = `mutation ($input: UploadKeyPackagesInput!) {
   uploadKeyPackages(input: $input) { available lastResort lowWater low }
@@ -17,7 +29,14 @@ const CLAIM = `mutation ($input: ClaimKeyPackagesInput!) {
 }`;
 
 interface Claim {
-  keyPackages: { userId: string; deviceId: string; identity: string; keyPackage: string; ref: string; lastResort: boolean }[];
+  keyPackages: {
+    userId: string;
+    deviceId: string;
+    identity: string;
+    keyPackage: string;
+    ref: string;
+    lastResort: boolean;
+  }[];
   exhaustedDevices: { deviceId: string }[];
   usersWithoutDevices: string[];
 }
@@ -37,7 +56,12 @@ async function mlsDevice(app: TestApp, base?: TestDevice): Promise<MlsDevice> {
   return { ...device, mls: await MlsMember.create(device.identity) };
 }
 
-function upload(app: TestApp, device: TestDevice, keyPackages: Uint8Array[], lastResort?: Uint8Array) {
+function upload(
+  app: TestApp,
+  device: TestDevice,
+  keyPackages: Uint8Array[],
+  lastResort?: Uint8Array,
+) {
   return app.gql<{ uploadKeyPackages: Count }>(
     UPLOAD,
     {
@@ -52,12 +76,17 @@ function upload(app: TestApp, device: TestDevice, keyPackages: Uint8Array[], las
 }
 
 async function count(app: TestApp, device: TestDevice): Promise<Count> {
-  return dataOf(await app.gql<{ keyPackageCount: Count }>(COUNT, { deviceId: device.deviceId }, device.token))
-    .keyPackageCount;
+  return dataOf(
+    await app.gql<{ keyPackageCount: Count }>(COUNT, { deviceId: device.deviceId }, device.token),
+  ).keyPackageCount;
 }
 
 function claim(app: TestApp, claimer: TestDevice, userIds: string[]) {
-  return app.gql<{ claimKeyPackages: Claim }>(CLAIM, { input: { deviceId: claimer.deviceId, userIds } }, claimer.token);
+  return app.gql<{ claimKeyPackages: Claim }>(
+    CLAIM,
+    { input: { deviceId: claimer.deviceId, userIds } },
+    claimer.token,
+  );
 }
 
 describeE2E('key packages', () => {
@@ -71,9 +100,25 @@ describeE2E('key packages', () => {
 
   it('stores a validated batch, binds the signature key and counts', async () => {
     const alice = await mlsDevice(app);
-    const stored = dataOf(await upload(app, alice, await alice.mls.keyPackages(5), await alice.mls.lastResortKeyPackage()));
-    expect(stored.uploadKeyPackages).toEqual({ available: 5, lastResort: true, lowWater: 10, low: true });
-    const devices = await app.gql<{ devices: { signatureKey: string }[] }>(`{ devices { signatureKey } }`, {}, alice.token);
+    const stored = dataOf(
+      await upload(
+        app,
+        alice,
+        await alice.mls.keyPackages(5),
+        await alice.mls.lastResortKeyPackage(),
+      ),
+    );
+    expect(stored.uploadKeyPackages).toEqual({
+      available: 5,
+      lastResort: true,
+      lowWater: 10,
+      low: true,
+    });
+    const devices = await app.gql<{ devices: { signatureKey: string }[] }>(
+      `{ devices { signatureKey } }`,
+      {},
+      alice.token,
+    );
     expect(dataOf(devices).devices[0]?.signatureKey).toBe(b64(alice.mls.signaturePublicKey));
     expect(await count(app, alice)).toEqual({ available: 5, lastResort: true, low: true });
   });
@@ -87,9 +132,15 @@ describeE2E('key packages', () => {
     const carol = await mlsDevice(app);
 
     const claimed = dataOf(await claim(app, carol, [bob.userId])).claimKeyPackages;
-    expect(claimed.keyPackages.map((kp) => kp.deviceId).sort()).toEqual([bob.deviceId, bobPhone.deviceId].sort());
+    expect(claimed.keyPackages.map((kp) => kp.deviceId).sort()).toEqual(
+      [bob.deviceId, bobPhone.deviceId].sort(),
+    );
     const fromLaptop = claimed.keyPackages.find((kp) => kp.deviceId === bob.deviceId);
-    expect(fromLaptop).toMatchObject({ userId: bob.userId, identity: bob.identity, lastResort: false });
+    expect(fromLaptop).toMatchObject({
+      userId: bob.userId,
+      identity: bob.identity,
+      lastResort: false,
+    });
     expect(fromLaptop?.keyPackage).toBe(b64(bobPackages[0] ?? new Uint8Array()));
     expect(claimed.exhaustedDevices).toEqual([]);
     expect((await count(app, bob)).available).toBe(2);
@@ -114,11 +165,20 @@ describeE2E('key packages', () => {
     const claimer = await mlsDevice(app);
 
     const first = dataOf(await claim(app, claimer, [dave.userId])).claimKeyPackages;
-    expect(first.keyPackages[0]).toMatchObject({ lastResort: false, keyPackage: b64(only ?? new Uint8Array()) });
+    expect(first.keyPackages[0]).toMatchObject({
+      lastResort: false,
+      keyPackage: b64(only ?? new Uint8Array()),
+    });
     for (let round = 0; round < 2; round++) {
-      const next = dataOf(await claim(app, claimer, [dave.userId, empty.userId, deviceless])).claimKeyPackages;
+      const next = dataOf(
+        await claim(app, claimer, [dave.userId, empty.userId, deviceless]),
+      ).claimKeyPackages;
       expect(next.keyPackages).toHaveLength(1);
-      expect(next.keyPackages[0]).toMatchObject({ deviceId: dave.deviceId, lastResort: true, keyPackage: b64(lastResort) });
+      expect(next.keyPackages[0]).toMatchObject({
+        deviceId: dave.deviceId,
+        lastResort: true,
+        keyPackage: b64(lastResort),
+      });
       expect(next.exhaustedDevices.map((device) => device.deviceId)).toEqual([empty.deviceId]);
       expect(next.usersWithoutDevices).toEqual([deviceless]);
     }
@@ -145,20 +205,70 @@ describeE2E('key packages', () => {
     const good = await frank.mls.keyPackages(2);
     const hour = 3600_000;
     const cases: [string, () => Promise<Uint8Array>][] = [
-      ['BAD_SIGNATURE', async () => tamperSignature((await frank.mls.keyPackages(1))[0] ?? new Uint8Array())],
-      ['BAD_LEAF_SIGNATURE', async () => (await frank.mls.keyPackages(1, { breakLeafNodeSignature: true }))[0] ?? new Uint8Array()],
-      ['WRONG_IDENTITY', async () => (await frank.mls.keyPackages(1, { identity: other.identity }))[0] ?? new Uint8Array()],
-      ['WRONG_SIGNATURE_KEY', async () => (await frank.mls.keyPackages(1, { signatureKeyPair: await frank.mls.newSignatureKeyPair() }))[0] ?? new Uint8Array()],
-      ['EXPIRED', async () => (await frank.mls.keyPackages(1, { notBefore: new Date(Date.now() - 48 * hour), notAfter: new Date(Date.now() - 24 * hour) }))[0] ?? new Uint8Array()],
-      ['NOT_YET_VALID', async () => (await frank.mls.keyPackages(1, { notBefore: new Date(Date.now() + 24 * hour) }))[0] ?? new Uint8Array()],
-      ['LIFETIME_TOO_LONG', async () => (await frank.mls.keyPackages(1, { notAfter: new Date(Date.now() + 365 * 24 * hour) }))[0] ?? new Uint8Array()],
-      ['UNSUPPORTED_CIPHERSUITE', async () => {
-        const p384 = await MlsMember.create(frank.identity, { ciphersuite: 'MLS_256_DHKEMP384_AES256GCM_SHA384_P384' });
-        return (await p384.keyPackages(1))[0] ?? new Uint8Array();
-      }],
+      [
+        'BAD_SIGNATURE',
+        async () => tamperSignature((await frank.mls.keyPackages(1))[0] ?? new Uint8Array()),
+      ],
+      [
+        'BAD_LEAF_SIGNATURE',
+        async () =>
+          (await frank.mls.keyPackages(1, { breakLeafNodeSignature: true }))[0] ?? new Uint8Array(),
+      ],
+      [
+        'WRONG_IDENTITY',
+        async () =>
+          (await frank.mls.keyPackages(1, { identity: other.identity }))[0] ?? new Uint8Array(),
+      ],
+      [
+        'WRONG_SIGNATURE_KEY',
+        async () =>
+          (
+            await frank.mls.keyPackages(1, {
+              signatureKeyPair: await frank.mls.newSignatureKeyPair(),
+            })
+          )[0] ?? new Uint8Array(),
+      ],
+      [
+        'EXPIRED',
+        async () =>
+          (
+            await frank.mls.keyPackages(1, {
+              notBefore: new Date(Date.now() - 48 * hour),
+              notAfter: new Date(Date.now() - 24 * hour),
+            })
+          )[0] ?? new Uint8Array(),
+      ],
+      [
+        'NOT_YET_VALID',
+        async () =>
+          (await frank.mls.keyPackages(1, { notBefore: new Date(Date.now() + 24 * hour) }))[0] ??
+          new Uint8Array(),
+      ],
+      [
+        'LIFETIME_TOO_LONG',
+        async () =>
+          (
+            await frank.mls.keyPackages(1, { notAfter: new Date(Date.now() + 365 * 24 * hour) })
+          )[0] ?? new Uint8Array(),
+      ],
+      [
+        'UNSUPPORTED_CIPHERSUITE',
+        async () => {
+          const p384 = await MlsMember.create(frank.identity, {
+            ciphersuite: 'MLS_256_DHKEMP384_AES256GCM_SHA384_P384',
+          });
+          return (await p384.keyPackages(1))[0] ?? new Uint8Array();
+        },
+      ],
       // A well-formed MLSMessage header (mls10, mls_key_package) followed by garbage.
-      ['DECODE', () => Promise.resolve(Buffer.concat([Buffer.from([0, 1, 0, 5]), randomBytes(200)]))],
-      ['TRAILING_BYTES', async () => Buffer.concat([good[0] ?? new Uint8Array(), Buffer.from([0])])],
+      [
+        'DECODE',
+        () => Promise.resolve(Buffer.concat([Buffer.from([0, 1, 0, 5]), randomBytes(200)])),
+      ],
+      [
+        'TRAILING_BYTES',
+        () => Promise.resolve(Buffer.concat([good[0] ?? new Uint8Array(), Buffer.from([0])])),
+      ],
       ['DUPLICATE', () => Promise.resolve(good[0] ?? new Uint8Array())],
     ];
     for (const [reason, make] of cases) {
@@ -166,15 +276,29 @@ describeE2E('key packages', () => {
       expect(errorCodeOf(response), reason).toBe('INVALID_KEY_PACKAGE');
       expect(response.errors?.[0]?.extensions).toMatchObject({ reason, index: 2 });
     }
-    const badLastResort = await upload(app, frank, good, tamperSignature(await frank.mls.lastResortKeyPackage()));
-    expect(badLastResort.errors?.[0]?.extensions).toMatchObject({ reason: 'BAD_SIGNATURE', lastResort: true });
+    const badLastResort = await upload(
+      app,
+      frank,
+      good,
+      tamperSignature(await frank.mls.lastResortKeyPackage()),
+    );
+    expect(badLastResort.errors?.[0]?.extensions).toMatchObject({
+      reason: 'BAD_SIGNATURE',
+      lastResort: true,
+    });
     expect(await count(app, frank)).toEqual({ available: 0, lastResort: false, low: true });
-    const devices = await app.gql<{ devices: { signatureKey: string | null }[] }>(`{ devices { signatureKey } }`, {}, frank.token);
+    const devices = await app.gql<{ devices: { signatureKey: string | null }[] }>(
+      `{ devices { signatureKey } }`,
+      {},
+      frank.token,
+    );
     expect(dataOf(devices).devices[0]?.signatureKey).toBeNull();
 
     // A key package another device uploaded cannot be uploaded again by anyone.
     dataOf(await upload(app, frank, good));
-    expect(errorCodeOf(await upload(app, frank, [good[1] ?? new Uint8Array()]))).toBe('INVALID_KEY_PACKAGE');
+    expect(errorCodeOf(await upload(app, frank, [good[1] ?? new Uint8Array()]))).toBe(
+      'INVALID_KEY_PACKAGE',
+    );
     expect(await count(app, frank)).toMatchObject({ available: 2 });
   });
 
@@ -188,7 +312,9 @@ describeE2E('key packages', () => {
       dataOf(await upload(raced, target, packages, lastResort));
       const claimers = await Promise.all(Array.from({ length: 4 }, () => signUpWithDevice(raced)));
       const results = await Promise.all(
-        Array.from({ length: 100 }, (_, i) => claim(raced, claimers[i % claimers.length] as TestDevice, [target.userId])),
+        Array.from({ length: 100 }, (_, i) =>
+          claim(raced, claimers[i % claimers.length] as TestDevice, [target.userId]),
+        ),
       );
       const handedOut = results.map((result) => {
         const [kp] = dataOf(result).claimKeyPackages.keyPackages;
@@ -199,7 +325,9 @@ describeE2E('key packages', () => {
       expect(ordinary).toHaveLength(50);
       expect(new Set(ordinary).size).toBe(50);
       expect(new Set(ordinary)).toEqual(new Set(packages.map(b64)));
-      expect(handedOut.filter((kp) => kp.lastResort).every((kp) => kp.keyPackage === b64(lastResort))).toBe(true);
+      expect(
+        handedOut.filter((kp) => kp.lastResort).every((kp) => kp.keyPackage === b64(lastResort)),
+      ).toBe(true);
       expect(await count(raced, target)).toEqual({ available: 0, lastResort: true, low: true });
     } finally {
       await raced.close();
@@ -210,23 +338,39 @@ describeE2E('key packages', () => {
     const grace = await mlsDevice(app);
     const mallory = await mlsDevice(app);
     const packages = await grace.mls.keyPackages(1);
-    expect(errorCodeOf(await app.gql(UPLOAD, { input: { deviceId: grace.deviceId, keyPackages: packages.map(b64) } }))).toBe(
-      'UNAUTHENTICATED',
-    );
+    expect(
+      errorCodeOf(
+        await app.gql(UPLOAD, {
+          input: { deviceId: grace.deviceId, keyPackages: packages.map(b64) },
+        }),
+      ),
+    ).toBe('UNAUTHENTICATED');
     expect(errorCodeOf(await app.gql(COUNT, { deviceId: grace.deviceId }))).toBe('UNAUTHENTICATED');
-    expect(errorCodeOf(await app.gql(CLAIM, { input: { deviceId: grace.deviceId, userIds: [mallory.userId] } }))).toBe(
-      'UNAUTHENTICATED',
-    );
+    expect(
+      errorCodeOf(
+        await app.gql(CLAIM, { input: { deviceId: grace.deviceId, userIds: [mallory.userId] } }),
+      ),
+    ).toBe('UNAUTHENTICATED');
     const asMallory = { ...mallory, deviceId: grace.deviceId };
     expect(errorCodeOf(await upload(app, asMallory, packages))).toBe('FORBIDDEN');
-    expect(errorCodeOf(await app.gql(COUNT, { deviceId: grace.deviceId }, mallory.token))).toBe('FORBIDDEN');
+    expect(errorCodeOf(await app.gql(COUNT, { deviceId: grace.deviceId }, mallory.token))).toBe(
+      'FORBIDDEN',
+    );
     expect(errorCodeOf(await claim(app, asMallory, [grace.userId]))).toBe('FORBIDDEN');
     expect(await count(app, grace)).toMatchObject({ available: 0 });
 
     dataOf(await upload(app, grace, packages));
-    dataOf(await app.gql(`mutation ($id: ID!) { deleteDevice(deviceId: $id) }`, { id: grace.deviceId }, grace.token));
+    dataOf(
+      await app.gql(
+        `mutation ($id: ID!) { deleteDevice(deviceId: $id) }`,
+        { id: grace.deviceId },
+        grace.token,
+      ),
+    );
     expect(errorCodeOf(await upload(app, grace, await grace.mls.keyPackages(1)))).toBe('NOT_FOUND');
-    expect(errorCodeOf(await app.gql(COUNT, { deviceId: grace.deviceId }, grace.token))).toBe('NOT_FOUND');
+    expect(errorCodeOf(await app.gql(COUNT, { deviceId: grace.deviceId }, grace.token))).toBe(
+      'NOT_FOUND',
+    );
     expect(errorCodeOf(await claim(app, grace, [mallory.userId]))).toBe('NOT_FOUND');
     // The deleted device's key packages are gone with it.
     const claimed = dataOf(await claim(app, mallory, [grace.userId])).claimKeyPackages;
@@ -247,15 +391,21 @@ describeE2E('key packages', () => {
     const limited = await startTestApp({ limits });
     try {
       const henry = await mlsDevice(limited);
-      expect(errorCodeOf(await upload(limited, henry, await henry.mls.keyPackages(4)))).toBe('LIMIT_EXCEEDED');
+      expect(errorCodeOf(await upload(limited, henry, await henry.mls.keyPackages(4)))).toBe(
+        'LIMIT_EXCEEDED',
+      );
       const big = await upload(limited, henry, [randomBytes(2048)]);
       expect(errorCodeOf(big)).toBe('LIMIT_EXCEEDED');
       expect(big.errors?.[0]?.extensions).toMatchObject({ index: 0, limit: 1024 });
       dataOf(await upload(limited, henry, await henry.mls.keyPackages(3)));
-      expect(errorCodeOf(await upload(limited, henry, await henry.mls.keyPackages(2)))).toBe('LIMIT_EXCEEDED');
+      expect(errorCodeOf(await upload(limited, henry, await henry.mls.keyPackages(2)))).toBe(
+        'LIMIT_EXCEEDED',
+      );
       expect(await count(limited, henry)).toMatchObject({ available: 3 });
 
-      const ids = await Promise.all(Array.from({ length: 3 }, async () => (await signUpWithDevice(limited)).userId));
+      const ids = await Promise.all(
+        Array.from({ length: 3 }, async () => (await signUpWithDevice(limited)).userId),
+      );
       expect(errorCodeOf(await claim(limited, henry, ids))).toBe('LIMIT_EXCEEDED');
       const ivy = await signUpWithDevice(limited);
       dataOf(await claim(limited, ivy, [henry.userId]));
@@ -275,7 +425,9 @@ describeE2E('key packages', () => {
         body: JSON.stringify({ query: '{ me { id } }', padding: 'x'.repeat(70 * 1024) }),
       });
       expect(response.status).toBe(413);
-      expect(errorCodeOf((await response.json()) as GraphqlResponse<unknown>)).toBe('LIMIT_EXCEEDED');
+      expect(errorCodeOf((await response.json()) as GraphqlResponse<unknown>)).toBe(
+        'LIMIT_EXCEEDED',
+      );
     } finally {
       await limited.close();
     }

@@ -10,17 +10,14 @@ export const testDatabase = process.env.PARLEY_TEST_DB === 'postgres' ? 'postgre
 
 const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
 
-/**
- * `describe` for end-to-end suites: on the PostgreSQL project without PARLEY_TEST_DATABASE_URL
- * the suite is skipped, and says why.
- */
-export const describeE2E: typeof describe =
+const skipReason =
   testDatabase === 'postgres' && postgresUrl === undefined
-    ? (() => {
-        console.warn('e2e:postgres skipped: PARLEY_TEST_DATABASE_URL is not set');
-        return describe.skip;
-      })()
-    : describe;
+    ? 'PARLEY_TEST_DATABASE_URL is not set'
+    : undefined;
+if (skipReason !== undefined) console.warn(`e2e:postgres skipped: ${skipReason}`);
+
+/** `describe` for end-to-end suites: skipped, saying why, on PostgreSQL when no server is set. */
+export const describeE2E = describe.skipIf(skipReason !== undefined);
 
 /** A GraphQL response as the tests see it. */
 export interface GraphqlResponse<T> {
@@ -43,7 +40,9 @@ export interface TestApp {
 }
 
 /** Creates an empty database on the PostgreSQL server and returns its URL and a dropper. */
-async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
+async function freshPostgresDatabase(
+  baseUrl: string,
+): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `parley_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: baseUrl });
   await admin.connect();
@@ -76,7 +75,11 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
   let drop = async () => {};
   let config = testConfig(overrides);
-  if (testDatabase === 'postgres' && postgresUrl !== undefined && overrides.database === undefined) {
+  if (
+    testDatabase === 'postgres' &&
+    postgresUrl !== undefined &&
+    overrides.database === undefined
+  ) {
     const database = await freshPostgresDatabase(postgresUrl);
     drop = database.drop;
     config = { ...config, database: { kind: 'postgres', url: database.url } };

@@ -16,7 +16,10 @@ async function main(): Promise<void> {
   }
   const app = await createApp(config);
   await app.listen(config.port, config.host);
-  const where = config.database.kind === 'postgres' ? 'PostgreSQL' : `PGlite (${config.database.dataDir ?? 'in memory'})`;
+  const where =
+    config.database.kind === 'postgres'
+      ? 'PostgreSQL'
+      : `PGlite (${config.database.dataDir ?? 'in memory'})`;
   new Logger('Parley').log(`GraphQL at ${await app.getUrl()}/graphql on ${where}`);
 }
 

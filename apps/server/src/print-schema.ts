@@ -7,7 +7,9 @@ import { printSortedSchema, resolvers } from './schema.js';
 // Prints the code-first schema without a database or server: `--check` fails on drift from
 // the committed schema.graphql, otherwise the file is rewritten.
 const file = new URL('../../../schema.graphql', import.meta.url);
-const app = await NestFactory.createApplicationContext(GraphQLSchemaBuilderModule, { logger: false });
+const app = await NestFactory.createApplicationContext(GraphQLSchemaBuilderModule, {
+  logger: false,
+});
 await app.init();
 const printed = printSortedSchema(await app.get(GraphQLSchemaFactory).create(resolvers));
 await app.close();

@@ -6,7 +6,10 @@ export class UserModel {
   @Field(() => ID)
   id!: string;
 
-  @Field(() => String, { nullable: true, description: 'Null for users from an app identity provider' })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Null for users from an app identity provider',
+  })
   username!: string | null;
 
   @Field()
@@ -16,7 +19,9 @@ export class UserModel {
 /** A bearer token and the user it is for. */
 @ObjectType('AuthPayload')
 export class AuthPayloadModel {
-  @Field({ description: 'Send as `Authorization: Bearer <token>`, or in graphql-ws connectionParams' })
+  @Field({
+    description: 'Send as `Authorization: Bearer <token>`, or in graphql-ws connectionParams',
+  })
   token!: string;
 
   @Field(() => UserModel)

@@ -18,7 +18,9 @@ export class AccountsResolver {
   }
 
   @Public()
-  @Mutation(() => AuthPayloadModel, { description: 'Exchanges a username and password for a token' })
+  @Mutation(() => AuthPayloadModel, {
+    description: 'Exchanges a username and password for a token',
+  })
   signIn(@Args('input') input: CredentialsInput): Promise<AuthPayloadModel> {
     return this.accounts.signIn(input.username, input.password);
   }

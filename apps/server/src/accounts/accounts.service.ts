@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { QueryFailedError, Repository } from 'typeorm';
+import { Repository } from 'typeorm';
 import { decoyHash, hashPassword, verifyPassword } from '../auth/password-hasher.js';
 import { TokenService } from '../auth/token.service.js';
 import { notFound } from '../common/domain.errors.js';
@@ -38,7 +38,7 @@ export class AccountsService {
         }),
       );
     } catch (error) {
-      if (error instanceof QueryFailedError && isUniqueViolation(error)) throw usernameTaken();
+      if (isUniqueViolation(error)) throw usernameTaken();
       throw error;
     }
     return { token: await this.tokens.issue(user.id), user: toModel(user) };

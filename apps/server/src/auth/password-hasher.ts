@@ -23,12 +23,28 @@ export async function hashPassword(password: string): Promise<string> {
   return ['scrypt', N, R, P, salt.toString('base64'), key.toString('base64')].join('$');
 }
 
-/** Checks a password against a stored hash in constant time. */
+const positiveInteger = (part: string | undefined) =>
+  part !== undefined && /^[1-9]\d{0,9}$/.test(part) ? Number(part) : undefined;
+
+/** Checks a password against a stored hash in constant time; a malformed hash matches nothing. */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || salt === undefined || hash === undefined) return false;
+  const parts = stored.split('$');
+  const [scheme, , , , salt, hash] = parts;
+  const [n, r, p] = parts.slice(1, 4).map(positiveInteger);
+  if (parts.length !== 6 || scheme !== 'scrypt' || salt === undefined || hash === undefined) {
+    return false;
+  }
+  if (n === undefined || r === undefined || p === undefined) return false;
   const expected = Buffer.from(hash, 'base64');
-  const actual = await derive(password, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p));
+  if (expected.length === 0) return false;
+  let actual: Buffer;
+  try {
+    actual = await derive(password, Buffer.from(salt, 'base64'), n, r, p);
+  } catch {
+    // Parameters scrypt refuses (N not a power of two, over the memory limit) mean a corrupt
+    // row: the sign-in fails like a wrong password instead of as an internal error.
+    return false;
+  }
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 

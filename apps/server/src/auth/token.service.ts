@@ -73,8 +73,15 @@ export class TokenService implements OnModuleInit {
     }
     const external = this.config.externalJwt;
     if (external !== null && this.externalKey !== undefined && issuer === external.issuer) {
-      const payload = await this.verify(token, this.externalKey, external.issuer, external.audience);
-      return { userId: await this.userForExternalSubject(`${external.issuer} ${payload.sub ?? ''}`) };
+      const payload = await this.verify(
+        token,
+        this.externalKey,
+        external.issuer,
+        external.audience,
+      );
+      return {
+        userId: await this.userForExternalSubject(`${external.issuer} ${payload.sub ?? ''}`),
+      };
     }
     const payload = await this.verify(token, this.signingSecret(), this.issuer, this.issuer);
     return { userId: payload.sub ?? '' };
@@ -95,8 +102,10 @@ export class TokenService implements OnModuleInit {
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthenticated();
       return payload;
     } catch (error) {
-      if (error instanceof joseErrors.JWTExpired) throw unauthenticated('The bearer token has expired');
-      if (error instanceof joseErrors.JOSEError) throw unauthenticated('The bearer token does not verify');
+      if (error instanceof joseErrors.JWTExpired)
+        throw unauthenticated('The bearer token has expired');
+      if (error instanceof joseErrors.JOSEError)
+        throw unauthenticated('The bearer token does not verify');
       throw error;
     }
   }
@@ -123,7 +132,9 @@ export class TokenService implements OnModuleInit {
       .values({ name: TOKEN_SECRET, value: randomBytes(32).toString('base64') })
       .orIgnore()
       .execute();
-    this.logger.warn('PARLEY_TOKEN_SECRET is not set: using a generated secret kept in the database');
+    this.logger.warn(
+      'PARLEY_TOKEN_SECRET is not set: using a generated secret kept in the database',
+    );
     return (await secrets.findOneByOrFail({ name: TOKEN_SECRET })).value;
   }
 

@@ -33,14 +33,20 @@ export function formatGraphqlError(
     return {
       ...base,
       message: original.message,
-      extensions: { code: original.code, ...original.details, ...(stacktrace ? { stacktrace } : {}) },
+      extensions: {
+        code: original.code,
+        ...original.details,
+        ...(stacktrace ? { stacktrace } : {}),
+      },
     };
   }
   const code = formatted.extensions?.code;
   if (typeof code === 'string' && APOLLO_CODES.has(code)) {
     return { ...base, message: formatted.message, extensions: { code } };
   }
-  logger.error(original instanceof Error ? (original.stack ?? original.message) : 'Non-error thrown');
+  logger.error(
+    original instanceof Error ? (original.stack ?? original.message) : 'Non-error thrown',
+  );
   return {
     ...base,
     message: development ? formatted.message : 'Internal server error',

@@ -25,13 +25,20 @@ export class HttpErrorFilter implements ExceptionFilter {
     const tooLarge = status === 413;
     const extensions = tooLarge
       ? { code: 'LIMIT_EXCEEDED', limit: this.bodyLimit }
-      : { code: status === 404 ? 'NOT_FOUND' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR' };
+      : {
+          code:
+            status === 404 ? 'NOT_FOUND' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR',
+        };
     const message = tooLarge
       ? `Request body exceeds the limit of ${this.bodyLimit} bytes`
       : status < 500 && exception instanceof Error
         ? exception.message
         : 'Internal server error';
-    void host.switchToHttp().getResponse<FastifyReply>().status(status).send({ errors: [{ message, extensions }] });
+    void host
+      .switchToHttp()
+      .getResponse<FastifyReply>()
+      .status(status)
+      .send({ errors: [{ message, extensions }] });
     return undefined;
   }
 }

@@ -2,8 +2,7 @@ import { resolve } from 'node:path';
 
 /** Where Parley keeps its data: embedded PGlite in a directory, or a PostgreSQL server. */
 export type DatabaseConfig =
-  | { kind: 'pglite'; dataDir: string | null }
-  | { kind: 'postgres'; url: string };
+  { kind: 'pglite'; dataDir: string | null } | { kind: 'postgres'; url: string };
 
 /** Verification of JWTs issued by an integrating app's own identity provider. */
 export interface ExternalJwtConfig {
@@ -130,7 +129,10 @@ function ciphersuites(env: Env): number[] {
   const raw = text(env, 'PARLEY_CIPHERSUITES') ?? '1,2,3';
   const suites = raw.split(',').map((part) => part.trim());
   if (!suites.every((suite) => /^\d+$/.test(suite) && Number(suite) <= 0xffff)) {
-    throw new ConfigError('PARLEY_CIPHERSUITES', `must be a comma-separated list of ids, got "${raw}"`);
+    throw new ConfigError(
+      'PARLEY_CIPHERSUITES',
+      `must be a comma-separated list of ids, got "${raw}"`,
+    );
   }
   return [...new Set(suites.map(Number))];
 }
@@ -145,7 +147,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('PARLEY_TOKEN_SECRET', 'must be at least 32 characters');
   }
   const domain = text(env, 'PARLEY_DOMAIN') ?? 'localhost';
-  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(domain)) {
+  // Label by label (RFC 1123): 1–63 letters, digits or inner dashes; at most 253 in all.
+  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+  if (domain.length > 253 || !domain.split('.').every((part) => label.test(part))) {
     throw new ConfigError('PARLEY_DOMAIN', `must be a DNS name, got "${domain}"`);
   }
   return {
@@ -159,18 +163,36 @@ export function loadConfig(env: Env = process.env): Config {
     tokenTtlSeconds: integer(env, 'PARLEY_TOKEN_TTL_SECONDS', 30 * DAY, MINUTE, 365 * DAY),
     externalJwt: externalJwt(env),
     supportedCiphersuites: ciphersuites(env),
-    keyPackageMaxLifetimeSeconds: integer(env, 'PARLEY_KEY_PACKAGE_MAX_LIFETIME_SECONDS', 90 * DAY, MINUTE, 5 * 365 * DAY),
+    keyPackageMaxLifetimeSeconds: integer(
+      env,
+      'PARLEY_KEY_PACKAGE_MAX_LIFETIME_SECONDS',
+      90 * DAY,
+      MINUTE,
+      5 * 365 * DAY,
+    ),
     clockSkewSeconds: integer(env, 'PARLEY_CLOCK_SKEW_SECONDS', 5 * MINUTE, 0, DAY),
     keyPackageLowWater: integer(env, 'PARLEY_KEY_PACKAGE_LOW_WATER', 10, 0, 10_000),
     limits: {
       bodyBytes: integer(env, 'PARLEY_LIMIT_BODY_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
       keyPackagesPerUpload: integer(env, 'PARLEY_LIMIT_KEY_PACKAGES_PER_UPLOAD', 100, 1, 10_000),
       keyPackageBytes: integer(env, 'PARLEY_LIMIT_KEY_PACKAGE_BYTES', 16 * 1024, 256, 1024 * 1024),
-      keyPackagesPerDevice: integer(env, 'PARLEY_LIMIT_KEY_PACKAGES_PER_DEVICE', 1000, 1, 1_000_000),
+      keyPackagesPerDevice: integer(
+        env,
+        'PARLEY_LIMIT_KEY_PACKAGES_PER_DEVICE',
+        1000,
+        1,
+        1_000_000,
+      ),
       devicesPerUser: integer(env, 'PARLEY_LIMIT_DEVICES_PER_USER', 16, 1, 10_000),
       usersPerClaim: integer(env, 'PARLEY_LIMIT_USERS_PER_CLAIM', 100, 1, 10_000),
       claimsPerMinute: integer(env, 'PARLEY_LIMIT_CLAIMS_PER_MINUTE', 600, 1, 1_000_000),
-      claimsPerTargetPerMinute: integer(env, 'PARLEY_LIMIT_CLAIMS_PER_TARGET_PER_MINUTE', 60, 1, 1_000_000),
+      claimsPerTargetPerMinute: integer(
+        env,
+        'PARLEY_LIMIT_CLAIMS_PER_TARGET_PER_MINUTE',
+        60,
+        1,
+        1_000_000,
+      ),
     },
   };
 }

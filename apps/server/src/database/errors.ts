@@ -1,13 +1,13 @@
-import type { QueryFailedError } from 'typeorm';
-
-function sqlState(error: QueryFailedError): unknown {
-  const driverError: unknown = error.driverError;
-  return typeof driverError === 'object' && driverError !== null && 'code' in driverError
-    ? driverError.code
-    : undefined;
-}
+import { QueryFailedError } from 'typeorm';
 
 /** A unique constraint rejected the write (SQLSTATE 23505), on PostgreSQL and PGlite alike. */
-export function isUniqueViolation(error: QueryFailedError): boolean {
-  return sqlState(error) === '23505';
+export function isUniqueViolation(error: unknown): boolean {
+  if (!(error instanceof QueryFailedError)) return false;
+  const driverError: unknown = error.driverError;
+  return (
+    typeof driverError === 'object' &&
+    driverError !== null &&
+    'code' in driverError &&
+    driverError.code === '23505'
+  );
 }

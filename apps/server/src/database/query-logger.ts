@@ -14,7 +14,9 @@ export class QueryLogger implements TypeOrmLogger {
 
   logQueryError(error: string | Error, query: string): void {
     const code =
-      typeof error === 'object' && 'code' in error && typeof error.code === 'string' ? ` [${error.code}]` : '';
+      typeof error === 'object' && 'code' in error && typeof error.code === 'string'
+        ? ` [${error.code}]`
+        : '';
     this.logger.warn(`${typeof error === 'string' ? error : error.message}${code} in: ${query}`);
   }
 

@@ -3,12 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
-import {
-  DomainError,
-  forbidden,
-  limitExceeded,
-  notFound,
-} from '../common/domain.errors.js';
+import { DomainError, forbidden, limitExceeded, notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import type { RegisterDeviceInput } from './device.input.js';
@@ -34,8 +29,14 @@ export class DevicesService {
   /** Registers a new device of the user, within the per-user device limit. */
   async register(userId: string, input: RegisterDeviceInput): Promise<DeviceModel> {
     const signatureKey = input.signatureKey ?? null;
-    if (signatureKey !== null && (signatureKey.length === 0 || signatureKey.length > MAX_SIGNATURE_KEY_BYTES)) {
-      throw new DomainError('BAD_USER_INPUT', `signatureKey must be 1–${MAX_SIGNATURE_KEY_BYTES} bytes`);
+    if (
+      signatureKey !== null &&
+      (signatureKey.length === 0 || signatureKey.length > MAX_SIGNATURE_KEY_BYTES)
+    ) {
+      throw new DomainError(
+        'BAD_USER_INPUT',
+        `signatureKey must be 1–${MAX_SIGNATURE_KEY_BYTES} bytes`,
+      );
     }
     const device = await this.dataSource.transaction(async (manager) => {
       // The user row lock serialises registrations, so the device limit holds under concurrency.

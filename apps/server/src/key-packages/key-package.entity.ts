@@ -24,7 +24,7 @@ export class KeyPackageEntity {
   deviceId!: string;
 
   @ManyToOne(() => DeviceEntity, { onDelete: 'CASCADE' })
-  @JoinColumn({ name: 'device_id' })
+  @JoinColumn({ name: 'device_id', foreignKeyConstraintName: 'key_packages_device_id_fkey' })
   device?: DeviceEntity;
 
   /** KeyPackageRef (RFC 9420 §5.2): how Welcomes name the key package. */
@@ -52,7 +52,10 @@ export class KeyPackageEntity {
   claimedAt!: Date | null;
 
   @ManyToOne(() => DeviceEntity, { onDelete: 'SET NULL', nullable: true })
-  @JoinColumn({ name: 'claimed_by_device_id' })
+  @JoinColumn({
+    name: 'claimed_by_device_id',
+    foreignKeyConstraintName: 'key_packages_claimed_by_device_id_fkey',
+  })
   claimedByDevice?: DeviceEntity | null;
 
   @Column('text', { name: 'claimed_by_device_id', nullable: true })

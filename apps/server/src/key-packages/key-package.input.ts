@@ -15,7 +15,8 @@ export class UploadKeyPackagesInput {
 
   @Field(() => BytesScalar, {
     nullable: true,
-    description: 'Replaces the device\'s last-resort key package, handed out only when no other is left',
+    description:
+      "Replaces the device's last-resort key package, handed out only when no other is left",
   })
   @IsOptional()
   lastResort?: Buffer;

@@ -11,17 +11,24 @@ export class KeyPackagesResolver {
   constructor(private readonly keyPackages: KeyPackagesService) {}
 
   @Mutation(() => KeyPackageCountModel, {
-    description: "Validates and stores key packages for one of the caller's devices (all or nothing)",
+    description:
+      "Validates and stores key packages for one of the caller's devices (all or nothing)",
   })
   uploadKeyPackages(
     @CurrentPrincipal() principal: Principal,
     @Args('input') input: UploadKeyPackagesInput,
   ): Promise<KeyPackageCountModel> {
-    return this.keyPackages.upload(principal.userId, input.deviceId, input.keyPackages, input.lastResort);
+    return this.keyPackages.upload(
+      principal.userId,
+      input.deviceId,
+      input.keyPackages,
+      input.lastResort,
+    );
   }
 
   @Mutation(() => KeyPackageClaimModel, {
-    description: 'Consumes one key package of every device of the named users, to add them to a group',
+    description:
+      'Consumes one key package of every device of the named users, to add them to a group',
   })
   claimKeyPackages(
     @CurrentPrincipal() principal: Principal,
@@ -30,7 +37,9 @@ export class KeyPackagesResolver {
     return this.keyPackages.claim(principal.userId, input.deviceId, input.userIds);
   }
 
-  @Query(() => KeyPackageCountModel, { description: "Key packages left on one of the caller's devices" })
+  @Query(() => KeyPackageCountModel, {
+    description: "Key packages left on one of the caller's devices",
+  })
   keyPackageCount(
     @CurrentPrincipal() principal: Principal,
     @Args('deviceId', { type: () => ID }) deviceId: string,

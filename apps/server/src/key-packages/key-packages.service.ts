@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { MlsError, validateKeyPackage, type ValidatedKeyPackage } from '@parley/mls';
-import { DataSource, type EntityManager, In, QueryFailedError } from 'typeorm';
+import { DataSource, type EntityManager, In } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
@@ -89,14 +89,21 @@ export class KeyPackagesService {
       const fresh = candidates.filter((candidate) => candidate.slot !== 'lastResort');
       const available = await this.countAvailable(manager, device.id);
       if (available + fresh.length > this.config.limits.keyPackagesPerDevice) {
-        throw limitExceeded('Stored key packages per device', this.config.limits.keyPackagesPerDevice);
+        throw limitExceeded(
+          'Stored key packages per device',
+          this.config.limits.keyPackagesPerDevice,
+        );
       }
       if (device.signatureKey === null) {
         // Bind the key on first upload; checkOwnership made sure the batch agrees on one key.
         const first = candidates[0];
         if (first !== undefined) {
           device.signatureKey = Buffer.from(first.validated.signatureKey);
-          await manager.update(DeviceEntity, { id: device.id }, { signatureKey: device.signatureKey });
+          await manager.update(
+            DeviceEntity,
+            { id: device.id },
+            { signatureKey: device.signatureKey },
+          );
         }
       }
       const lastResortCandidate = candidates.find((candidate) => candidate.slot === 'lastResort');
@@ -120,8 +127,10 @@ export class KeyPackagesService {
         if (rows.length > 0) await manager.insert(KeyPackageEntity, rows);
       } catch (error) {
         // A concurrent upload of the same key package won the race past checkDuplicates.
-        if (error instanceof QueryFailedError && isUniqueViolation(error)) {
-          throw new DomainError('INVALID_KEY_PACKAGE', 'A key package was uploaded before', { reason: 'DUPLICATE' });
+        if (isUniqueViolation(error)) {
+          throw new DomainError('INVALID_KEY_PACKAGE', 'A key package was uploaded before', {
+            reason: 'DUPLICATE',
+          });
         }
         throw error;
       }
@@ -143,7 +152,11 @@ export class KeyPackagesService {
    * concurrent claims on any number of instances take different rows). A device with none left
    * gets its last-resort key package, which stays; devices with nothing are reported.
    */
-  async claim(userId: string, claimerDeviceId: string, userIds: readonly string[]): Promise<KeyPackageClaimModel> {
+  async claim(
+    userId: string,
+    claimerDeviceId: string,
+    userIds: readonly string[],
+  ): Promise<KeyPackageClaimModel> {
     const targets = [...new Set(userIds.map((id) => id.toLowerCase()))];
     const { limits } = this.config;
     if (targets.length > limits.usersPerClaim) {
@@ -161,7 +174,10 @@ export class KeyPackagesService {
         );
       }
 
-      const users = await manager.find(UserEntity, { select: { id: true }, where: { id: In(targets) } });
+      const users = await manager.find(UserEntity, {
+        select: { id: true },
+        where: { id: In(targets) },
+      });
       const known = new Set(users.map((user) => user.id));
       const unknown = targets.find((target) => !known.has(target));
       if (unknown !== undefined) throw notFound(`User ${unknown}`);
@@ -184,10 +200,20 @@ export class KeyPackagesService {
       const keyPackages: ClaimedKeyPackageModel[] = [];
       const exhaustedDevices: DeviceRefModel[] = [];
       for (const device of devices) {
-        const ref = { userId: device.userId, deviceId: device.id, identity: this.devices.identityOf(device) };
+        const ref = {
+          userId: device.userId,
+          deviceId: device.id,
+          identity: this.devices.identityOf(device),
+        };
         const row = claimedByDevice.get(device.id) ?? lastResorts.get(device.id);
         if (row === undefined) exhaustedDevices.push(ref);
-        else keyPackages.push({ ...ref, keyPackage: row.data, ref: row.ref, lastResort: !claimedByDevice.has(device.id) });
+        else
+          keyPackages.push({
+            ...ref,
+            keyPackage: row.data,
+            ref: row.ref,
+            lastResort: !claimedByDevice.has(device.id),
+          });
       }
       const withDevices = new Set(devices.map((device) => device.userId));
       return {
@@ -225,7 +251,10 @@ export class KeyPackagesService {
     );
   }
 
-  private async lastResorts(manager: EntityManager, deviceIds: string[]): Promise<Map<string, ClaimedRow>> {
+  private async lastResorts(
+    manager: EntityManager,
+    deviceIds: string[],
+  ): Promise<Map<string, ClaimedRow>> {
     if (deviceIds.length === 0) return new Map();
     const rows: ClaimedRow[] = await manager.query(
       `SELECT "device_id", "data", "ref" FROM "key_packages"
@@ -235,7 +264,9 @@ export class KeyPackagesService {
     return new Map(rows.map((row) => [row.device_id, row]));
   }
 
-  private async validateAll(entries: { slot: KeyPackageSlot; bytes: Buffer }[]): Promise<Candidate[]> {
+  private async validateAll(
+    entries: { slot: KeyPackageSlot; bytes: Buffer }[],
+  ): Promise<Candidate[]> {
     const policy = {
       supportedCiphersuites: this.config.supportedCiphersuites,
       maxLifetimeSeconds: this.config.keyPackageMaxLifetimeSeconds,
@@ -260,10 +291,18 @@ export class KeyPackagesService {
     const boundKey = device.signatureKey ?? candidates[0]?.validated.signatureKey;
     for (const { slot, validated } of candidates) {
       if (!identity.equals(validated.identity)) {
-        throw invalidKeyPackage(slot, 'WRONG_IDENTITY', `credential identity is not ${identity.toString()}`);
+        throw invalidKeyPackage(
+          slot,
+          'WRONG_IDENTITY',
+          `credential identity is not ${identity.toString()}`,
+        );
       }
       if (boundKey === undefined || !Buffer.from(boundKey).equals(validated.signatureKey)) {
-        throw invalidKeyPackage(slot, 'WRONG_SIGNATURE_KEY', "signature key is not this device's key");
+        throw invalidKeyPackage(
+          slot,
+          'WRONG_SIGNATURE_KEY',
+          "signature key is not this device's key",
+        );
       }
     }
   }
@@ -277,19 +316,29 @@ export class KeyPackagesService {
     }
     const refs = candidates.map((candidate) => Buffer.from(candidate.validated.ref));
     if (refs.length === 0) return;
-    const existing = await manager.find(KeyPackageEntity, { select: { ref: true }, where: { ref: In(refs) } });
+    const existing = await manager.find(KeyPackageEntity, {
+      select: { ref: true },
+      where: { ref: In(refs) },
+    });
     const stored = new Set(existing.map((row) => row.ref.toString('hex')));
-    const duplicate = candidates.find((candidate) => stored.has(Buffer.from(candidate.validated.ref).toString('hex')));
+    const duplicate = candidates.find((candidate) =>
+      stored.has(Buffer.from(candidate.validated.ref).toString('hex')),
+    );
     if (duplicate !== undefined) {
       throw invalidKeyPackage(duplicate.slot, 'DUPLICATE', 'was uploaded before');
     }
   }
 
-  private async countFor(manager: EntityManager, device: DeviceEntity): Promise<KeyPackageCountModel> {
+  private async countFor(
+    manager: EntityManager,
+    device: DeviceEntity,
+  ): Promise<KeyPackageCountModel> {
     const available = await this.countAvailable(manager, device.id);
     const lastResort = await manager
       .createQueryBuilder(KeyPackageEntity, 'kp')
-      .where('kp.deviceId = :deviceId AND kp.lastResort AND kp.notAfter > now()', { deviceId: device.id })
+      .where('kp.deviceId = :deviceId AND kp.lastResort AND kp.notAfter > now()', {
+        deviceId: device.id,
+      })
       .getExists();
     return {
       available,

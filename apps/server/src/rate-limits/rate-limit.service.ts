@@ -17,7 +17,12 @@ export class RateLimitService {
    * Counts one hit against `key` inside the caller's transaction and throws RATE_LIMITED when
    * the window is full. The throw rolls the transaction back, so a rejected call costs nothing.
    */
-  async hit(manager: EntityManager, key: string, limit: number, windowSeconds: number): Promise<void> {
+  async hit(
+    manager: EntityManager,
+    key: string,
+    limit: number,
+    windowSeconds: number,
+  ): Promise<void> {
     const rows: WindowRow[] = await manager.query(
       `INSERT INTO "rate_limit_windows" ("key", "window_start", "hits") VALUES ($1, now(), 1)
        ON CONFLICT ("key") DO UPDATE SET

@@ -1,0 +1,192 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+const SECRET_32 = 'x'.repeat(32);
+const APP_JWT = {
+  PARLEY_JWT_ISSUER: 'https://idp.example',
+  PARLEY_JWT_AUDIENCE: 'parley',
+};
+
+/** The ConfigError that loading this environment throws (fails the test if none is thrown). */
+function configErrorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be rejected`);
+}
+
+describe('loadConfig', () => {
+  it('has safe defaults for an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toEqual({
+      port: 4000,
+      host: '127.0.0.1',
+      domain: 'localhost',
+      development: false,
+      database: { kind: 'pglite', dataDir: resolve('./data') },
+      runMigrations: true,
+      tokenSecret: null,
+      tokenTtlSeconds: 30 * 24 * 60 * 60,
+      externalJwt: null,
+      supportedCiphersuites: [1, 2, 3],
+      keyPackageMaxLifetimeSeconds: 90 * 24 * 60 * 60,
+      clockSkewSeconds: 5 * 60,
+      keyPackageLowWater: 10,
+      limits: {
+        bodyBytes: 4 * 1024 * 1024,
+        keyPackagesPerUpload: 100,
+        keyPackageBytes: 16 * 1024,
+        keyPackagesPerDevice: 1000,
+        devicesPerUser: 16,
+        usersPerClaim: 100,
+        claimsPerMinute: 600,
+        claimsPerTargetPerMinute: 60,
+      },
+    });
+    expect(config.database).toMatchObject({ dataDir: expect.stringMatching(/^\//) as unknown });
+  });
+
+  it('treats blank values as unset', () => {
+    expect(loadConfig({ PORT: '  ', PARLEY_TOKEN_SECRET: '', PARLEY_DOMAIN: ' ' })).toMatchObject({
+      port: 4000,
+      tokenSecret: null,
+      domain: 'localhost',
+    });
+  });
+
+  it('resolves PARLEY_DATA_DIR to an absolute path, and keeps ":memory:" in memory', () => {
+    expect(loadConfig({ PARLEY_DATA_DIR: 'var/parley' }).database).toEqual({
+      kind: 'pglite',
+      dataDir: resolve('var/parley'),
+    });
+    expect(loadConfig({ PARLEY_DATA_DIR: ':memory:' }).database).toEqual({
+      kind: 'pglite',
+      dataDir: null,
+    });
+  });
+
+  it.each(['postgres://parley@db:5432/parley', 'postgresql://parley:pw@localhost/parley'])(
+    'uses PostgreSQL when DATABASE_URL is %s, whatever PARLEY_DATA_DIR says',
+    (url) => {
+      expect(loadConfig({ DATABASE_URL: url, PARLEY_DATA_DIR: './data' }).database).toEqual({
+        kind: 'postgres',
+        url,
+      });
+    },
+  );
+
+  it('reads every setting it is given', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '0.0.0.0',
+      PARLEY_DOMAIN: 'Chat.Example.COM',
+      NODE_ENV: 'development',
+      PARLEY_MIGRATIONS_RUN: 'off',
+      PARLEY_TOKEN_SECRET: SECRET_32,
+      PARLEY_TOKEN_TTL_SECONDS: '3600',
+      PARLEY_CIPHERSUITES: ' 3, 1 ,3',
+      PARLEY_LIMIT_DEVICES_PER_USER: '4',
+    });
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      domain: 'chat.example.com',
+      development: true,
+      runMigrations: false,
+      tokenSecret: SECRET_32,
+      tokenTtlSeconds: 3600,
+      supportedCiphersuites: [3, 1],
+      limits: { devicesPerUser: 4 },
+    });
+  });
+
+  it.each(['localhost', 'parley.test', 'chat-1.example.com', `${'a'.repeat(63)}.example`, 'xn--bcher-kva.example'])(
+    'accepts the DNS name %s as PARLEY_DOMAIN',
+    (domain) => {
+      expect(loadConfig({ PARLEY_DOMAIN: domain }).domain).toBe(domain);
+    },
+  );
+
+  it.each([
+    ['1', true],
+    ['TRUE', true],
+    ['yes', true],
+    ['on', true],
+    ['0', false],
+    ['False', false],
+    ['no', false],
+    ['off', false],
+  ])('reads PARLEY_MIGRATIONS_RUN=%s as %s', (raw, expected) => {
+    expect(loadConfig({ PARLEY_MIGRATIONS_RUN: raw }).runMigrations).toBe(expected);
+  });
+
+  it('reads app-JWT settings with an HS256 secret or a JWKS URL', () => {
+    expect(loadConfig({ ...APP_JWT, PARLEY_JWT_SECRET: SECRET_32 }).externalJwt).toEqual({
+      issuer: 'https://idp.example',
+      audience: 'parley',
+      hs256Secret: SECRET_32,
+      jwksUrl: null,
+    });
+    const jwksUrl = 'https://idp.example/.well-known/jwks.json';
+    expect(loadConfig({ ...APP_JWT, PARLEY_JWT_JWKS_URL: jwksUrl }).externalJwt).toEqual({
+      issuer: 'https://idp.example',
+      audience: 'parley',
+      hs256Secret: null,
+      jwksUrl,
+    });
+  });
+
+  it.each([
+    ['PORT', { PORT: 'http' }],
+    ['PORT', { PORT: '80.5' }],
+    ['PORT', { PORT: '-1' }],
+    ['PORT', { PORT: '65536' }],
+    ['DATABASE_URL', { DATABASE_URL: 'mysql://db/parley' }],
+    ['DATABASE_URL', { DATABASE_URL: 'not a url' }],
+    ['PARLEY_TOKEN_SECRET', { PARLEY_TOKEN_SECRET: 'x'.repeat(31) }],
+    ['PARLEY_TOKEN_TTL_SECONDS', { PARLEY_TOKEN_TTL_SECONDS: '59' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley.test:4000' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'user@parley.test' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley test' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: '-parley.test' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley..test' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley.-test' }],
+    ['PARLEY_DOMAIN', { PARLEY_DOMAIN: `${'a'.repeat(64)}.test` }],
+    ['PARLEY_MIGRATIONS_RUN', { PARLEY_MIGRATIONS_RUN: 'maybe' }],
+    ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519' }],
+    ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: '1,,2' }],
+    ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: '65536' }],
+    ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: '-1' }],
+    ['PARLEY_LIMIT_BODY_BYTES', { PARLEY_LIMIT_BODY_BYTES: '1023' }],
+    ['PARLEY_JWT_AUDIENCE', { PARLEY_JWT_ISSUER: 'https://idp.example', PARLEY_JWT_SECRET: SECRET_32 }],
+    ['PARLEY_JWT_ISSUER', { PARLEY_JWT_AUDIENCE: 'parley', PARLEY_JWT_SECRET: SECRET_32 }],
+    ['PARLEY_JWT_ISSUER', { PARLEY_JWT_SECRET: SECRET_32 }],
+    [
+      'PARLEY_JWT_JWKS_URL',
+      {
+        ...APP_JWT,
+        PARLEY_JWT_SECRET: SECRET_32,
+        PARLEY_JWT_JWKS_URL: 'https://idp.example/jwks.json',
+      },
+    ],
+    ['PARLEY_JWT_JWKS_URL', APP_JWT],
+    ['PARLEY_JWT_SECRET', { ...APP_JWT, PARLEY_JWT_SECRET: 'x'.repeat(31) }],
+    ['PARLEY_JWT_JWKS_URL', { ...APP_JWT, PARLEY_JWT_JWKS_URL: 'ftp://idp.example/jwks.json' }],
+  ])('rejects a bad %s: %j', (variable, env) => {
+    const error = configErrorOf(env);
+    expect(error.message).toContain(variable);
+    expect(error.message).toMatch(/^Invalid configuration: /);
+  });
+
+  it('says which variable is bad in ConfigError.variable and never echoes secrets', () => {
+    const short = 'short-secret-value';
+    const error = configErrorOf({ PARLEY_TOKEN_SECRET: short });
+    expect(error.variable).toBe('PARLEY_TOKEN_SECRET');
+    expect(error.message).not.toContain(short);
+    expect(configErrorOf({ ...APP_JWT, PARLEY_JWT_SECRET: short }).message).not.toContain(short);
+  });
+});
