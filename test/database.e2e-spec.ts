@@ -34,23 +34,30 @@ describeE2E('database and migrations', () => {
     expect((await dataSource.driver.createSchemaBuilder().log()).upQueries).toEqual([]);
   });
 
-  it.runIf(testDatabase === 'pglite')('keeps data in the embedded database across restarts', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'parley-data-'));
-    try {
-      const config = { database: { kind: 'pglite' as const, dataDir: dir } };
-      const first = await startTestApp(config);
-      const alice = await signUpWithDevice(first, 'persistent');
-      await first.close();
-
-      const second = await startTestApp({ ...config, tokenSecret: first.config.tokenSecret });
+  it.runIf(testDatabase === 'pglite')(
+    'keeps data in the embedded database across restarts',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'parley-data-'));
       try {
-        const devices = await second.gql<{ devices: { id: string }[] }>(`{ devices { id } }`, {}, alice.token);
-        expect(dataOf(devices).devices.map((device) => device.id)).toEqual([alice.deviceId]);
+        const config = { database: { kind: 'pglite' as const, dataDir: dir } };
+        const first = await startTestApp(config);
+        const alice = await signUpWithDevice(first, 'persistent');
+        await first.close();
+
+        const second = await startTestApp({ ...config, tokenSecret: first.config.tokenSecret });
+        try {
+          const devices = await second.gql<{ devices: { id: string }[] }>(
+            `{ devices { id } }`,
+            {},
+            alice.token,
+          );
+          expect(dataOf(devices).devices.map((device) => device.id)).toEqual([alice.deviceId]);
+        } finally {
+          await second.close();
+        }
       } finally {
-        await second.close();
+        await rm(dir, { recursive: true, force: true });
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 });

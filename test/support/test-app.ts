@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { LoggerService } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import pg from 'pg';
 import { describe } from 'vitest';
@@ -72,7 +73,10 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 }
 
 /** Boots the real AppModule on a fresh database (PGlite in memory, or a new PostgreSQL database). */
-export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function startTestApp(
+  overrides: Partial<Config> = {},
+  options: { logger?: LoggerService } = {},
+): Promise<TestApp> {
   let drop = async () => {};
   let config = testConfig(overrides);
   if (
@@ -84,7 +88,7 @@ export async function startTestApp(overrides: Partial<Config> = {}): Promise<Tes
     drop = database.drop;
     config = { ...config, database: { kind: 'postgres', url: database.url } };
   }
-  const app = await createApp(config, { logger: false });
+  const app = await createApp(config, { logger: options.logger ?? false });
   await app.listen(0, '127.0.0.1');
   const url = `${await app.getUrl()}/graphql`.replace('[::1]', '127.0.0.1');
   return {

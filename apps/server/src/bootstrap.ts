@@ -1,3 +1,4 @@
+import type { LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module.js';
@@ -7,11 +8,11 @@ import type { Config } from './config/config.js';
 /** Builds the Parley application (not yet listening) from a validated configuration. */
 export async function createApp(
   config: Config,
-  options: { logger?: false } = {},
+  options: { logger?: false | LoggerService } = {},
 ): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({ bodyLimit: config.limits.bodyBytes });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
-    ...(options.logger === false ? { logger: false } : {}),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
     bufferLogs: false,
   });
   app.useGlobalFilters(new HttpErrorFilter(config.limits.bodyBytes));

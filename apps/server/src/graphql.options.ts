@@ -10,6 +10,9 @@ export function graphqlOptions(config: Pick<Config, 'development'>): ApolloDrive
     sortSchema: true,
     path: '/graphql',
     introspection: true,
+    // Nest's GraphiQL page loads its scripts from a public CDN; Parley serves nothing that
+    // fetches from elsewhere. Use any GraphQL client against /graphql.
+    graphiql: false,
     includeStacktraceInErrorResponses: config.development,
     formatError: (formatted, error) => formatGraphqlError(formatted, error, config.development),
   };

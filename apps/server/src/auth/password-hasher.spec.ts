@@ -41,7 +41,9 @@ describe('password hasher', () => {
 
   it('rejects a hash whose salt or key was changed', async () => {
     const parts = (await hashPassword(PASSWORD)).split('$');
-    const otherSalt = [...parts.slice(0, 4), Buffer.alloc(16).toString('base64'), parts[5]].join('$');
+    const otherSalt = [...parts.slice(0, 4), Buffer.alloc(16).toString('base64'), parts[5]].join(
+      '$',
+    );
     const otherKey = [...parts.slice(0, 5), Buffer.alloc(32).toString('base64')].join('$');
     expect(await verifyPassword(PASSWORD, otherSalt)).toBe(false);
     expect(await verifyPassword(PASSWORD, otherKey)).toBe(false);
