@@ -26,7 +26,11 @@ export default defineConfig({
       {
         plugins,
         resolve,
-        test: { name: 'unit', include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/support/**/*.spec.ts'], testTimeout: 30_000 },
+        test: {
+          name: 'unit',
+          include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/support/**/*.spec.ts'],
+          testTimeout: 30_000,
+        },
       },
       {
         plugins,

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { isSupportedCiphersuite, SUPPORTED_CIPHERSUITES } from '@parley/mls';
 
 /** Where Parley keeps its data: embedded PGlite in a directory, or a PostgreSQL server. */
 export type DatabaseConfig =
@@ -128,10 +129,10 @@ function externalJwt(env: Env): ExternalJwtConfig | null {
 function ciphersuites(env: Env): number[] {
   const raw = text(env, 'PARLEY_CIPHERSUITES') ?? '1,2,3';
   const suites = raw.split(',').map((part) => part.trim());
-  if (!suites.every((suite) => /^\d+$/.test(suite) && Number(suite) <= 0xffff)) {
+  if (!suites.every((suite) => /^\d+$/.test(suite) && isSupportedCiphersuite(Number(suite)))) {
     throw new ConfigError(
       'PARLEY_CIPHERSUITES',
-      `must be a comma-separated list of ids, got "${raw}"`,
+      `must be a comma-separated list of MLS ciphersuite ids among ${SUPPORTED_CIPHERSUITES.join(', ')}, got "${raw}"`,
     );
   }
   return [...new Set(suites.map(Number))];
