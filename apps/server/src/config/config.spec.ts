@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       development: false,
       database: { kind: 'pglite', dataDir: resolve('./data') },
       runMigrations: true,
+      redisUrl: null,
       tokenSecret: null,
       tokenTtlSeconds: 30 * 24 * 60 * 60,
       externalJwt: null,

@@ -35,6 +35,8 @@ export interface Config {
   development: boolean;
   database: DatabaseConfig;
   runMigrations: boolean;
+  /** Redis for pub/sub between instances; null: in-process pub/sub (one instance). */
+  redisUrl: string | null;
   /** Null: a secret generated once and kept in the database (see TokenSecretService). */
   tokenSecret: string | null;
   tokenTtlSeconds: number;
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env): Config {
     development: text(env, 'NODE_ENV') === 'development',
     database: database(env),
     runMigrations: flag(env, 'PARLEY_MIGRATIONS_RUN', true),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? null,
     tokenSecret,
     tokenTtlSeconds: integer(env, 'PARLEY_TOKEN_TTL_SECONDS', 30 * DAY, MINUTE, 365 * DAY),
     externalJwt: externalJwt(env),
