@@ -1,4 +1,5 @@
 import { Foundation1795352400000 } from './1795352400000-Foundation.js';
+import { Conversations1795353900000 } from './1795353900000-Conversations.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
-export const migrations = [Foundation1795352400000];
+export const migrations = [Foundation1795352400000, Conversations1795353900000];

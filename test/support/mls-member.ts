@@ -380,6 +380,17 @@ export class MlsGroup {
     return leaves;
   }
 
+  /** The GroupInfo of the confirmed state (external_pub and ratchet tree), as MLSMessage bytes. */
+  async groupInfo(): Promise<Uint8Array> {
+    const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(this.state, [], this.cs);
+    return encodeMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo });
+  }
+
+  /** Commits no proposals, only a fresh path (a key update); the state moves only on confirm. */
+  async update(): Promise<CommitBundle> {
+    return this.commit([]);
+  }
+
   /** Commits Add proposals for key packages (MLSMessage bytes); the state moves only on confirm. */
   async addMembers(keyPackageMessages: Uint8Array[]): Promise<CommitBundle> {
     const proposals: Proposal[] = keyPackageMessages.map((bytes) => ({

@@ -10,10 +10,21 @@ import { DatabaseModule } from './database/database.module.js';
 import { DevicesModule } from './devices/devices.module.js';
 import { graphqlOptions } from './graphql.options.js';
 import { HealthModule } from './health/health.module.js';
+import { ConversationsModule } from './conversations/conversations.module.js';
+import { EventsModule } from './events/events.module.js';
 import { KeyPackagesModule } from './key-packages/key-packages.module.js';
+import { LiveModule } from './live/live.module.js';
+import { MessagesModule } from './messages/messages.module.js';
 
-/** The domain modules, without infrastructure: enough to print the schema. */
-export const domainModules = [AccountsModule, DevicesModule, KeyPackagesModule];
+/** The domain modules; the infrastructure (config, database, pub/sub, auth) comes with AppModule. */
+export const domainModules = [
+  AccountsModule,
+  DevicesModule,
+  KeyPackagesModule,
+  ConversationsModule,
+  MessagesModule,
+  LiveModule,
+];
 
 /** Parley's delivery service, configured once at boot. */
 @Module({})
@@ -25,6 +36,7 @@ export class AppModule {
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(config),
         GraphQLModule.forRoot(graphqlOptions(config)),
+        EventsModule,
         AuthModule,
         HealthModule,
         ...domainModules,

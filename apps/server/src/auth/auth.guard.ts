@@ -10,7 +10,7 @@ const PRINCIPAL = Symbol('principal');
 
 /** The GraphQL context as Parley builds it: the HTTP request, or graphql-ws connection params. */
 export interface GraphqlContext {
-  req?: { headers: Record<string, string | string[] | undefined> };
+  req?: { headers?: Record<string, string | string[] | undefined> };
   connectionParams?: Record<string, unknown>;
   [PRINCIPAL]?: Principal;
 }
@@ -21,7 +21,7 @@ export function principalOf(context: GraphqlContext): Principal | undefined {
 }
 
 function bearerToken(context: GraphqlContext): string | undefined {
-  const header = context.req?.headers.authorization ?? context.connectionParams?.authorization;
+  const header = context.connectionParams?.authorization ?? context.req?.headers?.authorization;
   if (typeof header !== 'string') return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
   return match?.[1];

@@ -7,7 +7,15 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'LIMIT_EXCEEDED'
   | 'RATE_LIMITED'
-  | 'INVALID_KEY_PACKAGE';
+  | 'INVALID_KEY_PACKAGE'
+  | 'NOT_A_MEMBER'
+  | 'STALE_EPOCH'
+  | 'FUTURE_EPOCH'
+  | 'INVALID_COMMIT'
+  | 'INVALID_GROUP_INFO'
+  | 'INVALID_WELCOME'
+  | 'INVALID_MESSAGE'
+  | 'EXTERNAL_COMMIT_UNSUPPORTED';
 
 /** A failure the client caused or can act on; anything else is an internal error. */
 export class DomainError extends Error {

@@ -21,6 +21,10 @@ export interface LimitsConfig {
   keyPackageBytes: number;
   keyPackagesPerDevice: number;
   devicesPerUser: number;
+  messageBytes: number;
+  commitBundleBytes: number;
+  membersPerConversation: number;
+  pageSize: number;
   usersPerClaim: number;
   claimsPerMinute: number;
   claimsPerTargetPerMinute: number;
@@ -45,6 +49,10 @@ export interface Config {
   keyPackageMaxLifetimeSeconds: number;
   clockSkewSeconds: number;
   keyPackageLowWater: number;
+  /** Application messages may be up to this many epochs behind the conversation's epoch. */
+  messageEpochWindow: number;
+  /** Log entries older than this are deleted; devices further behind get a gap marker. 0: keep. */
+  logRetentionSeconds: number;
   limits: LimitsConfig;
 }
 
@@ -176,6 +184,8 @@ export function loadConfig(env: Env = process.env): Config {
     ),
     clockSkewSeconds: integer(env, 'PARLEY_CLOCK_SKEW_SECONDS', 5 * MINUTE, 0, DAY),
     keyPackageLowWater: integer(env, 'PARLEY_KEY_PACKAGE_LOW_WATER', 10, 0, 10_000),
+    messageEpochWindow: integer(env, 'PARLEY_MESSAGE_EPOCH_WINDOW', 2, 0, 100),
+    logRetentionSeconds: integer(env, 'PARLEY_LOG_RETENTION_SECONDS', 90 * DAY, 0, 10 * 365 * DAY),
     limits: {
       bodyBytes: integer(env, 'PARLEY_LIMIT_BODY_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
       keyPackagesPerUpload: integer(env, 'PARLEY_LIMIT_KEY_PACKAGES_PER_UPLOAD', 100, 1, 10_000),
@@ -188,6 +198,22 @@ export function loadConfig(env: Env = process.env): Config {
         1_000_000,
       ),
       devicesPerUser: integer(env, 'PARLEY_LIMIT_DEVICES_PER_USER', 16, 1, 10_000),
+      messageBytes: integer(env, 'PARLEY_LIMIT_MESSAGE_BYTES', 256 * 1024, 256, 64 * 1024 * 1024),
+      commitBundleBytes: integer(
+        env,
+        'PARLEY_LIMIT_COMMIT_BUNDLE_BYTES',
+        4 * 1024 * 1024,
+        1024,
+        1024 * 1024 * 1024,
+      ),
+      membersPerConversation: integer(
+        env,
+        'PARLEY_LIMIT_MEMBERS_PER_CONVERSATION',
+        5000,
+        2,
+        100_000,
+      ),
+      pageSize: integer(env, 'PARLEY_LIMIT_PAGE_SIZE', 500, 1, 10_000),
       usersPerClaim: integer(env, 'PARLEY_LIMIT_USERS_PER_CLAIM', 100, 1, 10_000),
       claimsPerMinute: integer(env, 'PARLEY_LIMIT_CLAIMS_PER_MINUTE', 600, 1, 1_000_000),
       claimsPerTargetPerMinute: integer(

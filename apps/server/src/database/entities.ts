@@ -1,7 +1,11 @@
 import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
+import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { ConversationEntity } from '../conversations/conversation.entity.js';
+import { WelcomeEntity, WelcomeRecipientEntity } from '../conversations/welcome.entity.js';
 import { DeviceEntity } from '../devices/device.entity.js';
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
+import { LogEntryEntity } from '../messages/log-entry.entity.js';
 import { RateLimitWindowEntity } from '../rate-limits/rate-limit-window.entity.js';
 
 /** Every TypeORM entity; the migrations create exactly these tables (checked by a test). */
@@ -11,4 +15,9 @@ export const entities = [
   DeviceEntity,
   KeyPackageEntity,
   RateLimitWindowEntity,
+  ConversationEntity,
+  ConversationMemberEntity,
+  LogEntryEntity,
+  WelcomeEntity,
+  WelcomeRecipientEntity,
 ];

@@ -26,6 +26,14 @@ export class DevicesService {
     return `${device.userId}:${device.id}@${this.config.domain}`;
   }
 
+  /** The user and device an MLS identity names, if it is of this server's form and domain. */
+  parseIdentity(identity: Uint8Array): { userId: string; deviceId: string } | null {
+    const text = Buffer.from(identity).toString('utf8');
+    const match = /^([0-9a-f-]{36}):([0-9a-f]{16})@(.+)$/.exec(text);
+    if (match?.[3] !== this.config.domain) return null;
+    return { userId: match[1] ?? '', deviceId: match[2] ?? '' };
+  }
+
   /** Registers a new device of the user, within the per-user device limit. */
   async register(userId: string, input: RegisterDeviceInput): Promise<DeviceModel> {
     const signatureKey = input.signatureKey ?? null;

@@ -9,6 +9,8 @@ import type { Config } from '../config/config.js';
 import { isUniqueViolation } from '../database/errors.js';
 import { DeviceEntity } from '../devices/device.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
+import { EventBus } from '../events/event-bus.js';
+import { deviceChannel, type KeyPackagesLowLiveEvent } from '../live/live-event.js';
 import { RateLimitService } from '../rate-limits/rate-limit.service.js';
 import { KeyPackageEntity } from './key-package.entity.js';
 import type {
@@ -41,6 +43,7 @@ export class KeyPackagesService {
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly devices: DevicesService,
     private readonly rateLimits: RateLimitService,
+    private readonly events: EventBus,
   ) {}
 
   /**
@@ -162,7 +165,7 @@ export class KeyPackagesService {
     if (targets.length > limits.usersPerClaim) {
       throw limitExceeded('Users per claim', limits.usersPerClaim);
     }
-    return this.dataSource.transaction(async (manager) => {
+    const { claim, low } = await this.dataSource.transaction(async (manager) => {
       const claimer = await this.devices.owned(manager, userId, claimerDeviceId);
       await this.rateLimits.hit(manager, `claim:${userId}`, limits.claimsPerMinute, MINUTE);
       for (const target of targets) {
@@ -217,11 +220,41 @@ export class KeyPackagesService {
       }
       const withDevices = new Set(devices.map((device) => device.userId));
       return {
-        keyPackages,
-        exhaustedDevices,
-        usersWithoutDevices: targets.filter((target) => !withDevices.has(target)),
+        claim: {
+          keyPackages,
+          exhaustedDevices,
+          usersWithoutDevices: targets.filter((target) => !withDevices.has(target)),
+        },
+        low: await this.runningLow(manager, deviceIds),
       };
     });
+    // After commit: tell each device that fell below its low-water mark to upload more.
+    for (const event of low) await this.events.publish(deviceChannel(event.deviceId), event);
+    return claim;
+  }
+
+  private async runningLow(
+    manager: EntityManager,
+    deviceIds: string[],
+  ): Promise<KeyPackagesLowLiveEvent[]> {
+    if (deviceIds.length === 0) return [];
+    const rows: { id: string; low_water: number; available: string }[] = await manager.query(
+      `SELECT d."id", d."key_package_low_water" AS "low_water", count(k."id") AS "available"
+         FROM "devices" d
+         LEFT JOIN "key_packages" k ON k."device_id" = d."id" AND k."claimed_at" IS NULL
+              AND NOT k."last_resort" AND k."not_after" > now()
+        WHERE d."id" = ANY($1::text[])
+        GROUP BY d."id"`,
+      [deviceIds],
+    );
+    return rows
+      .filter((row) => Number(row.available) < row.low_water)
+      .map((row) => ({
+        type: 'key-packages-low' as const,
+        deviceId: row.id,
+        available: Number(row.available),
+        lowWater: row.low_water,
+      }));
   }
 
   private async consumeOnePerDevice(

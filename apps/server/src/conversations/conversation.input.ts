@@ -1,0 +1,51 @@
+import { Field, ID, InputType } from '@nestjs/graphql';
+import { IsEnum, IsOptional, IsString, IsUUID } from 'class-validator';
+import { BytesScalar } from '../common/scalars/bytes.scalar.js';
+import { ConversationKindValue } from './conversation.model.js';
+
+/** An MLS group the caller's device has just created (epoch 0, alone at leaf 0). */
+@InputType()
+export class CreateConversationInput {
+  @Field(() => ID)
+  @IsString()
+  deviceId!: string;
+
+  @Field(() => BytesScalar, { description: 'The MLS group id; unique' })
+  groupId!: Buffer;
+
+  @Field(() => ConversationKindValue, { defaultValue: ConversationKindValue.GROUP })
+  @IsEnum(ConversationKindValue)
+  kind!: ConversationKindValue;
+
+  @Field(() => BytesScalar, {
+    description: 'GroupInfo (MLSMessage) of epoch 0 with the ratchet_tree extension',
+  })
+  groupInfo!: Buffer;
+}
+
+/** A commit with everything that travels with it, accepted whole or not at all. */
+@InputType()
+export class SubmitCommitBundleInput {
+  @Field(() => ID)
+  @IsString()
+  deviceId!: string;
+
+  @Field(() => ID)
+  @IsUUID()
+  conversationId!: string;
+
+  @Field(() => BytesScalar, { description: 'MLSMessage carrying a PublicMessage commit' })
+  commit!: Buffer;
+
+  @Field(() => BytesScalar, {
+    description: 'GroupInfo (MLSMessage) of the new epoch, with the ratchet_tree extension',
+  })
+  groupInfo!: Buffer;
+
+  @Field(() => BytesScalar, {
+    nullable: true,
+    description: 'Welcome (MLSMessage) for the added members; required exactly when adding',
+  })
+  @IsOptional()
+  welcome?: Buffer;
+}

@@ -1,0 +1,102 @@
+import { Field, ID, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
+import { BytesScalar } from '../common/scalars/bytes.scalar.js';
+import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
+
+/** The kinds of conversation; direct (1:1) conversations come later. */
+export enum ConversationKindValue {
+  GROUP = 'GROUP',
+}
+registerEnumType(ConversationKindValue, { name: 'ConversationKind' });
+
+/** One seat of the roster: which device holds which leaf of the MLS tree. */
+@ObjectType('ConversationMember')
+export class ConversationMemberModel {
+  @Field(() => ID)
+  userId!: string;
+
+  @Field(() => ID)
+  deviceId!: string;
+
+  @Field()
+  identity!: string;
+
+  @Field(() => Int)
+  leafIndex!: number;
+}
+
+/** A conversation as one of its member devices sees it. */
+@ObjectType('Conversation')
+export class ConversationModel {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => BytesScalar, { description: 'The MLS group id' })
+  groupId!: Buffer;
+
+  @Field(() => ConversationKindValue)
+  kind!: ConversationKindValue;
+
+  @Field(() => Int)
+  ciphersuite!: number;
+
+  @Field(() => SafeIntScalar, { description: 'The epoch the next commit must be for' })
+  epoch!: string;
+
+  @Field(() => SafeIntScalar, { description: 'Sequence number of the newest log entry' })
+  lastSeq!: string;
+
+  @Field(() => SafeIntScalar, { description: "This device's cursor" })
+  ackedSeq!: string;
+
+  @Field(() => [ConversationMemberModel])
+  members!: ConversationMemberModel[];
+
+  @Field()
+  createdAt!: Date;
+}
+
+/** A Welcome waiting for one of the caller's devices. */
+@ObjectType('Welcome')
+export class WelcomeModel {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => SafeIntScalar, { description: 'The epoch the Welcome joins' })
+  epoch!: string;
+
+  @Field(() => SafeIntScalar, {
+    description: 'Log entry of the commit that added the device; read messages after it',
+  })
+  commitSeq!: string;
+
+  @Field(() => BytesScalar, { description: 'MLSMessage (wire format mls_welcome)' })
+  welcome!: Buffer;
+
+  @Field(() => BytesScalar, { description: 'The KeyPackageRef it was routed by' })
+  keyPackageRef!: Buffer;
+
+  @Field()
+  createdAt!: Date;
+}
+
+/** What an accepted commit bundle did. */
+@ObjectType('CommitResult')
+export class CommitResultModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => SafeIntScalar, { description: 'Log entry of the commit' })
+  seq!: string;
+
+  @Field(() => SafeIntScalar, { description: 'The new epoch' })
+  epoch!: string;
+
+  @Field(() => [ID], { description: 'Devices the commit added' })
+  addedDeviceIds!: string[];
+
+  @Field(() => [ID], { description: 'Devices the commit removed' })
+  removedDeviceIds!: string[];
+}

@@ -1,0 +1,80 @@
+import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
+import type { Principal } from '../auth/principal.js';
+import { BytesScalar } from '../common/scalars/bytes.scalar.js';
+import { CreateConversationInput, SubmitCommitBundleInput } from './conversation.input.js';
+import { CommitResultModel, ConversationModel, WelcomeModel } from './conversation.model.js';
+import { ConversationsService } from './conversations.service.js';
+
+/** Conversations (MLS groups): create, commit, read the roster, GroupInfo and Welcomes. */
+@Resolver(() => ConversationModel)
+export class ConversationsResolver {
+  constructor(private readonly conversationsService: ConversationsService) {}
+
+  @Mutation(() => ConversationModel, {
+    description: "Registers an MLS group the caller's device created (epoch 0, alone at leaf 0)",
+  })
+  createConversation(
+    @CurrentPrincipal() principal: Principal,
+    @Args('input') input: CreateConversationInput,
+  ): Promise<ConversationModel> {
+    return this.conversationsService.create(principal.userId, input);
+  }
+
+  @Mutation(() => CommitResultModel, {
+    description:
+      'Submits a commit for the current epoch with its GroupInfo and Welcome; STALE_EPOCH if another won',
+  })
+  submitCommitBundle(
+    @CurrentPrincipal() principal: Principal,
+    @Args('input') input: SubmitCommitBundleInput,
+  ): Promise<CommitResultModel> {
+    return this.conversationsService.submitCommitBundle(principal.userId, input);
+  }
+
+  @Query(() => [ConversationModel], {
+    description: 'The conversations a device of the caller is in',
+  })
+  conversations(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+  ): Promise<ConversationModel[]> {
+    return this.conversationsService.list(principal.userId, deviceId);
+  }
+
+  @Query(() => ConversationModel, { description: 'One conversation a device of the caller is in' })
+  conversation(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+    @Args('conversationId', { type: () => ID }) conversationId: string,
+  ): Promise<ConversationModel> {
+    return this.conversationsService.get(principal.userId, deviceId, conversationId);
+  }
+
+  @Query(() => BytesScalar, { description: 'The newest GroupInfo (MLSMessage) of a conversation' })
+  groupInfo(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+    @Args('conversationId', { type: () => ID }) conversationId: string,
+  ): Promise<Buffer> {
+    return this.conversationsService.groupInfo(principal.userId, deviceId, conversationId);
+  }
+
+  @Query(() => [WelcomeModel], { description: 'Welcomes waiting for a device of the caller' })
+  welcomes(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+  ): Promise<WelcomeModel[]> {
+    return this.conversationsService.welcomes(principal.userId, deviceId);
+  }
+
+  @Mutation(() => ID, { description: 'Drops a processed Welcome; returns its id' })
+  async acknowledgeWelcome(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+    @Args('welcomeId', { type: () => ID }) welcomeId: string,
+  ): Promise<string> {
+    await this.conversationsService.acknowledgeWelcome(principal.userId, deviceId, welcomeId);
+    return welcomeId;
+  }
+}

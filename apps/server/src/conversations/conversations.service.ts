@@ -1,0 +1,595 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import {
+  type InspectedCommit,
+  inspectCommit,
+  inspectWelcome,
+  MlsError,
+  type VerifiedGroupInfo,
+  verifyGroupInfo,
+} from '@parley/mls';
+import { DataSource, type EntityManager, In } from 'typeorm';
+import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
+import { CONFIG } from '../config/config.module.js';
+import type { Config } from '../config/config.js';
+import { isUniqueViolation } from '../database/errors.js';
+import { DeviceEntity } from '../devices/device.entity.js';
+import { DevicesService } from '../devices/devices.service.js';
+import { EventBus } from '../events/event-bus.js';
+import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
+import { conversationChannel, deviceChannel, type LiveEvent } from '../live/live-event.js';
+import { LogEntryEntity } from '../messages/log-entry.entity.js';
+import { ConversationMemberEntity } from './conversation-member.entity.js';
+import { ConversationEntity } from './conversation.entity.js';
+import type { CreateConversationInput, SubmitCommitBundleInput } from './conversation.input.js';
+import {
+  type CommitResultModel,
+  ConversationKindValue,
+  type ConversationMemberModel,
+  type ConversationModel,
+  type WelcomeModel,
+} from './conversation.model.js';
+import {
+  futureEpoch,
+  invalidCommit,
+  invalidGroupInfo,
+  invalidWelcome,
+  notAMember,
+  staleEpoch,
+} from './conversations.errors.js';
+import { type RosterChange, RosterMismatch, rosterChange, type Seat } from './roster.js';
+import { WelcomeEntity, WelcomeRecipientEntity } from './welcome.entity.js';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+const isUuid = (value: string) =>
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+
+/** What the MLS checks outside the transaction found, for the checks against stored state. */
+interface CheckedBundle {
+  commit: InspectedCommit;
+  groupInfo: VerifiedGroupInfo;
+  welcomeRefs: Uint8Array[] | null;
+}
+
+/**
+ * Conversations: MLS groups with one epoch on the server, advanced only by commit bundles that
+ * win their epoch (RFC 9750 §5.2), their rosters, GroupInfos and Welcomes.
+ */
+@Injectable()
+export class ConversationsService {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly devices: DevicesService,
+    private readonly events: EventBus,
+  ) {}
+
+  /** Registers a group the caller's device created: epoch 0, the device alone at leaf 0. */
+  async create(userId: string, input: CreateConversationInput): Promise<ConversationModel> {
+    this.checkSize('groupInfo', input.groupInfo);
+    const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
+    if (!Buffer.from(groupInfo.groupId).equals(input.groupId)) {
+      throw invalidGroupInfo('WRONG_GROUP', 'The GroupInfo is for another group id');
+    }
+    if (groupInfo.epoch !== 0n) {
+      throw invalidGroupInfo('WRONG_EPOCH', 'A new conversation starts at epoch 0');
+    }
+    if (!this.config.supportedCiphersuites.includes(groupInfo.ciphersuite)) {
+      throw invalidGroupInfo(
+        'UNSUPPORTED_CIPHERSUITE',
+        `Ciphersuite ${groupInfo.ciphersuite} is not accepted`,
+      );
+    }
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        const device = await this.devices.owned(manager, userId, input.deviceId);
+        const [leaf, ...others] = groupInfo.leaves;
+        if (
+          leaf === undefined ||
+          others.length > 0 ||
+          leaf.leafIndex !== 0 ||
+          this.devices.parseIdentity(leaf.identity)?.deviceId !== device.id ||
+          !this.signatureKeyMatches(device, leaf.signatureKey)
+        ) {
+          throw invalidGroupInfo(
+            'WRONG_ROSTER',
+            'A new group holds exactly the creating device, at leaf 0',
+          );
+        }
+        const conversation = await manager.save(
+          manager.create(ConversationEntity, {
+            id: randomUUID(),
+            groupId: input.groupId,
+            kind: input.kind,
+            ciphersuite: groupInfo.ciphersuite,
+            epoch: '0',
+            lastSeq: '0',
+            retainedFromSeq: '1',
+            groupInfo: input.groupInfo,
+          }),
+        );
+        await manager.insert(ConversationMemberEntity, {
+          conversationId: conversation.id,
+          deviceId: device.id,
+          leafIndex: 0,
+          joinedSeq: '0',
+          ackedSeq: '0',
+        });
+        return this.view(manager, conversation, device.id);
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new DomainError('CONFLICT', 'A conversation with that group id exists');
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Accepts a commit for the conversation's current epoch E with its GroupInfo for E+1 and, when
+   * it adds members, their Welcome — all in one transaction that moves the epoch to E+1. Every
+   * other commit for E then fails with STALE_EPOCH, on any instance: the conversation row lock
+   * orders them and the loser sees the new epoch.
+   */
+  async submitCommitBundle(
+    userId: string,
+    input: SubmitCommitBundleInput,
+  ): Promise<CommitResultModel> {
+    this.checkSize('commit', input.commit);
+    this.checkSize('groupInfo', input.groupInfo);
+    if (input.welcome !== undefined) this.checkSize('welcome', input.welcome);
+    // Signature checks are CPU work that grows with the group: all of it before taking the lock.
+    const checked = await this.checkBundle(input);
+
+    const { result, events } = await this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, input.deviceId);
+      const conversation = await this.lockedConversation(manager, input.conversationId);
+      const roster = await manager.find(ConversationMemberEntity, {
+        where: { conversationId: conversation.id },
+      });
+      const senderSeat = roster.find((seat) => seat.deviceId === device.id);
+      if (senderSeat === undefined) throw notAMember();
+
+      const epoch = BigInt(conversation.epoch);
+      if (checked.commit.epoch < epoch) throw staleEpoch(conversation.epoch);
+      if (checked.commit.epoch > epoch) throw futureEpoch(conversation.epoch);
+      if (!Buffer.from(checked.commit.groupId).equals(conversation.groupId)) {
+        throw invalidCommit('WRONG_GROUP', 'The commit is for another group');
+      }
+      const { sender } = checked.commit;
+      if (sender.type !== 'member' || sender.leafIndex !== senderSeat.leafIndex) {
+        throw invalidCommit('WRONG_SENDER', "The commit's sender is not this device's leaf");
+      }
+      if (!Buffer.from(checked.groupInfo.groupId).equals(conversation.groupId)) {
+        throw invalidGroupInfo('WRONG_GROUP', 'The GroupInfo is for another group');
+      }
+      if (checked.groupInfo.epoch !== epoch + 1n) {
+        throw invalidGroupInfo('WRONG_EPOCH', `The GroupInfo must be for epoch ${epoch + 1n}`);
+      }
+
+      const adds = await this.addedDevices(manager, checked.commit);
+      const change = this.checkRoster(roster, checked, adds);
+      if (
+        roster.length - change.removed.length + change.added.length >
+        this.config.limits.membersPerConversation
+      ) {
+        throw limitExceeded('Members per conversation', this.config.limits.membersPerConversation);
+      }
+      if (change.removed.some((seat) => seat.deviceId === device.id)) {
+        // A member leaves by asking another member to remove it (a proposal), not by committing.
+        throw invalidCommit('SELF_REMOVE', 'A commit cannot remove its own sender');
+      }
+      this.checkWelcome(checked.welcomeRefs, adds);
+
+      const seq = (BigInt(conversation.lastSeq) + 1n).toString();
+      const newEpoch = (epoch + 1n).toString();
+      await manager.update(
+        ConversationEntity,
+        { id: conversation.id },
+        { epoch: newEpoch, lastSeq: seq, groupInfo: input.groupInfo },
+      );
+      const entry = manager.create(LogEntryEntity, {
+        conversationId: conversation.id,
+        seq,
+        kind: 'COMMIT',
+        epoch: conversation.epoch,
+        senderDeviceId: device.id,
+        data: input.commit,
+      });
+      await manager.insert(LogEntryEntity, entry);
+      if (change.removed.length > 0) {
+        await manager.delete(ConversationMemberEntity, {
+          conversationId: conversation.id,
+          deviceId: In(change.removed.map((seat) => seat.deviceId)),
+        });
+      }
+      if (change.added.length > 0) {
+        await manager.insert(
+          ConversationMemberEntity,
+          change.added.map((seat) => ({
+            conversationId: conversation.id,
+            deviceId: seat.deviceId,
+            leafIndex: seat.leafIndex,
+            joinedSeq: seq,
+            ackedSeq: seq,
+          })),
+        );
+      }
+      const events: { channel: string; event: LiveEvent }[] = [
+        {
+          channel: conversationChannel(conversation.id),
+          event: {
+            type: 'message',
+            conversationId: conversation.id,
+            seq,
+            kind: 'COMMIT',
+            epoch: conversation.epoch,
+            senderDeviceId: device.id,
+            createdAt: entry.createdAt,
+            data: input.commit.toString('base64'),
+          },
+        },
+      ];
+      if (change.added.length > 0 || change.removed.length > 0) {
+        events.push({
+          channel: conversationChannel(conversation.id),
+          event: {
+            type: 'roster',
+            conversationId: conversation.id,
+            seq,
+            epoch: newEpoch,
+            added: change.added.map((seat) => seat.deviceId),
+            removed: change.removed.map((seat) => seat.deviceId),
+          },
+        });
+      }
+      if (input.welcome !== undefined && adds.length > 0) {
+        const welcome = manager.create(WelcomeEntity, {
+          conversationId: conversation.id,
+          commitSeq: seq,
+          epoch: newEpoch,
+          data: input.welcome,
+        });
+        await manager.save(welcome);
+        await manager.insert(
+          WelcomeRecipientEntity,
+          adds.map((add) => ({
+            welcomeId: welcome.id,
+            deviceId: add.deviceId,
+            keyPackageRef: add.ref,
+          })),
+        );
+        for (const add of adds) {
+          events.push({
+            channel: deviceChannel(add.deviceId),
+            event: {
+              type: 'welcome',
+              deviceId: add.deviceId,
+              welcomeId: welcome.id,
+              conversationId: conversation.id,
+              epoch: newEpoch,
+              commitSeq: seq,
+              createdAt: welcome.createdAt,
+            },
+          });
+        }
+      }
+      const result: CommitResultModel = {
+        conversationId: conversation.id,
+        seq,
+        epoch: newEpoch,
+        addedDeviceIds: change.added.map((seat) => seat.deviceId),
+        removedDeviceIds: change.removed.map((seat) => seat.deviceId),
+      };
+      return { result, events };
+    });
+    // Published only once committed: a subscriber never hears of what a rollback undid.
+    for (const { channel, event } of events) await this.events.publish(channel, event);
+    return result;
+  }
+
+  /** The conversations of one of the caller's devices. */
+  async list(userId: string, deviceId: string): Promise<ConversationModel[]> {
+    return this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, deviceId);
+      const seats = await manager.find(ConversationMemberEntity, {
+        where: { deviceId: device.id },
+      });
+      const conversations = await manager.find(ConversationEntity, {
+        where: { id: In(seats.map((seat) => seat.conversationId)) },
+        order: { createdAt: 'ASC', id: 'ASC' },
+      });
+      return Promise.all(
+        conversations.map((conversation) => this.view(manager, conversation, device.id)),
+      );
+    });
+  }
+
+  /** One conversation of one of the caller's devices. */
+  async get(userId: string, deviceId: string, conversationId: string): Promise<ConversationModel> {
+    return this.dataSource.transaction(async (manager) => {
+      const { conversation } = await this.membership(manager, userId, deviceId, conversationId);
+      return this.view(manager, conversation, deviceId);
+    });
+  }
+
+  /** The newest GroupInfo, for members. */
+  async groupInfo(userId: string, deviceId: string, conversationId: string): Promise<Buffer> {
+    return this.dataSource.transaction(async (manager) => {
+      const { conversation } = await this.membership(manager, userId, deviceId, conversationId);
+      return conversation.groupInfo;
+    });
+  }
+
+  /** Welcomes waiting for one of the caller's devices, oldest first. */
+  async welcomes(userId: string, deviceId: string): Promise<WelcomeModel[]> {
+    return this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, deviceId);
+      const rows = await manager.find(WelcomeRecipientEntity, {
+        where: { deviceId: device.id },
+        relations: { welcome: true },
+        order: { welcomeId: 'ASC' },
+      });
+      return rows.flatMap(({ welcome, keyPackageRef }) =>
+        welcome === undefined
+          ? []
+          : [
+              {
+                id: welcome.id,
+                conversationId: welcome.conversationId,
+                epoch: welcome.epoch,
+                commitSeq: welcome.commitSeq,
+                welcome: welcome.data,
+                keyPackageRef,
+                createdAt: welcome.createdAt,
+              },
+            ],
+      );
+    });
+  }
+
+  /** Drops a Welcome the device has processed; the Welcome itself goes with its last recipient. */
+  async acknowledgeWelcome(userId: string, deviceId: string, welcomeId: string): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, deviceId);
+      if (!/^\d{1,18}$/.test(welcomeId)) throw notFound('Welcome');
+      const { affected } = await manager.delete(WelcomeRecipientEntity, {
+        welcomeId,
+        deviceId: device.id,
+      });
+      if (affected === 0) throw notFound('Welcome');
+      await manager.query(
+        `DELETE FROM "welcomes" w WHERE w."id" = $1
+           AND NOT EXISTS (SELECT 1 FROM "welcome_recipients" r WHERE r."welcome_id" = w."id")`,
+        [welcomeId],
+      );
+    });
+  }
+
+  /**
+   * The conversation and the device's seat, if the caller owns the device and it is on the
+   * roster; NOT_FOUND for no such conversation, NOT_A_MEMBER otherwise.
+   */
+  async membership(
+    manager: EntityManager,
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+  ): Promise<{ conversation: ConversationEntity; seat: ConversationMemberEntity }> {
+    const device = await this.devices.owned(manager, userId, deviceId);
+    const conversation = isUuid(conversationId)
+      ? await manager.findOneBy(ConversationEntity, { id: conversationId })
+      : null;
+    if (conversation === null) throw notFound('Conversation');
+    const seat = await manager.findOneBy(ConversationMemberEntity, {
+      conversationId,
+      deviceId: device.id,
+    });
+    if (seat === null) throw notAMember();
+    return { conversation, seat };
+  }
+
+  private async lockedConversation(
+    manager: EntityManager,
+    conversationId: string,
+  ): Promise<ConversationEntity> {
+    const conversation = await manager.findOne(ConversationEntity, {
+      where: { id: conversationId },
+      lock: { mode: 'pessimistic_write' },
+    });
+    if (conversation === null) throw notFound('Conversation');
+    return conversation;
+  }
+
+  private async checkBundle(input: SubmitCommitBundleInput): Promise<CheckedBundle> {
+    let commit: InspectedCommit;
+    try {
+      commit = await inspectCommit(input.commit, {
+        maxBytes: this.config.limits.commitBundleBytes,
+      });
+    } catch (error) {
+      if (error instanceof MlsError)
+        throw invalidCommit(error.reason, `The commit is invalid: ${error.message}`);
+      throw error;
+    }
+    if (commit.sender.type === 'new_member_commit') {
+      throw new DomainError('EXTERNAL_COMMIT_UNSUPPORTED', 'External commits are not accepted yet');
+    }
+    if (commit.proposalRefs.length > 0) {
+      // Standalone proposals are not stored yet, so none can be committed by reference.
+      throw invalidCommit('PROPOSAL_BY_REFERENCE', 'Commit proposals by value');
+    }
+    const unsupported = commit.proposals.find(
+      (proposal) =>
+        proposal.type !== 'add' && proposal.type !== 'remove' && proposal.type !== 'update',
+    );
+    if (unsupported !== undefined) {
+      throw invalidCommit(
+        'UNSUPPORTED_PROPOSAL',
+        `Proposals of type ${unsupported.type} are not accepted`,
+      );
+    }
+    const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
+    let welcomeRefs: Uint8Array[] | null = null;
+    if (input.welcome !== undefined) {
+      try {
+        welcomeRefs = inspectWelcome(input.welcome, {
+          maxBytes: this.config.limits.commitBundleBytes,
+        }).keyPackageRefs;
+      } catch (error) {
+        if (error instanceof MlsError)
+          throw invalidWelcome(error.reason, `The Welcome is invalid: ${error.message}`);
+        throw error;
+      }
+    }
+    return { commit, groupInfo, welcomeRefs };
+  }
+
+  private async verifiedGroupInfo(bytes: Buffer): Promise<VerifiedGroupInfo> {
+    try {
+      return await verifyGroupInfo(bytes, { maxBytes: this.config.limits.commitBundleBytes });
+    } catch (error) {
+      if (error instanceof MlsError)
+        throw invalidGroupInfo(error.reason, `The GroupInfo is invalid: ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** The devices of the added key packages, which must have been claimed from Parley. */
+  private async addedDevices(
+    manager: EntityManager,
+    commit: InspectedCommit,
+  ): Promise<{ deviceId: string; ref: Buffer }[]> {
+    const adds = commit.proposals.flatMap((proposal) =>
+      proposal.type === 'add' ? [proposal] : [],
+    );
+    if (adds.length === 0) return [];
+    const refs = adds.map((add) => Buffer.from(add.keyPackageRef));
+    const stored = await manager.find(KeyPackageEntity, {
+      select: { ref: true, deviceId: true, claimedAt: true, lastResort: true },
+      where: { ref: In(refs) },
+    });
+    const byRef = new Map(stored.map((row) => [row.ref.toString('hex'), row]));
+    const devices = await manager.find(DeviceEntity, {
+      select: { id: true, userId: true },
+      where: { id: In(stored.map((row) => row.deviceId)) },
+    });
+    const deviceById = new Map(devices.map((device) => [device.id, device]));
+    return adds.map((add) => {
+      const row = byRef.get(hex(add.keyPackageRef));
+      if (row === undefined || (row.claimedAt === null && !row.lastResort)) {
+        throw invalidCommit(
+          'UNCLAIMED_KEY_PACKAGE',
+          'An Add names a key package that was not claimed from Parley',
+        );
+      }
+      const device = deviceById.get(row.deviceId);
+      if (
+        device === undefined ||
+        !Buffer.from(this.devices.identityOf(device)).equals(add.identity)
+      ) {
+        throw invalidCommit('WRONG_IDENTITY', "An Add's identity is not its key package's device");
+      }
+      return { deviceId: device.id, ref: row.ref };
+    });
+  }
+
+  private checkRoster(
+    roster: ConversationMemberEntity[],
+    checked: CheckedBundle,
+    adds: { deviceId: string }[],
+  ): RosterChange {
+    const tree: Seat[] = checked.groupInfo.leaves.map((leaf) => {
+      const parsed = this.devices.parseIdentity(leaf.identity);
+      if (parsed === null) {
+        throw invalidGroupInfo(
+          'UNKNOWN_IDENTITY',
+          `Leaf ${leaf.leafIndex} is not a device of this server`,
+        );
+      }
+      return { deviceId: parsed.deviceId, leafIndex: leaf.leafIndex };
+    });
+    const removes = checked.commit.proposals.flatMap((proposal) =>
+      proposal.type === 'remove' ? [proposal.leafIndex] : [],
+    );
+    try {
+      return rosterChange(
+        roster.map((seat) => ({ deviceId: seat.deviceId, leafIndex: seat.leafIndex })),
+        removes,
+        adds.map((add) => add.deviceId),
+        tree,
+      );
+    } catch (error) {
+      if (error instanceof RosterMismatch) throw invalidGroupInfo('ROSTER_MISMATCH', error.message);
+      throw error;
+    }
+  }
+
+  private checkWelcome(welcomeRefs: Uint8Array[] | null, adds: { ref: Buffer }[]): void {
+    if (adds.length === 0) {
+      if (welcomeRefs !== null)
+        throw invalidWelcome('UNEXPECTED', 'A commit that adds nobody has no Welcome');
+      return;
+    }
+    if (welcomeRefs === null)
+      throw invalidWelcome('MISSING', 'A commit that adds members needs their Welcome');
+    const expected = new Set(adds.map((add) => add.ref.toString('hex')));
+    const actual = new Set(welcomeRefs.map(hex));
+    if (
+      welcomeRefs.length !== adds.length ||
+      actual.size !== expected.size ||
+      [...expected].some((ref) => !actual.has(ref))
+    ) {
+      throw invalidWelcome(
+        'WRONG_RECIPIENTS',
+        'The Welcome must address exactly the added key packages',
+      );
+    }
+  }
+
+  private signatureKeyMatches(device: DeviceEntity, signatureKey: Uint8Array): boolean {
+    return device.signatureKey === null || device.signatureKey.equals(signatureKey);
+  }
+
+  private checkSize(field: string, bytes: Buffer): void {
+    if (bytes.length > this.config.limits.commitBundleBytes) {
+      throw limitExceeded(`${field} size`, this.config.limits.commitBundleBytes);
+    }
+  }
+
+  private async view(
+    manager: EntityManager,
+    conversation: ConversationEntity,
+    deviceId: string,
+  ): Promise<ConversationModel> {
+    const seats = await manager.find(ConversationMemberEntity, {
+      where: { conversationId: conversation.id },
+      relations: { device: true },
+      order: { leafIndex: 'ASC' },
+    });
+    const members: ConversationMemberModel[] = seats.flatMap((seat) =>
+      seat.device === undefined
+        ? []
+        : [
+            {
+              userId: seat.device.userId,
+              deviceId: seat.deviceId,
+              identity: this.devices.identityOf(seat.device),
+              leafIndex: seat.leafIndex,
+            },
+          ],
+    );
+    return {
+      id: conversation.id,
+      groupId: conversation.groupId,
+      kind: ConversationKindValue[conversation.kind],
+      ciphersuite: conversation.ciphersuite,
+      epoch: conversation.epoch,
+      lastSeq: conversation.lastSeq,
+      ackedSeq: seats.find((seat) => seat.deviceId === deviceId)?.ackedSeq ?? '0',
+      members,
+      createdAt: conversation.createdAt,
+    };
+  }
+}

@@ -1,0 +1,28 @@
+/** Why a stream ended early; either way the client resumes from its cursor (`messages(after:)`). */
+export type EventStreamErrorCode = 'SLOW_CONSUMER' | 'EVENTS_UNAVAILABLE';
+
+/** A stream ended before its consumer closed it; live delivery stopped, the log did not. */
+export abstract class EventStreamError extends Error {
+  /** Stable code, suitable for a GraphQL `extensions.code`. */
+  abstract readonly code: EventStreamErrorCode;
+}
+
+/** The consumer let more than `maxBuffered` events pile up, so the stream was cut off. */
+export class SlowConsumerError extends EventStreamError {
+  readonly code = 'SLOW_CONSUMER';
+
+  constructor(readonly maxBuffered: number) {
+    super(`More than ${maxBuffered} events were waiting for a slow consumer; resume from the log`);
+    this.name = 'SlowConsumerError';
+  }
+}
+
+/** The pub/sub backend cannot deliver: unreachable at boot, connection lost, or shut down. */
+export class EventsUnavailableError extends EventStreamError {
+  readonly code = 'EVENTS_UNAVAILABLE';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'EventsUnavailableError';
+  }
+}

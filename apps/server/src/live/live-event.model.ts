@@ -1,0 +1,78 @@
+import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
+import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
+import { LogEntryModel } from '../messages/message.model.js';
+
+/** A new entry in one of the device's conversations. */
+@ObjectType('LogEntryEvent')
+export class LogEntryEventModel {
+  @Field(() => LogEntryModel)
+  entry!: LogEntryModel;
+}
+
+/** A commit changed a conversation's roster. */
+@ObjectType('RosterEvent')
+export class RosterEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => SafeIntScalar, { description: 'Log entry of the commit' })
+  seq!: string;
+
+  @Field(() => SafeIntScalar, { description: 'The epoch the commit started' })
+  epoch!: string;
+
+  @Field(() => [ID])
+  addedDeviceIds!: string[];
+
+  @Field(() => [ID], { description: 'A removed device receives this, then nothing more of it' })
+  removedDeviceIds!: string[];
+}
+
+/** A Welcome waits for the device (fetch it with `welcomes`). */
+@ObjectType('WelcomeEvent')
+export class WelcomeEventModel {
+  @Field(() => ID)
+  welcomeId!: string;
+
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => SafeIntScalar)
+  epoch!: string;
+
+  @Field(() => SafeIntScalar, { description: 'Read the log after this entry' })
+  commitSeq!: string;
+
+  @Field()
+  createdAt!: Date;
+}
+
+/** The device's key packages run low: upload more. */
+@ObjectType('KeyPackagesLowEvent')
+export class KeyPackagesLowEventModel {
+  @Field(() => ID)
+  deviceId!: string;
+
+  @Field(() => Int)
+  available!: number;
+
+  @Field(() => Int)
+  lowWater!: number;
+}
+
+/** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
+export const DeviceEventUnion = createUnionType({
+  name: 'DeviceEvent',
+  types: () =>
+    [LogEntryEventModel, RosterEventModel, WelcomeEventModel, KeyPackagesLowEventModel] as const,
+  resolveType(value: object) {
+    if ('entry' in value) return LogEntryEventModel;
+    if ('removedDeviceIds' in value) return RosterEventModel;
+    if ('welcomeId' in value) return WelcomeEventModel;
+    return KeyPackagesLowEventModel;
+  },
+});
+
+/** One value of {@link DeviceEventUnion}. */
+export type DeviceEvent =
+  LogEntryEventModel | RosterEventModel | WelcomeEventModel | KeyPackagesLowEventModel;

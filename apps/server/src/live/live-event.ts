@@ -1,0 +1,51 @@
+/** The pub/sub channel of a conversation's log entries and roster changes. */
+export const conversationChannel = (conversationId: string) => `conversation:${conversationId}`;
+
+/** The pub/sub channel of what concerns one device alone (Welcomes, key packages running low). */
+export const deviceChannel = (deviceId: string) => `device:${deviceId}`;
+
+/** A new entry of a conversation's log, with its bytes, so no subscriber has to fetch it. */
+export type MessageLiveEvent = {
+  type: 'message';
+  conversationId: string;
+  seq: string;
+  kind: 'COMMIT' | 'APPLICATION';
+  epoch: string;
+  senderDeviceId: string;
+  createdAt: Date;
+  /** The MLSMessage, base64. */
+  data: string;
+};
+
+/** Devices a commit (at `seq`) added to or removed from a conversation. */
+export type RosterLiveEvent = {
+  type: 'roster';
+  conversationId: string;
+  seq: string;
+  epoch: string;
+  added: string[];
+  removed: string[];
+};
+
+/** A Welcome is waiting for the device. */
+export type WelcomeLiveEvent = {
+  type: 'welcome';
+  deviceId: string;
+  welcomeId: string;
+  conversationId: string;
+  epoch: string;
+  commitSeq: string;
+  createdAt: Date;
+};
+
+/** The device's available key packages fell below its low-water mark. */
+export type KeyPackagesLowLiveEvent = {
+  type: 'key-packages-low';
+  deviceId: string;
+  available: number;
+  lowWater: number;
+};
+
+/** Everything published on Parley's channels. */
+export type LiveEvent =
+  MessageLiveEvent | RosterLiveEvent | WelcomeLiveEvent | KeyPackagesLowLiveEvent;

@@ -1,0 +1,110 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { DevicesService } from '../devices/devices.service.js';
+import type { BusEvent } from '../events/event-bus.js';
+import { EventBus } from '../events/event-bus.js';
+import type { EventStream } from '../events/event-stream.js';
+import { LogEntryKindValue } from '../messages/message.model.js';
+import type { DeviceEvent } from './live-event.model.js';
+import { conversationChannel, deviceChannel, type LiveEvent } from './live-event.js';
+
+/** Publishers only put LiveEvents on Parley's channels. */
+const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
+
+/**
+ * One live stream per connected device: its own channel plus one per conversation it is in,
+ * following roster changes as they happen. Per message, the work is one event per
+ * conversation, fanned out by the bus to whichever instance holds each device's socket.
+ */
+@Injectable()
+export class LiveService {
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly devices: DevicesService,
+    private readonly bus: EventBus,
+  ) {}
+
+  /** The device's events, live from the moment this resolves. */
+  async stream(userId: string, deviceId: string): Promise<AsyncGenerator<DeviceEvent>> {
+    const seats = await this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, deviceId);
+      return manager.find(ConversationMemberEntity, {
+        select: { conversationId: true },
+        where: { deviceId: device.id },
+      });
+    });
+    const stream = this.bus.open([
+      deviceChannel(deviceId),
+      ...seats.map((seat) => conversationChannel(seat.conversationId)),
+    ]);
+    await stream.ready();
+    return this.follow(stream, deviceId);
+  }
+
+  private async *follow(stream: EventStream, deviceId: string): AsyncGenerator<DeviceEvent> {
+    // Sequence number at which the device left each conversation: entries after it are not its
+    // to see, even if the bus delivers them before the roster change (several publishers).
+    const leftAt = new Map<string, bigint>();
+    try {
+      for await (const { event } of stream) {
+        const live = asLiveEvent(event);
+        switch (live.type) {
+          case 'message': {
+            const left = leftAt.get(live.conversationId);
+            if (left !== undefined && BigInt(live.seq) > left) break;
+            yield {
+              entry: {
+                conversationId: live.conversationId,
+                seq: live.seq,
+                kind: LogEntryKindValue[live.kind],
+                epoch: live.epoch,
+                senderDeviceId: live.senderDeviceId,
+                createdAt: live.createdAt,
+                message: Buffer.from(live.data, 'base64'),
+              },
+            };
+            break;
+          }
+          case 'roster': {
+            if (live.removed.includes(deviceId)) {
+              leftAt.set(live.conversationId, BigInt(live.seq));
+              stream.remove(conversationChannel(live.conversationId));
+            } else if (live.added.includes(deviceId)) {
+              leftAt.delete(live.conversationId);
+              await stream.add(conversationChannel(live.conversationId));
+            }
+            yield {
+              conversationId: live.conversationId,
+              seq: live.seq,
+              epoch: live.epoch,
+              addedDeviceIds: live.added,
+              removedDeviceIds: live.removed,
+            };
+            break;
+          }
+          case 'welcome': {
+            // Joined: from now on the conversation's entries come live; those between the commit
+            // and this moment the device reads with messages(after: commitSeq).
+            leftAt.delete(live.conversationId);
+            await stream.add(conversationChannel(live.conversationId));
+            yield {
+              welcomeId: live.welcomeId,
+              conversationId: live.conversationId,
+              epoch: live.epoch,
+              commitSeq: live.commitSeq,
+              createdAt: live.createdAt,
+            };
+            break;
+          }
+          case 'key-packages-low':
+            yield { deviceId: live.deviceId, available: live.available, lowWater: live.lowWater };
+            break;
+        }
+      }
+    } finally {
+      stream.close();
+    }
+  }
+}

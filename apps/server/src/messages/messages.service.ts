@@ -1,0 +1,147 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { inspectMessage, MlsError } from '@parley/mls';
+import { DataSource, MoreThan } from 'typeorm';
+import { DomainError, limitExceeded } from '../common/domain.errors.js';
+import { CONFIG } from '../config/config.module.js';
+import type { Config } from '../config/config.js';
+import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { invalidMessage } from '../conversations/conversations.errors.js';
+import { ConversationsService } from '../conversations/conversations.service.js';
+import { LogEntryEntity } from './log-entry.entity.js';
+import { MessageAppender } from './message-appender.js';
+import {
+  LogEntryKindValue,
+  type LogEntryModel,
+  type LogPageModel,
+  type SendMessageInput,
+} from './message.model.js';
+
+/** The API view of a log entry. */
+export function toLogEntryModel(entry: LogEntryEntity): LogEntryModel {
+  return {
+    conversationId: entry.conversationId,
+    seq: entry.seq,
+    kind: LogEntryKindValue[entry.kind],
+    epoch: entry.epoch,
+    senderDeviceId: entry.senderDeviceId,
+    createdAt: entry.createdAt,
+    message: entry.data,
+  };
+}
+
+/** Application messages into the conversation log, and reading the log with cursors. */
+@Injectable()
+export class MessagesService {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly conversations: ConversationsService,
+    private readonly appender: MessageAppender,
+  ) {}
+
+  /**
+   * Stores a PrivateMessage of content type application once for the whole conversation, from a
+   * device on the roster, within the epoch window; it gets the next sequence number.
+   */
+  async send(userId: string, input: SendMessageInput): Promise<LogEntryModel> {
+    if (input.message.length > this.config.limits.messageBytes) {
+      throw limitExceeded('Message size', this.config.limits.messageBytes);
+    }
+    let inspected;
+    try {
+      inspected = inspectMessage(input.message, { maxBytes: this.config.limits.messageBytes });
+    } catch (error) {
+      if (error instanceof MlsError)
+        throw invalidMessage(error.reason, `The message is invalid: ${error.message}`);
+      throw error;
+    }
+    if (inspected.wireFormat !== 'private_message') {
+      throw invalidMessage('WRONG_WIRE_FORMAT', 'Application messages travel as PrivateMessage');
+    }
+    if (inspected.contentType !== 'application') {
+      throw invalidMessage('WRONG_CONTENT_TYPE', 'Only application messages are sent this way');
+    }
+    const entry = await this.appender.append({
+      userId,
+      deviceId: input.deviceId,
+      conversationId: input.conversationId,
+      groupId: inspected.groupId,
+      epoch: inspected.epoch,
+      data: input.message,
+    });
+    return toLogEntryModel(entry);
+  }
+
+  /**
+   * Up to `first` log entries after `after`, in order. When retention deleted entries the device
+   * has not read, the page starts with a gap marker instead of silently skipping them.
+   */
+  async page(
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+    after: string,
+    first: number,
+  ): Promise<LogPageModel> {
+    if (first < 1 || first > this.config.limits.pageSize) {
+      throw new DomainError('BAD_USER_INPUT', `first must be 1–${this.config.limits.pageSize}`);
+    }
+    return this.dataSource.transaction(async (manager) => {
+      const { conversation } = await this.conversations.membership(
+        manager,
+        userId,
+        deviceId,
+        conversationId,
+      );
+      const retainedFrom = BigInt(conversation.retainedFromSeq);
+      const from = BigInt(after) + 1n;
+      const gap =
+        from < retainedFrom && from <= BigInt(conversation.lastSeq)
+          ? { fromSeq: from.toString(), toSeq: (retainedFrom - 1n).toString() }
+          : null;
+      const start = from < retainedFrom ? retainedFrom - 1n : BigInt(after);
+      const entries = await manager.find(LogEntryEntity, {
+        where: { conversationId, seq: MoreThan(start.toString()) },
+        order: { seq: 'ASC' },
+        take: first + 1,
+      });
+      return {
+        gap,
+        entries: entries.slice(0, first).map(toLogEntryModel),
+        hasMore: entries.length > first,
+        lastSeq: conversation.lastSeq,
+      };
+    });
+  }
+
+  /** Moves the device's cursor forward (never back) to `seq`, at most the newest entry. */
+  async acknowledge(
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+    seq: string,
+  ): Promise<string> {
+    return this.dataSource.transaction(async (manager) => {
+      const { conversation, seat } = await this.conversations.membership(
+        manager,
+        userId,
+        deviceId,
+        conversationId,
+      );
+      if (BigInt(seq) > BigInt(conversation.lastSeq)) {
+        throw new DomainError(
+          'BAD_USER_INPUT',
+          `seq is past the newest entry (${conversation.lastSeq})`,
+        );
+      }
+      if (BigInt(seq) <= BigInt(seat.ackedSeq)) return seat.ackedSeq;
+      await manager.update(
+        ConversationMemberEntity,
+        { conversationId, deviceId: seat.deviceId },
+        { ackedSeq: seq },
+      );
+      return seq;
+    });
+  }
+}

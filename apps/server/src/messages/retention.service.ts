@@ -1,0 +1,74 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnModuleDestroy,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { CONFIG } from '../config/config.module.js';
+import type { Config } from '../config/config.js';
+
+const EVERY_MINUTE = 60_000;
+
+/**
+ * Deletes conversation log entries past the retention period and records, per conversation, the
+ * oldest sequence number still stored, so that readers further behind get a gap marker. Every
+ * instance runs it; the statements are idempotent, so running twice at once is harmless.
+ */
+@Injectable()
+export class RetentionService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(RetentionService.name);
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @InjectDataSource() private readonly dataSource: DataSource,
+  ) {}
+
+  onModuleInit(): void {
+    if (this.config.logRetentionSeconds === 0) return;
+    this.timer = setInterval(() => {
+      this.purgeExpired().catch((error: unknown) => {
+        this.logger.error(
+          `Retention failed: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+    }, EVERY_MINUTE);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Deletes every entry older than the retention period. */
+  async purgeExpired(): Promise<void> {
+    await this.dataSource.query(
+      `WITH "expired" AS (
+         SELECT "conversation_id", max("seq") AS "upto" FROM "log_entries"
+          WHERE "created_at" < now() - make_interval(secs => $1)
+          GROUP BY "conversation_id"
+       ), "moved" AS (
+         UPDATE "conversations" c SET "retained_from_seq" = GREATEST(c."retained_from_seq", e."upto" + 1)
+           FROM "expired" e WHERE c."id" = e."conversation_id"
+       )
+       DELETE FROM "log_entries" l USING "expired" e
+        WHERE l."conversation_id" = e."conversation_id" AND l."seq" <= e."upto"`,
+      [this.config.logRetentionSeconds],
+    );
+  }
+
+  /** Deletes a conversation's entries up to and including `seq`. */
+  async deleteThrough(conversationId: string, seq: string): Promise<void> {
+    await this.dataSource.query(
+      `WITH "moved" AS (
+         UPDATE "conversations" SET "retained_from_seq" = GREATEST("retained_from_seq", $2::bigint + 1)
+          WHERE "id" = $1
+       )
+       DELETE FROM "log_entries" WHERE "conversation_id" = $1 AND "seq" <= $2::bigint`,
+      [conversationId, seq],
+    );
+  }
+}
