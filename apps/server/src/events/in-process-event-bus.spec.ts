@@ -59,7 +59,10 @@ describe('InProcessEventBus', () => {
     const stream = bus.open(['c']);
     const pending = stream.next();
     await bus.publish('c', { type: 'ping' });
-    expect(await pending).toEqual({ value: { channel: 'c', event: { type: 'ping' } }, done: false });
+    expect(await pending).toEqual({
+      value: { channel: 'c', event: { type: 'ping' } },
+      done: false,
+    });
     stream.close();
   });
 
@@ -198,9 +201,7 @@ describe('InProcessEventBus', () => {
     await expect(stream.next()).rejects.toBeInstanceOf(EventsUnavailableError);
     expect(bus.listenerCount()).toBe(0);
 
-    await expect(bus.publish('a', { type: 'late' })).rejects.toBeInstanceOf(
-      EventsUnavailableError,
-    );
+    await expect(bus.publish('a', { type: 'late' })).rejects.toBeInstanceOf(EventsUnavailableError);
     const late = bus.open(['a']);
     await expect(late.next()).rejects.toBeInstanceOf(EventsUnavailableError);
     await bus.close();

@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -45,17 +46,46 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Prom
   }
 }
 
-function openSockets(): number {
-  return process.getActiveResourcesInfo().filter((kind) => kind.startsWith('TCP')).length;
+/**
+ * Records the sockets and timers created while `during` runs and reports those still alive
+ * and referenced later: what would keep the test process from exiting.
+ */
+async function handlesLeftBy(during: () => Promise<void>): Promise<() => string[]> {
+  const alive = new Map<number, { type: string; resource: unknown }>();
+  let recording = true;
+  const hook = createHook({
+    init(id, type, _trigger, resource) {
+      if (recording && (type === 'TCPWRAP' || type === 'Timeout'))
+        alive.set(id, { type, resource });
+    },
+    destroy(id) {
+      alive.delete(id);
+    },
+  }).enable();
+  try {
+    await during();
+  } finally {
+    recording = false;
+  }
+  return () => {
+    const left = [...alive.values()].filter(({ resource }) => {
+      const refed = (resource as { hasRef?: () => boolean }).hasRef;
+      return typeof refed !== 'function' || refed.call(resource);
+    });
+    if (left.length === 0) hook.disable();
+    return left.map(({ type }) => type);
+  };
 }
 
 describe('RedisEventBus.connect', () => {
   it('fails fast, naming REDIS_URL without its credentials, when Redis is unreachable', async () => {
-    const sockets = openSockets();
     const started = Date.now();
-    const failure: unknown = await RedisEventBus.connect('redis://parley:hunter2@127.0.0.1:1', {
-      connectTimeoutMs: 1000,
-    }).catch((error: unknown) => error);
+    let failure: unknown;
+    const handlesLeft = await handlesLeftBy(async () => {
+      failure = await RedisEventBus.connect('redis://parley:hunter2@127.0.0.1:1', {
+        connectTimeoutMs: 1000,
+      }).catch((error: unknown) => error);
+    });
 
     expect(failure).toBeInstanceOf(EventsUnavailableError);
     const message = (failure as Error).message;
@@ -63,7 +93,8 @@ describe('RedisEventBus.connect', () => {
     expect(message).toContain('ECONNREFUSED');
     expect(message).not.toContain('hunter2');
     expect(Date.now() - started).toBeLessThan(2000);
-    await eventually(() => Promise.resolve(openSockets() === sockets));
+    // Well under ioredis's 2 s disconnect timer, which must not be left armed.
+    await eventually(() => Promise.resolve(handlesLeft().length === 0), 1000);
   });
 });
 
@@ -77,7 +108,7 @@ describe.skipIf(redisUrl === undefined)('RedisEventBus against Redis', () => {
 
   /** Subscribers of a channel across all connections (PUBSUB NUMSUB). */
   async function subscribers(channel: string): Promise<number> {
-    const reply = (await admin.pubsub('NUMSUB', channel)) as [string, number];
+    const reply: unknown[] = await admin.pubsub('NUMSUB', channel);
     return Number(reply[1]);
   }
 
@@ -129,7 +160,9 @@ describe.skipIf(redisUrl === undefined)('RedisEventBus against Redis', () => {
     const count = 300;
     // Not awaited one by one: the commands still leave in call order on one connection.
     await Promise.all(
-      Array.from({ length: count }, (_, i) => busB.publish(i % 2 === 0 ? one : two, { type: 'n', n: i })),
+      Array.from({ length: count }, (_, i) =>
+        busB.publish(i % 2 === 0 ? one : two, { type: 'n', n: i }),
+      ),
     );
 
     const received: BusMessage[] = [];
@@ -240,24 +273,27 @@ describe.skipIf(redisUrl === undefined)('RedisEventBus against Redis', () => {
     );
   });
 
-  it('ends streams on close() and leaves no socket open', async () => {
-    const sockets = openSockets();
-    const [one, two] = [
-      await RedisEventBus.connect(url, { logger }),
-      await RedisEventBus.connect(url, { logger }),
-    ];
+  it('ends streams on close() and leaves no socket or timer behind', async () => {
     const channel = unique('handles');
-    const stream = one.open([channel]);
-    await stream.ready();
-    await two.publish(channel, { type: 'x' });
-    await nextMessage(stream);
-    expect(openSockets()).toBe(sockets + 4);
+    let stream: EventStream | undefined;
+    let publisher: RedisEventBus | undefined;
+    const handlesLeft = await handlesLeftBy(async () => {
+      const [one, two] = [
+        await RedisEventBus.connect(url, { logger }),
+        await RedisEventBus.connect(url, { logger }),
+      ];
+      publisher = two;
+      stream = one.open([channel]);
+      await stream.ready();
+      await two.publish(channel, { type: 'x' });
+      await nextMessage(stream);
+      await Promise.all([one.close(), two.close(), one.close()]);
+    });
 
-    await Promise.all([one.close(), two.close(), one.close()]);
-    await expect(stream.next()).rejects.toBeInstanceOf(EventsUnavailableError);
-    await expect(two.publish(channel, { type: 'late' })).rejects.toBeInstanceOf(
+    await expect(stream?.next()).rejects.toBeInstanceOf(EventsUnavailableError);
+    await expect(publisher?.publish(channel, { type: 'late' })).rejects.toBeInstanceOf(
       EventsUnavailableError,
     );
-    await eventually(() => Promise.resolve(openSockets() === sockets));
+    await eventually(() => Promise.resolve(handlesLeft().length === 0), 1000);
   });
 });

@@ -121,10 +121,10 @@ export class RedisEventBus extends EventBus {
       await Promise.all([bus.publisher.connect(), bus.subscriber.connect()]);
     } catch (error) {
       const cause = bus.lastError ?? error;
-      bus.publisher.disconnect();
-      bus.subscriber.disconnect();
+      drop(bus.publisher);
+      drop(bus.subscriber);
       throw new EventsUnavailableError(
-        `Cannot reach Redis at ${withoutCredentials(url)} (REDIS_URL): ${messageOf(cause)}`,
+        `Cannot connect to Redis at ${withoutCredentials(url)} (REDIS_URL): ${messageOf(cause)}`,
         { cause },
       );
     }
@@ -224,7 +224,13 @@ async function quit(connection: Redis): Promise<void> {
       clearTimeout(timer);
     }
   }
-  connection.disconnect();
+  drop(connection);
+}
+
+function drop(connection: Redis): void {
+  // disconnect() on a socket that is already gone arms a 2 s timer that keeps the process
+  // alive for nothing (ioredis waits for a 'close' event that has already happened).
+  if (connection.status !== 'end') connection.disconnect();
 }
 
 function withoutCredentials(raw: string): string {
