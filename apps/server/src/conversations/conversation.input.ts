@@ -47,5 +47,5 @@ export class SubmitCommitBundleInput {
     description: 'Welcome (MLSMessage) for the added members; required exactly when adding',
   })
   @IsOptional()
-  welcome?: Buffer;
+  welcome?: Buffer | null;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import {
   type InspectedCommit,
@@ -18,7 +18,8 @@ import { DeviceEntity } from '../devices/device.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
-import { conversationChannel, deviceChannel, type LiveEvent } from '../live/live-event.js';
+import { conversationChannel, deviceChannel } from '../live/live-event.js';
+import { type Publication, publishCommitted } from '../live/publish.js';
 import { LogEntryEntity } from '../messages/log-entry.entity.js';
 import { ConversationMemberEntity } from './conversation-member.entity.js';
 import { ConversationEntity } from './conversation.entity.js';
@@ -58,6 +59,8 @@ interface CheckedBundle {
  */
 @Injectable()
 export class ConversationsService {
+  private readonly logger = new Logger(ConversationsService.name);
+
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -138,7 +141,7 @@ export class ConversationsService {
   ): Promise<CommitResultModel> {
     this.checkSize('commit', input.commit);
     this.checkSize('groupInfo', input.groupInfo);
-    if (input.welcome !== undefined) this.checkSize('welcome', input.welcome);
+    if (input.welcome != null) this.checkSize('welcome', input.welcome);
     // Signature checks are CPU work that grows with the group: all of it before taking the lock.
     const checked = await this.checkBundle(input);
 
@@ -151,12 +154,12 @@ export class ConversationsService {
       const senderSeat = roster.find((seat) => seat.deviceId === device.id);
       if (senderSeat === undefined) throw notAMember();
 
-      const epoch = BigInt(conversation.epoch);
-      if (checked.commit.epoch < epoch) throw staleEpoch(conversation.epoch);
-      if (checked.commit.epoch > epoch) throw futureEpoch(conversation.epoch);
       if (!Buffer.from(checked.commit.groupId).equals(conversation.groupId)) {
         throw invalidCommit('WRONG_GROUP', 'The commit is for another group');
       }
+      const epoch = BigInt(conversation.epoch);
+      if (checked.commit.epoch < epoch) throw staleEpoch(conversation.epoch);
+      if (checked.commit.epoch > epoch) throw futureEpoch(conversation.epoch);
       const { sender } = checked.commit;
       if (sender.type !== 'member' || sender.leafIndex !== senderSeat.leafIndex) {
         throw invalidCommit('WRONG_SENDER', "The commit's sender is not this device's leaf");
@@ -216,7 +219,7 @@ export class ConversationsService {
           })),
         );
       }
-      const events: { channel: string; event: LiveEvent }[] = [
+      const events: Publication[] = [
         {
           channel: conversationChannel(conversation.id),
           event: {
@@ -244,7 +247,7 @@ export class ConversationsService {
           },
         });
       }
-      if (input.welcome !== undefined && adds.length > 0) {
+      if (input.welcome != null && adds.length > 0) {
         const welcome = manager.create(WelcomeEntity, {
           conversationId: conversation.id,
           commitSeq: seq,
@@ -285,7 +288,7 @@ export class ConversationsService {
       return { result, events };
     });
     // Published only once committed: a subscriber never hears of what a rollback undid.
-    for (const { channel, event } of events) await this.events.publish(channel, event);
+    await publishCommitted(this.events, this.logger, events);
     return result;
   }
 
@@ -432,7 +435,7 @@ export class ConversationsService {
     }
     const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
     let welcomeRefs: Uint8Array[] | null = null;
-    if (input.welcome !== undefined) {
+    if (input.welcome != null) {
       try {
         welcomeRefs = inspectWelcome(input.welcome, {
           maxBytes: this.config.limits.commitBundleBytes,

@@ -5,23 +5,23 @@ import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 /** A new device of the calling user. */
 @InputType()
 export class RegisterDeviceInput {
-  @Field({ nullable: true, description: 'Shown to the user; 1–64 characters' })
+  @Field(() => String, { nullable: true, description: 'Shown to the user; 1–64 characters' })
   @IsOptional()
   @IsString()
   @Length(1, 64)
-  name?: string;
+  name?: string | null;
 
   @Field(() => BytesScalar, {
     nullable: true,
     description: 'MLS signature public key; if absent, the first key-package upload binds it',
   })
   @IsOptional()
-  signatureKey?: Buffer;
+  signatureKey?: Buffer | null;
 
   @Field(() => Int, { nullable: true, description: 'Low-water mark for available key packages' })
   @IsOptional()
   @IsInt()
   @Min(0)
   @Max(10_000)
-  keyPackageLowWater?: number;
+  keyPackageLowWater?: number | null;
 }

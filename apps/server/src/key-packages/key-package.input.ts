@@ -19,7 +19,7 @@ export class UploadKeyPackagesInput {
       "Replaces the device's last-resort key package, handed out only when no other is left",
   })
   @IsOptional()
-  lastResort?: Buffer;
+  lastResort?: Buffer | null;
 }
 
 /** Users to claim key packages of, on behalf of one of the caller's devices. */

@@ -22,7 +22,7 @@ export class KeyPackagesResolver {
       principal.userId,
       input.deviceId,
       input.keyPackages,
-      input.lastResort,
+      input.lastResort ?? undefined,
     );
   }
 

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { MlsError, validateKeyPackage, type ValidatedKeyPackage } from '@parley/mls';
 import { DataSource, type EntityManager, In } from 'typeorm';
@@ -11,6 +11,7 @@ import { DeviceEntity } from '../devices/device.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { deviceChannel, type KeyPackagesLowLiveEvent } from '../live/live-event.js';
+import { publishCommitted } from '../live/publish.js';
 import { RateLimitService } from '../rate-limits/rate-limit.service.js';
 import { KeyPackageEntity } from './key-package.entity.js';
 import type {
@@ -38,6 +39,8 @@ interface ClaimedRow {
 /** Validated storage and one-time hand-out of MLS key packages (RFC 9750 §5.1). */
 @Injectable()
 export class KeyPackagesService {
+  private readonly logger = new Logger(KeyPackagesService.name);
+
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -229,7 +232,11 @@ export class KeyPackagesService {
       };
     });
     // After commit: tell each device that fell below its low-water mark to upload more.
-    for (const event of low) await this.events.publish(deviceChannel(event.deviceId), event);
+    await publishCommitted(
+      this.events,
+      this.logger,
+      low.map((event) => ({ channel: deviceChannel(event.deviceId), event })),
+    );
     return claim;
   }
 

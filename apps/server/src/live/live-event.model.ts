@@ -2,6 +2,16 @@ import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 import { LogEntryModel } from '../messages/message.model.js';
 
+/**
+ * The first event of every subscription: from here on nothing is missed, so this is when a
+ * client catches up with `messages(after:)` (and drops entries it then also hears live).
+ */
+@ObjectType('SubscribedEvent')
+export class SubscribedEventModel {
+  @Field(() => ID)
+  subscribedDeviceId!: string;
+}
+
 /** A new entry in one of the device's conversations. */
 @ObjectType('LogEntryEvent')
 export class LogEntryEventModel {
@@ -64,8 +74,15 @@ export class KeyPackagesLowEventModel {
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
   types: () =>
-    [LogEntryEventModel, RosterEventModel, WelcomeEventModel, KeyPackagesLowEventModel] as const,
+    [
+      SubscribedEventModel,
+      LogEntryEventModel,
+      RosterEventModel,
+      WelcomeEventModel,
+      KeyPackagesLowEventModel,
+    ] as const,
   resolveType(value: object) {
+    if ('subscribedDeviceId' in value) return SubscribedEventModel;
     if ('entry' in value) return LogEntryEventModel;
     if ('removedDeviceIds' in value) return RosterEventModel;
     if ('welcomeId' in value) return WelcomeEventModel;
@@ -75,4 +92,8 @@ export const DeviceEventUnion = createUnionType({
 
 /** One value of {@link DeviceEventUnion}. */
 export type DeviceEvent =
-  LogEntryEventModel | RosterEventModel | WelcomeEventModel | KeyPackagesLowEventModel;
+  | SubscribedEventModel
+  | LogEntryEventModel
+  | RosterEventModel
+  | WelcomeEventModel
+  | KeyPackagesLowEventModel;

@@ -1,10 +1,12 @@
 import { Injectable } from '@nestjs/common';
+import { GraphQLError } from 'graphql';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
 import { EventBus } from '../events/event-bus.js';
+import { EventStreamError } from '../events/events.errors.js';
 import type { EventStream } from '../events/event-stream.js';
 import { LogEntryKindValue } from '../messages/message.model.js';
 import type { DeviceEvent } from './live-event.model.js';
@@ -48,6 +50,7 @@ export class LiveService {
     // to see, even if the bus delivers them before the roster change (several publishers).
     const leftAt = new Map<string, bigint>();
     try {
+      yield { subscribedDeviceId: deviceId };
       for await (const { event } of stream) {
         const live = asLiveEvent(event);
         switch (live.type) {
@@ -103,6 +106,13 @@ export class LiveService {
             break;
         }
       }
+    } catch (error) {
+      // The stream ended early (slow consumer, pub/sub lost): tell the client in a typed way,
+      // so that it resumes from its cursors with messages(after:).
+      if (error instanceof EventStreamError) {
+        throw new GraphQLError(error.message, { extensions: { code: error.code } });
+      }
+      throw error;
     } finally {
       stream.close();
     }

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { notFound } from '../common/domain.errors.js';
@@ -9,6 +9,7 @@ import { invalidMessage, notAMember } from '../conversations/conversations.error
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { conversationChannel } from '../live/live-event.js';
+import { publishCommitted } from '../live/publish.js';
 import { LogEntryEntity } from './log-entry.entity.js';
 
 /** An application message waiting for its place in the log. */
@@ -39,6 +40,7 @@ const MAX_BATCH = 256;
 @Injectable()
 export class MessageAppender {
   private readonly queues = new Map<string, Waiter[]>();
+  private readonly logger = new Logger(MessageAppender.name);
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -70,18 +72,23 @@ export class MessageAppender {
         );
         // Only now, committed, do senders hear of success and subscribers of the entries.
         for (const { waiter, entry } of stored) waiter.resolve(entry);
-        for (const { entry } of stored) {
-          await this.events.publish(conversationChannel(conversationId), {
-            type: 'message',
-            conversationId,
-            seq: entry.seq,
-            kind: 'APPLICATION',
-            epoch: entry.epoch,
-            senderDeviceId: entry.senderDeviceId,
-            createdAt: entry.createdAt,
-            data: entry.data.toString('base64'),
-          });
-        }
+        await publishCommitted(
+          this.events,
+          this.logger,
+          stored.map(({ entry }) => ({
+            channel: conversationChannel(conversationId),
+            event: {
+              type: 'message',
+              conversationId,
+              seq: entry.seq,
+              kind: 'APPLICATION',
+              epoch: entry.epoch,
+              senderDeviceId: entry.senderDeviceId,
+              createdAt: entry.createdAt,
+              data: entry.data.toString('base64'),
+            },
+          })),
+        );
       } catch (error) {
         for (const waiter of batch) waiter.reject(error);
       }
