@@ -122,6 +122,11 @@ export class ParleyDevice implements TestDevice {
     );
   }
 
+  /** The same device (and MLS state) talking to another server instance. */
+  via(app: TestApp): ParleyDevice {
+    return new ParleyDevice(app, this.userId, this.token, this.deviceId, this.identity, this.mls);
+  }
+
   /** A GraphQL call as this device's user. */
   gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<GraphqlResponse<T>> {
     return this.app.gql<T>(query, { deviceId: this.deviceId, ...variables }, this.token);

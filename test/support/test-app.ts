@@ -11,14 +11,15 @@ export const testDatabase = process.env.PARLEY_TEST_DB === 'postgres' ? 'postgre
 
 const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
 
-const skipReason =
+/** Why the end-to-end suites skip in this run, if they do. */
+export const e2eSkipReason =
   testDatabase === 'postgres' && postgresUrl === undefined
     ? 'PARLEY_TEST_DATABASE_URL is not set'
     : undefined;
-if (skipReason !== undefined) console.warn(`e2e:postgres skipped: ${skipReason}`);
+if (e2eSkipReason !== undefined) console.warn(`e2e:postgres skipped: ${e2eSkipReason}`);
 
 /** `describe` for end-to-end suites: skipped, saying why, on PostgreSQL when no server is set. */
-export const describeE2E = describe.skipIf(skipReason !== undefined);
+export const describeE2E = describe.skipIf(e2eSkipReason !== undefined);
 
 /** A GraphQL response as the tests see it. */
 export interface GraphqlResponse<T> {
