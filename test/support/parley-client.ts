@@ -287,6 +287,36 @@ export class ParleyDevice implements TestDevice {
     return { texts, cursor };
   }
 
+  /** Tries to subscribe for `deviceId` with this user's token (or none); the errors it got. */
+  async subscribeAs(deviceId: string, token: string | null = this.token): Promise<unknown[]> {
+    const client = createClient({
+      url: this.app.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: token === null ? {} : { authorization: `Bearer ${token}` },
+      retryAttempts: 0,
+    });
+    try {
+      return await new Promise<unknown[]>((resolve) => {
+        client.subscribe(
+          { query: EVENTS_SUBSCRIPTION, variables: { deviceId } },
+          {
+            next: (result) => {
+              resolve([...(result.errors ?? [])]);
+            },
+            error: (error: unknown) => {
+              resolve(Array.isArray(error) ? error : [error]);
+            },
+            complete: () => {
+              resolve([]);
+            },
+          },
+        );
+      });
+    } finally {
+      await client.dispose();
+    }
+  }
+
   /** Opens the device's live subscription over graphql-ws and waits until it is established. */
   async subscribe(): Promise<Subscription> {
     const url = this.app.url.replace(/^http/, 'ws');

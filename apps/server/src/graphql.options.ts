@@ -1,4 +1,6 @@
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
+import type { GraphQLError } from 'graphql';
+import type { ServerOptions } from 'graphql-ws';
 import { formatGraphqlError } from './common/graphql-errors.js';
 import type { GraphqlContext } from './auth/auth.guard.js';
 import type { Config } from './config/config.js';
@@ -10,6 +12,22 @@ function isWebSocketContext(
   return (
     typeof value === 'object' && value !== null && 'extra' in value && 'subscriptions' in value
   );
+}
+
+/**
+ * graphql-ws formats its own results (Apollo's formatError does not see them), so its errors go
+ * through the same mapping here. Nest passes these options on to graphql-ws as they are.
+ */
+function graphqlWsErrorMapping(
+  config: Pick<Config, 'development'>,
+): Pick<ServerOptions, 'onNext' | 'onError'> {
+  const format = (error: GraphQLError) =>
+    formatGraphqlError(error.toJSON(), error, config.development);
+  return {
+    onNext: (_ctx, _id, _payload, _args, result) =>
+      result.errors === undefined ? undefined : { ...result, errors: result.errors.map(format) },
+    onError: (_ctx, _id, _payload, errors) => errors.map(format),
+  };
 }
 
 /** Code-first GraphQL on Apollo (over Fastify), the schema printed sorted and stable. */
@@ -26,7 +44,7 @@ export function graphqlOptions(config: Pick<Config, 'development'>): ApolloDrive
     includeStacktraceInErrorResponses: config.development,
     formatError: (formatted, error) => formatGraphqlError(formatted, error, config.development),
     // Subscriptions over graphql-ws on the same path; the token travels in connectionParams.
-    subscriptions: { 'graphql-ws': { path: '/graphql' } },
+    subscriptions: { 'graphql-ws': { path: '/graphql', ...graphqlWsErrorMapping(config) } },
     context: (request: unknown): GraphqlContext =>
       isWebSocketContext(request)
         ? { connectionParams: request.connectionParams ?? {} }
