@@ -27,9 +27,7 @@ export class Conversations1795353900000 implements MigrationInterface {
         CONSTRAINT "conversation_members_pkey" PRIMARY KEY ("conversation_id", "device_id"),
         CONSTRAINT "conversation_members_leaf_key" UNIQUE ("conversation_id", "leaf_index"),
         CONSTRAINT "conversation_members_conversation_id_fkey" FOREIGN KEY ("conversation_id")
-          REFERENCES "conversations" ("id") ON DELETE CASCADE,
-        CONSTRAINT "conversation_members_device_id_fkey" FOREIGN KEY ("device_id")
-          REFERENCES "devices" ("id") ON DELETE CASCADE
+          REFERENCES "conversations" ("id") ON DELETE CASCADE
       );
       CREATE INDEX "conversation_members_device_id_idx" ON "conversation_members" ("device_id");
       CREATE TABLE "log_entries" (

@@ -390,4 +390,30 @@ describeE2E('conversations', () => {
     expect(texts).toEqual(['two', 'three', 'four']);
     await second.close();
   });
+
+  it('keeps a deleted device’s seat until a commit removes its leaf', async () => {
+    const { conversationId, members } = await buildGroup(app, 3);
+    const [alice, bob, carol] = members as [Member, Member, Member];
+    dataOf(
+      await carol.device.gql(`mutation ($deviceId: ID!) { deleteDevice(deviceId: $deviceId) }`),
+    );
+    expect(errorCodeOf(await carol.device.page(conversationId))).toBe('NOT_FOUND');
+    // An update still matches the roster (the gone device's leaf is still in the tree) …
+    dataOf(await alice.device.submit(conversationId, await alice.group.update()));
+    alice.group.confirmCommit();
+    // … and removing that leaf is accepted; the group goes on without it.
+    const removal = await alice.group.removeMembers([carol.device.identity]);
+    dataOf(await alice.device.submit(conversationId, removal));
+    alice.group.confirmCommit();
+    const seats: { device_id: string }[] = await app.app
+      .get(DataSource)
+      .query(`SELECT "device_id" FROM "conversation_members" WHERE "conversation_id" = $1`, [
+        conversationId,
+      ]);
+    expect(seats.map((seat) => seat.device_id).sort()).toEqual(
+      [alice.device.deviceId, bob.device.deviceId].sort(),
+    );
+    await bob.device.catchUp(bob.group, conversationId, bob.cursor);
+    expect(bob.group.epoch).toBe(alice.group.epoch);
+  });
 });

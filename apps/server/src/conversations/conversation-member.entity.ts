@@ -26,12 +26,13 @@ export class ConversationMemberEntity {
   })
   deviceId!: string;
 
-  @ManyToOne(() => DeviceEntity, { onDelete: 'CASCADE' })
-  @JoinColumn({
-    name: 'device_id',
-    foreignKeyConstraintName: 'conversation_members_device_id_fkey',
-  })
-  device?: DeviceEntity;
+  /**
+   * No foreign key: a deleted device keeps its seat until a commit removes its leaf, so that
+   * the roster keeps matching the MLS tree (it can neither read nor post: it no longer exists).
+   */
+  @ManyToOne(() => DeviceEntity, { createForeignKeyConstraints: false })
+  @JoinColumn({ name: 'device_id' })
+  device?: DeviceEntity | null;
 
   @Column('integer', { name: 'leaf_index' })
   leafIndex!: number;

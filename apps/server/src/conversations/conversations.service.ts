@@ -572,7 +572,7 @@ export class ConversationsService {
       order: { leafIndex: 'ASC' },
     });
     const members: ConversationMemberModel[] = seats.flatMap((seat) =>
-      seat.device === undefined
+      seat.device == null
         ? []
         : [
             {
