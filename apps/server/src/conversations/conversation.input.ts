@@ -23,9 +23,9 @@ export class CreateConversationInput {
   groupInfo!: Buffer;
 }
 
-/** A commit with everything that travels with it, accepted whole or not at all. */
-@InputType()
-export class SubmitCommitBundleInput {
+/** A conversation, and the caller's device acting in it. */
+@InputType({ isAbstract: true })
+export abstract class ConversationDeviceInput {
   @Field(() => ID)
   @IsString()
   deviceId!: string;
@@ -33,7 +33,11 @@ export class SubmitCommitBundleInput {
   @Field(() => ID)
   @IsUUID()
   conversationId!: string;
+}
 
+/** A commit with everything that travels with it, accepted whole or not at all. */
+@InputType()
+export class SubmitCommitBundleInput extends ConversationDeviceInput {
   @Field(() => BytesScalar, { description: 'MLSMessage carrying a PublicMessage commit' })
   commit!: Buffer;
 

@@ -5,12 +5,12 @@ import {
   type InspectedCommit,
   inspectCommit,
   inspectWelcome,
-  MlsError,
   type VerifiedGroupInfo,
   verifyGroupInfo,
 } from '@parley/mls';
 import { DataSource, type EntityManager, In } from 'typeorm';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
+import { mlsCheck } from '../common/mls-check.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { isUniqueViolation } from '../database/errors.js';
@@ -406,16 +406,10 @@ export class ConversationsService {
   }
 
   private async checkBundle(input: SubmitCommitBundleInput): Promise<CheckedBundle> {
-    let commit: InspectedCommit;
-    try {
-      commit = await inspectCommit(input.commit, {
-        maxBytes: this.config.limits.commitBundleBytes,
-      });
-    } catch (error) {
-      if (error instanceof MlsError)
-        throw invalidCommit(error.reason, `The commit is invalid: ${error.message}`);
-      throw error;
-    }
+    const commit = await mlsCheck(
+      () => inspectCommit(input.commit, { maxBytes: this.config.limits.commitBundleBytes }),
+      (error) => invalidCommit(error.reason, `The commit is invalid: ${error.message}`),
+    );
     if (commit.sender.type === 'new_member_commit') {
       throw new DomainError('EXTERNAL_COMMIT_UNSUPPORTED', 'External commits are not accepted yet');
     }
@@ -434,29 +428,24 @@ export class ConversationsService {
       );
     }
     const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
-    let welcomeRefs: Uint8Array[] | null = null;
-    if (input.welcome != null) {
-      try {
-        welcomeRefs = inspectWelcome(input.welcome, {
-          maxBytes: this.config.limits.commitBundleBytes,
-        }).keyPackageRefs;
-      } catch (error) {
-        if (error instanceof MlsError)
-          throw invalidWelcome(error.reason, `The Welcome is invalid: ${error.message}`);
-        throw error;
-      }
-    }
+    const welcome = input.welcome;
+    const welcomeRefs =
+      welcome == null
+        ? null
+        : await mlsCheck(
+            () =>
+              inspectWelcome(welcome, { maxBytes: this.config.limits.commitBundleBytes })
+                .keyPackageRefs,
+            (error) => invalidWelcome(error.reason, `The Welcome is invalid: ${error.message}`),
+          );
     return { commit, groupInfo, welcomeRefs };
   }
 
-  private async verifiedGroupInfo(bytes: Buffer): Promise<VerifiedGroupInfo> {
-    try {
-      return await verifyGroupInfo(bytes, { maxBytes: this.config.limits.commitBundleBytes });
-    } catch (error) {
-      if (error instanceof MlsError)
-        throw invalidGroupInfo(error.reason, `The GroupInfo is invalid: ${error.message}`);
-      throw error;
-    }
+  private verifiedGroupInfo(bytes: Buffer): Promise<VerifiedGroupInfo> {
+    return mlsCheck(
+      () => verifyGroupInfo(bytes, { maxBytes: this.config.limits.commitBundleBytes }),
+      (error) => invalidGroupInfo(error.reason, `The GroupInfo is invalid: ${error.message}`),
+    );
   }
 
   /** The devices of the added key packages, which must have been claimed from Parley. */

@@ -1,9 +1,10 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { MlsError, validateKeyPackage, type ValidatedKeyPackage } from '@parley/mls';
+import { validateKeyPackage, type ValidatedKeyPackage } from '@parley/mls';
 import { DataSource, type EntityManager, In } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
+import { mlsCheck } from '../common/mls-check.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { isUniqueViolation } from '../database/errors.js';
@@ -315,12 +316,11 @@ export class KeyPackagesService {
     };
     const candidates: Candidate[] = [];
     for (const { slot, bytes } of entries) {
-      try {
-        candidates.push({ slot, bytes, validated: await validateKeyPackage(bytes, policy) });
-      } catch (error) {
-        if (error instanceof MlsError) throw invalidKeyPackage(slot, error.reason, error.message);
-        throw error;
-      }
+      const validated = await mlsCheck(
+        () => validateKeyPackage(bytes, policy),
+        (error) => invalidKeyPackage(slot, error.reason, error.message),
+      );
+      candidates.push({ slot, bytes, validated });
     }
     return candidates;
   }

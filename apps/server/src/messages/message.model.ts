@@ -1,5 +1,4 @@
-import { Field, ID, InputType, ObjectType, registerEnumType } from '@nestjs/graphql';
-import { IsString, IsUUID } from 'class-validator';
+import { Field, ID, ObjectType, registerEnumType } from '@nestjs/graphql';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 
@@ -64,19 +63,4 @@ export class LogPageModel {
 
   @Field(() => SafeIntScalar)
   lastSeq!: string;
-}
-
-/** An application message for a conversation. */
-@InputType()
-export class SendMessageInput {
-  @Field(() => ID)
-  @IsString()
-  deviceId!: string;
-
-  @Field(() => ID)
-  @IsUUID()
-  conversationId!: string;
-
-  @Field(() => BytesScalar, { description: 'MLSMessage carrying a PrivateMessage (application)' })
-  message!: Buffer;
 }

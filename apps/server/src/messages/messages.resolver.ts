@@ -2,7 +2,8 @@ import { Args, ID, Int, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
-import { LogEntryModel, LogPageModel, SendMessageInput } from './message.model.js';
+import { SendMessageInput } from './message.input.js';
+import { LogEntryModel, LogPageModel } from './message.model.js';
 import { MessagesService } from './messages.service.js';
 
 /** Application messages and the conversation log. */

@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { inspectMessage, MlsError } from '@parley/mls';
+import { inspectMessage } from '@parley/mls';
 import { DataSource, MoreThan } from 'typeorm';
 import { DomainError, limitExceeded } from '../common/domain.errors.js';
+import { mlsCheck } from '../common/mls-check.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
@@ -10,12 +11,8 @@ import { invalidMessage } from '../conversations/conversations.errors.js';
 import { ConversationsService } from '../conversations/conversations.service.js';
 import { LogEntryEntity } from './log-entry.entity.js';
 import { MessageAppender } from './message-appender.js';
-import {
-  LogEntryKindValue,
-  type LogEntryModel,
-  type LogPageModel,
-  type SendMessageInput,
-} from './message.model.js';
+import type { SendMessageInput } from './message.input.js';
+import { LogEntryKindValue, type LogEntryModel, type LogPageModel } from './message.model.js';
 
 /** The API view of a log entry. */
 export function toLogEntryModel(entry: LogEntryEntity): LogEntryModel {
@@ -48,14 +45,10 @@ export class MessagesService {
     if (input.message.length > this.config.limits.messageBytes) {
       throw limitExceeded('Message size', this.config.limits.messageBytes);
     }
-    let inspected;
-    try {
-      inspected = inspectMessage(input.message, { maxBytes: this.config.limits.messageBytes });
-    } catch (error) {
-      if (error instanceof MlsError)
-        throw invalidMessage(error.reason, `The message is invalid: ${error.message}`);
-      throw error;
-    }
+    const inspected = await mlsCheck(
+      () => inspectMessage(input.message, { maxBytes: this.config.limits.messageBytes }),
+      (error) => invalidMessage(error.reason, `The message is invalid: ${error.message}`),
+    );
     if (inspected.wireFormat !== 'private_message') {
       throw invalidMessage('WRONG_WIRE_FORMAT', 'Application messages travel as PrivateMessage');
     }
