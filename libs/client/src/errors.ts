@@ -1,0 +1,96 @@
+/** Base of every error the SDK throws; `code` is the server's `extensions.code` or the SDK's own. */
+export class ParleyError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** Machine-readable facts from the server (`index`, `reason`, `currentEpoch`, …). */
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** No token, or one that does not verify. */
+export class UnauthenticatedError extends ParleyError {}
+/** The user may not do this (e.g. act for another user's device). */
+export class ForbiddenError extends ParleyError {}
+/** The named thing does not exist. */
+export class NotFoundError extends ParleyError {}
+/** A conflicting thing exists (taken username, existing group id). */
+export class ConflictError extends ParleyError {}
+/** The input is malformed. */
+export class BadInputError extends ParleyError {}
+/** A size or count limit was exceeded. */
+export class LimitExceededError extends ParleyError {}
+/** Too many requests; `retryAfterSeconds` says when to try again. */
+export class RateLimitedError extends ParleyError {
+  /** Seconds until the rate-limit window allows the call again. */
+  get retryAfterSeconds(): number {
+    return Number(this.details.retryAfterSeconds ?? 1);
+  }
+}
+/** The server refused a key package; `details.index` and `details.reason` say which and why. */
+export class InvalidKeyPackageError extends ParleyError {}
+/** This device is not (or no longer) on the conversation's roster. */
+export class NotAMemberError extends ParleyError {}
+/** Another commit won the epoch; catch up from the log and try again. */
+export class StaleEpochError extends ParleyError {
+  /** The conversation's epoch on the server. */
+  get currentEpoch(): number {
+    return Number(this.details.currentEpoch);
+  }
+}
+/** The commit is for an epoch the server has not reached. */
+export class FutureEpochError extends ParleyError {}
+/** The server refused a commit, its GroupInfo or its Welcome. */
+export class InvalidCommitError extends ParleyError {}
+/** The server refused an application message. */
+export class InvalidMessageError extends ParleyError {}
+/** Live events stopped (slow consumer, pub/sub lost); resume from the log. */
+export class EventsInterruptedError extends ParleyError {}
+/** The server could not be reached or answered something that is not GraphQL. */
+export class NetworkError extends ParleyError {}
+/** The server failed; nothing the client can fix. */
+export class ServerError extends ParleyError {}
+
+const byCode: Readonly<
+  Record<
+    string,
+    new (code: string, message: string, details: Record<string, unknown>) => ParleyError
+  >
+> = {
+  UNAUTHENTICATED: UnauthenticatedError,
+  FORBIDDEN: ForbiddenError,
+  NOT_FOUND: NotFoundError,
+  CONFLICT: ConflictError,
+  BAD_USER_INPUT: BadInputError,
+  BAD_REQUEST: BadInputError,
+  GRAPHQL_VALIDATION_FAILED: BadInputError,
+  GRAPHQL_PARSE_FAILED: BadInputError,
+  LIMIT_EXCEEDED: LimitExceededError,
+  RATE_LIMITED: RateLimitedError,
+  INVALID_KEY_PACKAGE: InvalidKeyPackageError,
+  NOT_A_MEMBER: NotAMemberError,
+  STALE_EPOCH: StaleEpochError,
+  FUTURE_EPOCH: FutureEpochError,
+  INVALID_COMMIT: InvalidCommitError,
+  INVALID_GROUP_INFO: InvalidCommitError,
+  INVALID_WELCOME: InvalidCommitError,
+  EXTERNAL_COMMIT_UNSUPPORTED: InvalidCommitError,
+  INVALID_MESSAGE: InvalidMessageError,
+  SLOW_CONSUMER: EventsInterruptedError,
+  EVENTS_UNAVAILABLE: EventsInterruptedError,
+};
+
+/** The SDK error for one GraphQL error as the server formats it. */
+export function errorFromGraphql(error: {
+  message?: unknown;
+  extensions?: Record<string, unknown>;
+}): ParleyError {
+  const { code, ...details } = error.extensions ?? {};
+  const message = typeof error.message === 'string' ? error.message : 'Unknown error';
+  const codeText = typeof code === 'string' ? code : 'INTERNAL_SERVER_ERROR';
+  const ErrorClass = byCode[codeText] ?? ServerError;
+  return new ErrorClass(codeText, message, details);
+}
