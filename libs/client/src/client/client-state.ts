@@ -1,0 +1,109 @@
+import { fromBase64, toBase64 } from '../bytes.js';
+
+/** Where the SDK keeps its state between runs; implementations encrypt it at rest. */
+export interface StateStore {
+  /** The saved state, or null before the first save. */
+  load(): Promise<Uint8Array | null>;
+  /** Replaces the saved state (atomically: a crash leaves the old or the new one). */
+  save(state: Uint8Array): Promise<void>;
+}
+
+/** A StateStore that forgets everything when the process ends (tests, throwaway clients). */
+export class MemoryStateStore implements StateStore {
+  private state: Uint8Array | null = null;
+
+  load(): Promise<Uint8Array | null> {
+    return Promise.resolve(this.state);
+  }
+
+  save(state: Uint8Array): Promise<void> {
+    this.state = state;
+    return Promise.resolve();
+  }
+}
+
+/** What a client remembers of one conversation. */
+export interface ConversationRecord {
+  groupId: Uint8Array;
+  /** Everything up to here is processed. */
+  cursor: number;
+}
+
+/** Everything a client must remember to continue after a restart. */
+export interface ClientState {
+  token: string | null;
+  userId: string | null;
+  deviceId: string | null;
+  identity: string | null;
+  engine: string | null;
+  engineState: Uint8Array | null;
+  conversations: Map<string, ConversationRecord>;
+}
+
+/** A client that has not signed in yet. */
+export function emptyClientState(): ClientState {
+  return {
+    token: null,
+    userId: null,
+    deviceId: null,
+    identity: null,
+    engine: null,
+    engineState: null,
+    conversations: new Map(),
+  };
+}
+
+interface SerializedState {
+  version: 1;
+  token: string | null;
+  userId: string | null;
+  deviceId: string | null;
+  identity: string | null;
+  engine: string | null;
+  engineState: string | null;
+  conversations: Record<string, { groupId: string; cursor: number }>;
+}
+
+/** State to bytes (JSON), for a StateStore. */
+export function serializeClientState(state: ClientState): Uint8Array {
+  const serialized: SerializedState = {
+    version: 1,
+    token: state.token,
+    userId: state.userId,
+    deviceId: state.deviceId,
+    identity: state.identity,
+    engine: state.engine,
+    engineState: state.engineState === null ? null : toBase64(state.engineState),
+    conversations: Object.fromEntries(
+      [...state.conversations].map(([id, record]) => [
+        id,
+        { groupId: toBase64(record.groupId), cursor: record.cursor },
+      ]),
+    ),
+  };
+  return new TextEncoder().encode(JSON.stringify(serialized));
+}
+
+/** Bytes from a StateStore back to state. */
+export function deserializeClientState(bytes: Uint8Array): ClientState {
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Omit<SerializedState, 'version'> & {
+    version: unknown;
+  };
+  if (parsed.version !== 1) {
+    throw new Error(`Unknown client state version ${String(parsed.version)}`);
+  }
+  return {
+    token: parsed.token,
+    userId: parsed.userId,
+    deviceId: parsed.deviceId,
+    identity: parsed.identity,
+    engine: parsed.engine,
+    engineState: parsed.engineState === null ? null : fromBase64(parsed.engineState),
+    conversations: new Map(
+      Object.entries(parsed.conversations).map(([id, record]) => [
+        id,
+        { groupId: fromBase64(record.groupId), cursor: record.cursor },
+      ]),
+    ),
+  };
+}

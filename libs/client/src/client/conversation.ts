@@ -1,0 +1,385 @@
+import { fromBase64, toBase64 } from '../bytes.js';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  type Envelope,
+  InvalidEnvelopeError,
+  textEnvelope,
+} from '../content/envelope.js';
+import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
+import { ParleyError, StaleEpochError } from '../errors.js';
+import {
+  AcknowledgeDocument,
+  ClaimKeyPackagesDocument,
+  type LogEntryFieldsFragment,
+  MessagesDocument,
+  SendMessageDocument,
+  SubmitCommitBundleDocument,
+} from '../graphql/generated.js';
+import type { GraphqlTransport } from '../transport/graphql-transport.js';
+
+/** A decrypted message of a conversation, in log order. */
+export interface ReceivedMessage {
+  conversationId: string;
+  /** Position in the conversation's log. */
+  seq: number;
+  senderUserId: string | null;
+  senderDeviceId: string;
+  /** Whether this device sent it. */
+  own: boolean;
+  /** Content type of the envelope (`text`, or a type this SDK version does not know). */
+  type: string;
+  /** Sender-chosen id of the message. */
+  id: string;
+  text: string | null;
+  sentAt: Date;
+}
+
+/** A member device of a conversation. */
+export interface Member {
+  userId: string;
+  deviceId: string;
+  identity: string;
+}
+
+/** Progress of long work (claiming key packages for hundreds of users, committing). */
+export interface Progress {
+  stage: 'claiming' | 'committing' | 'done';
+  done: number;
+  total: number;
+}
+
+/** Entries this device had not read were deleted by retention; it cannot decrypt what follows. */
+export class HistoryGapError extends ParleyError {
+  constructor(
+    readonly fromSeq: number,
+    readonly toSeq: number,
+  ) {
+    super(
+      'HISTORY_GAP',
+      `Log entries ${fromSeq}–${toSeq} were deleted before this device read them`,
+    );
+  }
+}
+
+/** This device is no longer a member (removed by a commit). */
+export class RemovedFromConversationError extends ParleyError {
+  constructor(conversationId: string) {
+    super('REMOVED', `This device was removed from conversation ${conversationId}`);
+  }
+}
+
+/** What a conversation needs from its client. */
+export interface ConversationContext {
+  readonly transport: GraphqlTransport;
+  readonly engine: MlsEngine;
+  readonly deviceId: string;
+  /** Records the new cursor and saves the client's state. */
+  persist(conversationId: string, cursor: number): Promise<void>;
+}
+
+// Claims name at most this many users at once (the server's default limit is 100).
+const USERS_PER_CLAIM = 100;
+// A commit that keeps losing its epoch to others gives up after this many tries.
+const COMMIT_ATTEMPTS = 8;
+const PAGE = 200;
+
+/** Parses `<userId>:<deviceId>@<domain>`. */
+export function parseIdentity(identity: string): { userId: string; deviceId: string } | null {
+  const match = /^([^:]+):([0-9a-f]+)@/.exec(identity);
+  return match === null ? null : { userId: match[1] ?? '', deviceId: match[2] ?? '' };
+}
+
+/**
+ * One conversation as this device sees it. Log entries are processed strictly in sequence
+ * order, one at a time (a serial queue), so that commits and messages meet the MLS state in the
+ * order the server fixed; the device's own changes run in the same queue.
+ */
+export class Conversation {
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly inbox: ReceivedMessage[] = [];
+  private readonly readers = new Set<() => void>();
+  private failure: ParleyError | null = null;
+
+  /** @internal Made by ParleyClient. */
+  constructor(
+    private readonly context: ConversationContext,
+    /** The server's conversation id. */
+    readonly id: string,
+    /** The MLS group id. */
+    readonly groupId: Uint8Array,
+    private cursor: number,
+  ) {}
+
+  /** Sequence number of the last log entry processed. */
+  get processedSeq(): number {
+    return this.cursor;
+  }
+
+  /** Encrypts and sends a text message; resolves once the server stored it. */
+  send(text: string): Promise<{ seq: number; id: string }> {
+    return this.enqueue(async () => {
+      this.throwIfFailed();
+      const envelope = textEnvelope(text);
+      const message = await this.context.engine.encrypt(this.groupId, encodeEnvelope(envelope));
+      const { sendMessage } = await this.context.transport.request(SendMessageDocument, {
+        input: {
+          deviceId: this.context.deviceId,
+          conversationId: this.id,
+          message: toBase64(message),
+        },
+      });
+      return { seq: sendMessage.seq, id: envelope.id };
+    });
+  }
+
+  /**
+   * Decrypted messages in log order — those already received, then new ones as they arrive —
+   * until the iterator is returned. Ends with an error if history was lost or the device removed.
+   */
+  async *messages(): AsyncGenerator<ReceivedMessage> {
+    let next = 0;
+    for (;;) {
+      const message = this.inbox[next];
+      if (message !== undefined) {
+        next += 1;
+        yield message;
+        continue;
+      }
+      if (this.failure !== null) throw this.failure;
+      await new Promise<void>((resolve) => {
+        this.readers.add(resolve);
+      });
+    }
+  }
+
+  /** The member devices, from this device's MLS state. */
+  async members(): Promise<Member[]> {
+    const identities = await this.context.engine.members(this.groupId);
+    return identities.flatMap((identity) => {
+      const parsed = parseIdentity(identity);
+      return parsed === null ? [] : [{ ...parsed, identity }];
+    });
+  }
+
+  /**
+   * Adds every device of the users (and the caller's own other devices) that is not in the
+   * group yet, from key packages claimed from Parley; retries if another commit wins the epoch.
+   */
+  addUsers(userIds: string[], onProgress?: (progress: Progress) => void): Promise<void> {
+    return this.enqueue(async () => {
+      const present = new Set((await this.members()).map((member) => member.identity));
+      const keyPackages: Uint8Array[] = [];
+      for (let i = 0; i < userIds.length; i += USERS_PER_CLAIM) {
+        onProgress?.({ stage: 'claiming', done: i, total: userIds.length });
+        const { claimKeyPackages } = await this.context.transport.request(
+          ClaimKeyPackagesDocument,
+          {
+            input: {
+              deviceId: this.context.deviceId,
+              userIds: userIds.slice(i, i + USERS_PER_CLAIM),
+            },
+          },
+        );
+        for (const claimed of claimKeyPackages.keyPackages) {
+          if (!present.has(claimed.identity)) keyPackages.push(fromBase64(claimed.keyPackage));
+        }
+      }
+      onProgress?.({ stage: 'committing', done: userIds.length, total: userIds.length });
+      if (keyPackages.length > 0) {
+        await this.commitWithRetry((send) =>
+          this.context.engine.addMembers(this.groupId, keyPackages, send),
+        );
+      }
+      onProgress?.({ stage: 'done', done: userIds.length, total: userIds.length });
+    });
+  }
+
+  /** Removes every device of the users; retries if another commit wins the epoch. */
+  removeUsers(userIds: string[]): Promise<void> {
+    return this.enqueue(async () => {
+      await this.commitWithRetry(async (send) => {
+        const users = new Set(userIds);
+        const identities = (await this.members())
+          .filter((member) => users.has(member.userId) && member.deviceId !== this.context.deviceId)
+          .map((member) => member.identity);
+        return identities.length === 0
+          ? 'accepted'
+          : this.context.engine.removeMembers(this.groupId, identities, send);
+      });
+    });
+  }
+
+  /** Commits fresh keys for this device (post-compromise security). */
+  updateKeys(): Promise<void> {
+    return this.enqueue(() =>
+      this.commitWithRetry((send) => this.context.engine.update(this.groupId, send)),
+    );
+  }
+
+  /** MLS-Exporter secret of the current epoch (e.g. media keys for calls). */
+  exportSecret(label: string, context: Uint8Array, length: number): Promise<Uint8Array> {
+    return this.enqueue(() =>
+      this.context.engine.exportSecret(this.groupId, label, context, length),
+    );
+  }
+
+  /** Processes what the log holds after this device's cursor. */
+  catchUp(): Promise<void> {
+    return this.enqueue(() => this.readLog());
+  }
+
+  /** @internal A live log entry: processed if it is the next one, else the log is read. */
+  receive(entry: LogEntryFieldsFragment): Promise<void> {
+    return this.enqueue(async () => {
+      if (entry.seq <= this.cursor) return;
+      if (entry.seq === this.cursor + 1) {
+        await this.apply(entry);
+        await this.saved();
+      } else {
+        await this.readLog();
+      }
+    });
+  }
+
+  /** Stops the message iterators (the client is closing). */
+  close(): void {
+    this.fail(new ParleyError('CLOSED', 'The client was closed'));
+  }
+
+  private async readLog(): Promise<void> {
+    for (;;) {
+      const { messages } = await this.context.transport.request(MessagesDocument, {
+        deviceId: this.context.deviceId,
+        conversationId: this.id,
+        after: this.cursor,
+        first: PAGE,
+      });
+      if (messages.gap !== null) {
+        this.fail(new HistoryGapError(messages.gap.fromSeq, messages.gap.toSeq));
+        return;
+      }
+      for (const entry of messages.entries) await this.apply(entry);
+      if (messages.entries.length > 0) await this.saved();
+      if (!messages.hasMore) return;
+    }
+  }
+
+  private async apply(entry: LogEntryFieldsFragment): Promise<void> {
+    if (this.failure !== null) return;
+    const processed = await this.context.engine.processMessage(
+      this.groupId,
+      fromBase64(entry.message),
+    );
+    this.cursor = entry.seq;
+    if (processed.kind === 'commit' && processed.removedSelf) {
+      this.fail(new RemovedFromConversationError(this.id));
+      return;
+    }
+    if (processed.kind !== 'application') return;
+    let envelope: Envelope;
+    try {
+      envelope = decodeEnvelope(processed.plaintext);
+    } catch (error) {
+      // A message this SDK cannot read is skipped, not fatal: the conversation goes on.
+      if (error instanceof InvalidEnvelopeError) return;
+      throw error;
+    }
+    const sender =
+      processed.senderIdentity === null ? null : parseIdentity(processed.senderIdentity);
+    this.deliver({
+      conversationId: this.id,
+      seq: entry.seq,
+      senderUserId: sender?.userId ?? null,
+      senderDeviceId: entry.senderDeviceId,
+      own: processed.own,
+      type: envelope.type,
+      id: envelope.id,
+      text: envelope.text ?? null,
+      sentAt: new Date(envelope.sentAt),
+    });
+  }
+
+  /**
+   * Makes a commit on the current epoch and submits it; when another commit won the epoch
+   * (STALE_EPOCH), processes the log up to the winner and makes the commit again.
+   */
+  private async commitWithRetry(
+    commit: (send: CommitSender) => Promise<'accepted' | 'rejected'>,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await this.readLog();
+      this.throwIfFailed();
+      // Set by the sender callback; an object, so that the compiler sees it can change.
+      const verdict: { stale: StaleEpochError | null } = { stale: null };
+      const outcome = await commit(async (bundle: CommitBundle) => {
+        try {
+          await this.context.transport.request(SubmitCommitBundleDocument, {
+            input: {
+              deviceId: this.context.deviceId,
+              conversationId: this.id,
+              commit: toBase64(bundle.commit),
+              groupInfo: toBase64(bundle.groupInfo),
+              ...(bundle.welcome === undefined ? {} : { welcome: toBase64(bundle.welcome) }),
+            },
+          });
+          return 'accepted';
+        } catch (error) {
+          if (error instanceof StaleEpochError) {
+            verdict.stale = error;
+            return 'rejected';
+          }
+          throw error;
+        }
+      });
+      if (outcome === 'accepted') {
+        // The commit comes back through the log; reading it moves the cursor past it.
+        await this.readLog();
+        return;
+      }
+      if (verdict.stale === null || attempt >= COMMIT_ATTEMPTS) {
+        throw (
+          verdict.stale ?? new ParleyError('COMMIT_REJECTED', 'The engine discarded the commit')
+        );
+      }
+    }
+  }
+
+  private async saved(): Promise<void> {
+    await this.context.persist(this.id, this.cursor);
+    // Best effort: the cursor only tells the server what may be deleted later.
+    this.context.transport
+      .request(AcknowledgeDocument, {
+        deviceId: this.context.deviceId,
+        conversationId: this.id,
+        seq: this.cursor,
+      })
+      .catch(() => undefined);
+  }
+
+  private deliver(message: ReceivedMessage): void {
+    this.inbox.push(message);
+    this.wake();
+  }
+
+  private fail(error: ParleyError): void {
+    this.failure ??= error;
+    this.wake();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== null) throw this.failure;
+  }
+
+  private wake(): void {
+    for (const resolve of this.readers) resolve();
+    this.readers.clear();
+  }
+
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.chain.then(work);
+    // The queue goes on after a failed task; the failure reaches whoever awaited that task.
+    this.chain = result.catch(() => undefined);
+    return result;
+  }
+}

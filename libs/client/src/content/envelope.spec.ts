@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { decodeEnvelope, encodeEnvelope, InvalidEnvelopeError, textEnvelope } from './envelope.js';
+
+describe('envelope', () => {
+  it('round-trips a text message', () => {
+    const envelope = textEnvelope('hello 👋', new Date('2026-01-02T03:04:05Z'));
+    expect(decodeEnvelope(encodeEnvelope(envelope))).toEqual(envelope);
+    expect(envelope).toMatchObject({ v: 1, type: 'text', sentAt: '2026-01-02T03:04:05.000Z' });
+  });
+
+  it('keeps unknown content types, without text', () => {
+    const future = { v: 1, type: 'reaction', id: 'x', sentAt: '2026-01-01T00:00:00Z', emoji: '👍' };
+    expect(decodeEnvelope(new TextEncoder().encode(JSON.stringify(future)))).toEqual({
+      v: 1,
+      type: 'reaction',
+      id: 'x',
+      sentAt: '2026-01-01T00:00:00Z',
+    });
+  });
+
+  it.each([
+    ['not UTF-8', new Uint8Array([0xff, 0xfe])],
+    ['not JSON', new TextEncoder().encode('hello')],
+    ['another version', new TextEncoder().encode('{"v":2,"type":"text","id":"x","sentAt":"t"}')],
+    ['no id', new TextEncoder().encode('{"v":1,"type":"text","sentAt":"t"}')],
+  ])('rejects %s', (_name, bytes) => {
+    expect(() => decodeEnvelope(bytes)).toThrow(InvalidEnvelopeError);
+  });
+});
