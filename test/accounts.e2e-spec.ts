@@ -48,6 +48,15 @@ describeE2E('accounts, devices and health', () => {
     expect(dataOf(me).me.id).toBe(user.id);
   });
 
+  it('finds users by username, case-insensitively, for signed-in callers only', async () => {
+    const carol = await signUpWithDevice(app, 'Carol_Finder');
+    const query = `query ($u: String!) { user(username: $u) { id username } }`;
+    const found = await app.gql<{ user: { id: string } }>(query, { u: 'CAROL_finder' }, carol.token);
+    expect(dataOf(found).user.id).toBe(carol.userId);
+    expect(errorCodeOf(await app.gql(query, { u: 'nobody_here' }, carol.token))).toBe('NOT_FOUND');
+    expect(errorCodeOf(await app.gql(query, { u: 'carol_finder' }))).toBe('UNAUTHENTICATED');
+  });
+
   it('rejects a taken username, a wrong password and an unknown user alike', async () => {
     const input = { username: 'bob', password: 'correct horse battery' };
     const mutation = `mutation ($input: CredentialsInput!) { signUp(input: $input) { token } }`;

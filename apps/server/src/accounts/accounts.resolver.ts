@@ -25,6 +25,11 @@ export class AccountsResolver {
     return this.accounts.signIn(input.username, input.password);
   }
 
+  @Query(() => UserModel, { description: 'A user by username (case-insensitive)' })
+  user(@Args('username') username: string): Promise<UserModel> {
+    return this.accounts.byUsername(username);
+  }
+
   @Query(() => UserModel, { description: 'The calling user' })
   me(@CurrentPrincipal() principal: Principal): Promise<UserModel> {
     return this.accounts.get(principal.userId);

@@ -52,6 +52,13 @@ export class AccountsService {
     return { token: await this.tokens.issue(user.id), user: toModel(user) };
   }
 
+  /** A user by username (case-insensitive), so that people can find each other. */
+  async byUsername(username: string): Promise<UserModel> {
+    const user = await this.users.findOneBy({ username: username.toLowerCase() });
+    if (user === null) throw notFound('User');
+    return toModel(user);
+  }
+
   /** The calling user. */
   async get(userId: string): Promise<UserModel> {
     const user = await this.users.findOneBy({ id: userId });

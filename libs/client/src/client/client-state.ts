@@ -22,11 +22,25 @@ export class MemoryStateStore implements StateStore {
   }
 }
 
+/** A decrypted message as kept in the local history (MLS cannot decrypt it a second time). */
+export interface StoredMessage {
+  seq: number;
+  senderUserId: string | null;
+  senderDeviceId: string;
+  own: boolean;
+  type: string;
+  id: string;
+  text: string | null;
+  sentAt: string;
+}
+
 /** What a client remembers of one conversation. */
 export interface ConversationRecord {
   groupId: Uint8Array;
   /** Everything up to here is processed. */
   cursor: number;
+  /** The newest decrypted messages, oldest first. */
+  history: StoredMessage[];
 }
 
 /** Everything a client must remember to continue after a restart. */
@@ -61,7 +75,7 @@ interface SerializedState {
   identity: string | null;
   engine: string | null;
   engineState: string | null;
-  conversations: Record<string, { groupId: string; cursor: number }>;
+  conversations: Record<string, { groupId: string; cursor: number; history: StoredMessage[] }>;
 }
 
 /** State to bytes (JSON), for a StateStore. */
@@ -77,7 +91,7 @@ export function serializeClientState(state: ClientState): Uint8Array {
     conversations: Object.fromEntries(
       [...state.conversations].map(([id, record]) => [
         id,
-        { groupId: toBase64(record.groupId), cursor: record.cursor },
+        { groupId: toBase64(record.groupId), cursor: record.cursor, history: record.history },
       ]),
     ),
   };
@@ -102,7 +116,7 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
     conversations: new Map(
       Object.entries(parsed.conversations).map(([id, record]) => [
         id,
-        { groupId: fromBase64(record.groupId), cursor: record.cursor },
+        { groupId: fromBase64(record.groupId), cursor: record.cursor, history: record.history },
       ]),
     ),
   };

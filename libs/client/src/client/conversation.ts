@@ -17,6 +17,7 @@ import {
   SubmitCommitBundleDocument,
 } from '../graphql/generated.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
+import type { StoredMessage } from './client-state.js';
 
 /** A decrypted message of a conversation, in log order. */
 export interface ReceivedMessage {
@@ -74,8 +75,8 @@ export interface ConversationContext {
   readonly transport: GraphqlTransport;
   readonly engine: MlsEngine;
   readonly deviceId: string;
-  /** Records the new cursor and saves the client's state. */
-  persist(conversationId: string, cursor: number): Promise<void>;
+  /** Records the new cursor and history, and saves the client's state. */
+  persist(conversationId: string, cursor: number, history: StoredMessage[]): Promise<void>;
 }
 
 // Claims name at most this many users at once (the server's default limit is 100).
@@ -83,6 +84,8 @@ const USERS_PER_CLAIM = 100;
 // A commit that keeps losing its epoch to others gives up after this many tries.
 const COMMIT_ATTEMPTS = 8;
 const PAGE = 200;
+// Decrypted messages kept locally per conversation (MLS cannot decrypt them again).
+const HISTORY_LIMIT = 1000;
 
 /** Parses `<userId>:<deviceId>@<domain>`. */
 export function parseIdentity(identity: string): { userId: string; deviceId: string } | null {
@@ -109,7 +112,21 @@ export class Conversation {
     /** The MLS group id. */
     readonly groupId: Uint8Array,
     private cursor: number,
-  ) {}
+    history: StoredMessage[] = [],
+  ) {
+    this.inbox.push(
+      ...history.map((stored) => ({
+        ...stored,
+        conversationId: id,
+        sentAt: new Date(stored.sentAt),
+      })),
+    );
+  }
+
+  /** The newest decrypted messages, kept across restarts (up to 1,000), oldest first. */
+  history(): ReceivedMessage[] {
+    return this.inbox.slice(-HISTORY_LIMIT);
+  }
 
   /** Sequence number of the last log entry processed. */
   get processedSeq(): number {
@@ -134,11 +151,12 @@ export class Conversation {
   }
 
   /**
-   * Decrypted messages in log order — those already received, then new ones as they arrive —
-   * until the iterator is returned. Ends with an error if history was lost or the device removed.
+   * Decrypted messages in log order — with `from: 'start'` (the default) those already received
+   * (the kept history) first, with `'now'` only new ones — as they arrive, until the iterator is
+   * returned. Ends with an error if history was lost or the device removed.
    */
-  async *messages(): AsyncGenerator<ReceivedMessage> {
-    let next = 0;
+  async *messages(options: { from?: 'start' | 'now' } = {}): AsyncGenerator<ReceivedMessage> {
+    let next = options.from === 'now' ? this.inbox.length : 0;
     for (;;) {
       const message = this.inbox[next];
       if (message !== undefined) {
@@ -346,7 +364,13 @@ export class Conversation {
   }
 
   private async saved(): Promise<void> {
-    await this.context.persist(this.id, this.cursor);
+    const history = this.inbox
+      .slice(-HISTORY_LIMIT)
+      .map(({ conversationId: _, sentAt, ...rest }) => ({
+        ...rest,
+        sentAt: sentAt.toISOString(),
+      }));
+    await this.context.persist(this.id, this.cursor, history);
     // Best effort: the cursor only tells the server what may be deleted later.
     this.context.transport
       .request(AcknowledgeDocument, {

@@ -21,6 +21,7 @@ import {
   MemoryStateStore,
   serializeClientState,
   type StateStore,
+  type StoredMessage,
 } from './client-state.js';
 import { Conversation, type Progress } from './conversation.js';
 
@@ -323,23 +324,29 @@ export class ParleyClient {
     }, delay);
   }
 
-  private adopt(id: string, groupId: Uint8Array, cursor: number): Conversation {
+  private adopt(
+    id: string,
+    groupId: Uint8Array,
+    cursor: number,
+    history: StoredMessage[] = [],
+  ): Conversation {
     const conversation = new Conversation(
       {
         transport: this.transport,
         engine: this.device().engine,
         deviceId: this.device().deviceId,
-        persist: (conversationId, seq) => {
-          this.state.conversations.set(conversationId, { groupId, cursor: seq });
+        persist: (conversationId, seq, kept) => {
+          this.state.conversations.set(conversationId, { groupId, cursor: seq, history: kept });
           return this.save();
         },
       },
       id,
       groupId,
       cursor,
+      history,
     );
     this.conversationsById.set(id, conversation);
-    this.state.conversations.set(id, { groupId, cursor });
+    this.state.conversations.set(id, { groupId, cursor, history });
     return conversation;
   }
 
