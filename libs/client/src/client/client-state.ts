@@ -2,17 +2,17 @@ import { fromBase64, toBase64 } from '../bytes.js';
 
 /** Where the SDK keeps its state between runs; implementations encrypt it at rest. */
 export interface StateStore {
-  /** The saved state, or null before the first save. */
-  load(): Promise<Uint8Array | null>;
+  /** The saved state, or undefined before the first save. */
+  load(): Promise<Uint8Array | undefined>;
   /** Replaces the saved state (atomically: a crash leaves the old or the new one). */
   save(state: Uint8Array): Promise<void>;
 }
 
 /** A StateStore that forgets everything when the process ends (tests, throwaway clients). */
 export class MemoryStateStore implements StateStore {
-  private state: Uint8Array | null = null;
+  private state: Uint8Array | undefined;
 
-  load(): Promise<Uint8Array | null> {
+  load(): Promise<Uint8Array | undefined> {
     return Promise.resolve(this.state);
   }
 

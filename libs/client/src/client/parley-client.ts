@@ -79,7 +79,7 @@ export class ParleyClient {
   static async open(options: ParleyClientOptions): Promise<ParleyClient> {
     const store = options.store ?? new MemoryStateStore();
     const saved = await store.load();
-    const state = saved === null ? emptyClientState() : deserializeClientState(saved);
+    const state = saved === undefined ? emptyClientState() : deserializeClientState(saved);
     const client = new ParleyClient(options, store, state);
     if (state.engineState !== null) {
       const engine = await options.engine.restore(state.engineState);
