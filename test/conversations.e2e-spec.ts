@@ -417,4 +417,15 @@ describeE2E('conversations', () => {
     await bob.device.catchUp(bob.group, conversationId, bob.cursor);
     expect(bob.group.epoch).toBe(alice.group.epoch);
   });
+
+  it('follows a conversation the subscribed device creates', async () => {
+    const alice = await ParleyDevice.create(app);
+    const live = await alice.subscribe();
+    const { conversationId, group } = await alice.createConversation();
+    const roster = await live.waitFor((event) => event.__typename === 'RosterEvent');
+    expect(roster).toMatchObject({ conversationId, addedDeviceIds: [alice.deviceId] });
+    const seq = await alice.say(group, conversationId, 'to myself');
+    await live.waitFor((event) => event.entry?.seq === seq);
+    await live.close();
+  });
 });

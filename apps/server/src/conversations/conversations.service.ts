@@ -84,8 +84,9 @@ export class ConversationsService {
         `Ciphersuite ${groupInfo.ciphersuite} is not accepted`,
       );
     }
+    let created: ConversationModel;
     try {
-      return await this.dataSource.transaction(async (manager) => {
+      created = await this.dataSource.transaction(async (manager) => {
         const device = await this.devices.owned(manager, userId, input.deviceId);
         const [leaf, ...others] = groupInfo.leaves;
         if (
@@ -127,6 +128,21 @@ export class ConversationsService {
       }
       throw error;
     }
+    // The creator's live stream follows the new conversation from now on (see LiveService).
+    await publishCommitted(this.events, this.logger, [
+      {
+        channel: deviceChannel(input.deviceId),
+        event: {
+          type: 'roster',
+          conversationId: created.id,
+          seq: '0',
+          epoch: '0',
+          added: [input.deviceId],
+          removed: [],
+        },
+      },
+    ]);
+    return created;
   }
 
   /**

@@ -273,7 +273,12 @@ export class ParleyClient {
         await this.joinWelcomes();
         return;
       case 'RosterEvent':
-        // The commit that changed the roster arrives as a log entry; nothing more to do here.
+        // The commit itself arrives as a log entry. When this device was added (or created the
+        // conversation), the event comes once its channel is live: reading the log now closes
+        // the window between the change and that moment.
+        if (event.addedDeviceIds.includes(this.device().deviceId)) {
+          await this.conversationsById.get(event.conversationId)?.catchUp();
+        }
         return;
       case 'KeyPackagesLowEvent':
         await this.topUpKeyPackages();
