@@ -51,7 +51,11 @@ describeE2E('accounts, devices and health', () => {
   it('finds users by username, case-insensitively, for signed-in callers only', async () => {
     const carol = await signUpWithDevice(app, 'Carol_Finder');
     const query = `query ($u: String!) { user(username: $u) { id username } }`;
-    const found = await app.gql<{ user: { id: string } }>(query, { u: 'CAROL_finder' }, carol.token);
+    const found = await app.gql<{ user: { id: string } }>(
+      query,
+      { u: 'CAROL_finder' },
+      carol.token,
+    );
     expect(dataOf(found).user.id).toBe(carol.userId);
     expect(errorCodeOf(await app.gql(query, { u: 'nobody_here' }, carol.token))).toBe('NOT_FOUND');
     expect(errorCodeOf(await app.gql(query, { u: 'carol_finder' }))).toBe('UNAUTHENTICATED');
