@@ -59,6 +59,12 @@ describeE2E('accounts, devices and health', () => {
     expect(dataOf(found).user.id).toBe(carol.userId);
     expect(errorCodeOf(await app.gql(query, { u: 'nobody_here' }, carol.token))).toBe('NOT_FOUND');
     expect(errorCodeOf(await app.gql(query, { u: 'carol_finder' }))).toBe('UNAUTHENTICATED');
+    const byIds = await app.gql<{ users: { username: string }[] }>(
+      `query ($ids: [ID!]!) { users(ids: $ids) { username } }`,
+      { ids: [carol.userId, '00000000-0000-4000-8000-000000000000', 'not-a-uuid'] },
+      carol.token,
+    );
+    expect(dataOf(byIds).users).toEqual([{ username: 'carol_finder' }]);
   });
 
   it('rejects a taken username, a wrong password and an unknown user alike', async () => {

@@ -1,4 +1,4 @@
-import { Args, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { Public } from '../auth/public.decorator.js';
@@ -28,6 +28,11 @@ export class AccountsResolver {
   @Query(() => UserModel, { description: 'A user by username (case-insensitive)' })
   user(@Args('username') username: string): Promise<UserModel> {
     return this.accounts.byUsername(username);
+  }
+
+  @Query(() => [UserModel], { description: 'Users by id (up to 500; unknown ids are left out)' })
+  users(@Args('ids', { type: () => [ID] }) ids: string[]): Promise<UserModel[]> {
+    return this.accounts.byIds(ids);
   }
 
   @Query(() => UserModel, { description: 'The calling user' })

@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { In, Repository } from 'typeorm';
 import { decoyHash, hashPassword, verifyPassword } from '../auth/password-hasher.js';
 import { TokenService } from '../auth/token.service.js';
-import { notFound } from '../common/domain.errors.js';
+import { limitExceeded, notFound } from '../common/domain.errors.js';
+import { isUuid } from '../common/uuid.js';
 import { isUniqueViolation } from '../database/errors.js';
 import type { AuthPayloadModel, UserModel } from './account.model.js';
 import { badCredentials, usernameTaken } from './accounts.errors.js';
 import { UserEntity } from './user.entity.js';
+
+const MAX_USERS_PER_LOOKUP = 500;
 
 const toModel = (user: UserEntity): UserModel => ({
   id: user.id,
@@ -57,6 +60,14 @@ export class AccountsService {
     const user = await this.users.findOneBy({ username: username.toLowerCase() });
     if (user === null) throw notFound('User');
     return toModel(user);
+  }
+
+  /** Users by id (unknown ids are left out), so that clients can show who said what. */
+  async byIds(ids: string[]): Promise<UserModel[]> {
+    if (ids.length > MAX_USERS_PER_LOOKUP)
+      throw limitExceeded('Users per lookup', MAX_USERS_PER_LOOKUP);
+    const users = await this.users.findBy({ id: In(ids.filter(isUuid)) });
+    return users.map(toModel);
   }
 
   /** The calling user. */

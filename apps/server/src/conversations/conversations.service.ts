@@ -11,6 +11,7 @@ import {
 import { DataSource, type EntityManager, In } from 'typeorm';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
+import { isUuid } from '../common/uuid.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { isUniqueViolation } from '../database/errors.js';
@@ -43,8 +44,6 @@ import { type RosterChange, RosterMismatch, rosterChange, type Seat } from './ro
 import { WelcomeEntity, WelcomeRecipientEntity } from './welcome.entity.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-const isUuid = (value: string) =>
-  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
 
 /** What the MLS checks outside the transaction found, for the checks against stored state. */
 interface CheckedBundle {
