@@ -11,6 +11,8 @@ import {
   SignInDocument,
   SignUpDocument,
   UploadKeyPackagesDocument,
+  UserByUsernameDocument,
+  UsersByIdsDocument,
   WelcomesDocument,
 } from '../graphql/generated.js';
 import { GraphqlTransport } from '../transport/graphql-transport.js';
@@ -62,6 +64,7 @@ export class ParleyClient {
   private closed = false;
   private saving: Promise<void> = Promise.resolve();
   private welcomes: Promise<void> = Promise.resolve();
+  private readonly knownUsernames = new Map<string, string | null>();
 
   private constructor(
     private readonly options: ParleyClientOptions,
@@ -125,6 +128,22 @@ export class ParleyClient {
       input: { username, password },
     });
     await this.useToken(signIn.token, signIn.user.id);
+  }
+
+  /** A user's id by username (case-insensitive); NotFoundError if there is none. */
+  async findUser(username: string): Promise<{ id: string; username: string }> {
+    const { user } = await this.transport.request(UserByUsernameDocument, { username });
+    return { id: user.id, username: user.username ?? username };
+  }
+
+  /** Usernames of users by id (app-JWT users have none); remembered for the client's lifetime. */
+  async usernames(userIds: string[]): Promise<Map<string, string | null>> {
+    const missing = [...new Set(userIds)].filter((id) => !this.knownUsernames.has(id));
+    if (missing.length > 0) {
+      const { users } = await this.transport.request(UsersByIdsDocument, { ids: missing });
+      for (const user of users) this.knownUsernames.set(user.id, user.username);
+    }
+    return new Map(userIds.map((id) => [id, this.knownUsernames.get(id) ?? null]));
   }
 
   /** Registers this device: an MLS identity, a fresh engine, key packages and a last-resort one. */
