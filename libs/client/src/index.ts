@@ -20,3 +20,30 @@ export {
 } from './client/conversation.js';
 export { MemoryStateStore, type StateStore } from './client/client-state.js';
 export { decodeEnvelope, encodeEnvelope, type Envelope, textEnvelope } from './content/envelope.js';
+export {
+  DEFAULT_CIPHERSUITE,
+  DEFAULT_KEY_PACKAGE_LIFETIME,
+  LAST_RESORT_EXTENSION_TYPE,
+  TsMlsEngine,
+  TsMlsEngineError,
+  type TsMlsEngineErrorCode,
+  type TsMlsEngineOptions,
+  createTsMlsEngineFactory,
+  tsMlsEngineFactory,
+} from './engine/ts-mls-engine.js';
+export {
+  DEFAULT_SCRYPT_PARAMS,
+  type ScryptParams,
+  type SealedStateHeader,
+  StateDecryptionError,
+  type StateDecryptionFailure,
+  type StateKey,
+  type StateKeyDerivation,
+  decryptState,
+  encryptState,
+  keyFromBytes,
+  keyFromPassphrase,
+  newSalt,
+  readSealedStateHeader,
+} from './state/sealed-state.js';
+export { type FileStateSecret, FileStateStore } from './state/file-state-store.js';
