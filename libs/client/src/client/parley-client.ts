@@ -93,8 +93,9 @@ export class ParleyClient {
         );
       }
       client.engineInstance = engine;
-      for (const [id, record] of state.conversations)
-        client.adopt(id, record.groupId, record.cursor);
+      for (const [id, record] of state.conversations) {
+        client.adopt(id, record.groupId, record.cursor, record.history);
+      }
     }
     return client;
   }
