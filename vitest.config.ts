@@ -10,6 +10,7 @@ const resolve = {
   alias: {
     '@parley/mls': source('./libs/mls/src/index.ts'),
     '@parley/client': source('./libs/client/src/index.ts'),
+    '@parley/engine-openmls': source('./libs/engine-openmls/src/index.ts'),
     '@parley/migrations': source('./migrations/index.ts'),
     // graphql 16 has no "exports": Node loads its CommonJS build (as Nest does), while Vite
     // would pick the ES build, and two copies of graphql cannot share a schema.
