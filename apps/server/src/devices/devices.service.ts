@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
@@ -9,6 +8,7 @@ import type { Config } from '../config/config.js';
 import type { RegisterDeviceInput } from './device.input.js';
 import type { DeviceModel } from './device.model.js';
 import { DeviceEntity } from './device.entity.js';
+import { newDeviceId } from './device-id.js';
 
 // Raw public keys of the signature schemes MLS ciphersuites use are 32 (Ed25519) to 133 (P-521) bytes.
 const MAX_SIGNATURE_KEY_BYTES = 256;
@@ -59,7 +59,7 @@ export class DevicesService {
       }
       return manager.save(
         manager.create(DeviceEntity, {
-          id: randomBytes(8).toString('hex'),
+          id: newDeviceId(),
           userId,
           name: input.name ?? 'device',
           signatureKey,
