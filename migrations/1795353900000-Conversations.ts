@@ -14,7 +14,7 @@ export class Conversations1795353900000 implements MigrationInterface {
         "epoch" bigint NOT NULL,
         "last_seq" bigint NOT NULL,
         "retained_from_seq" bigint NOT NULL,
-        "group_info" bytea NOT NULL,
+        "group_info" bytea,
         "created_at" timestamptz NOT NULL DEFAULT now(),
         CONSTRAINT "conversations_kind" CHECK ("kind" IN ('GROUP'))
       );

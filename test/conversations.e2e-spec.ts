@@ -428,4 +428,31 @@ describeE2E('conversations', () => {
     await live.waitFor((event) => event.entry?.seq === seq);
     await live.close();
   });
+
+  it('starts a conversation without an epoch-0 GroupInfo; the first commit brings one', async () => {
+    const alice = await ParleyDevice.create(app);
+    const bob = await ParleyDevice.create(app);
+    await bob.uploadKeyPackages(1);
+    const { conversationId, group } = await alice.createConversation({ withGroupInfo: false });
+    const groupInfoQuery = `query ($deviceId: ID!, $c: ID!) { groupInfo(deviceId: $deviceId, conversationId: $c) }`;
+    expect(
+      dataOf(await alice.gql<{ groupInfo: string | null }>(groupInfoQuery, { c: conversationId }))
+        .groupInfo,
+    ).toBeNull();
+    const bundle = await group.addMembers(await alice.claim([bob.userId]));
+    dataOf(await alice.submit(conversationId, bundle));
+    group.confirmCommit();
+    const { groupInfo } = dataOf(
+      await alice.gql<{ groupInfo: string | null }>(groupInfoQuery, { c: conversationId }),
+    );
+    expect(groupInfo).toBe(b64(bundle.groupInfo));
+    const joined = await bob.joinFromWelcome();
+    expect(joined.conversationId).toBe(conversationId);
+
+    const missing = await alice.gql(
+      `mutation ($deviceId: ID!, $g: Bytes!) { createConversation(input: { deviceId: $deviceId, groupId: $g }) { id } }`,
+      { g: b64(randomBytes(16)) },
+    );
+    expect(errorCodeOf(missing)).toBe('BAD_USER_INPUT');
+  });
 });

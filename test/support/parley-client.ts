@@ -158,15 +158,25 @@ export class ParleyDevice implements TestDevice {
     return claimKeyPackages.keyPackages.map((kp) => Buffer.from(kp.keyPackage, 'base64'));
   }
 
-  /** Creates an MLS group and registers it as a conversation; returns the conversation id. */
-  async createConversation(): Promise<{ conversationId: string; group: MlsGroup }> {
+  /**
+   * Creates an MLS group and registers it as a conversation, with its epoch-0 GroupInfo or (as
+   * clients that cannot export one do) with only the ciphersuite.
+   */
+  async createConversation(
+    options: { withGroupInfo?: boolean } = {},
+  ): Promise<{ conversationId: string; group: MlsGroup }> {
     const group = await this.mls.createGroup(randomBytes(16));
+    const start =
+      options.withGroupInfo === false
+        ? { ciphersuite: 1 }
+        : { groupInfo: b64(await group.groupInfo()) };
     const { createConversation } = dataOf(
       await this.gql<{ createConversation: { id: string } }>(
-        `mutation ($deviceId: ID!, $groupId: Bytes!, $groupInfo: Bytes!) {
-          createConversation(input: { deviceId: $deviceId, groupId: $groupId, groupInfo: $groupInfo }) { id }
+        `mutation ($deviceId: ID!, $groupId: Bytes!, $groupInfo: Bytes, $ciphersuite: Int) {
+          createConversation(input: { deviceId: $deviceId, groupId: $groupId, groupInfo: $groupInfo,
+                                       ciphersuite: $ciphersuite }) { id }
         }`,
-        { groupId: b64(group.groupId), groupInfo: b64(await group.groupInfo()) },
+        { groupId: b64(group.groupId), ...start },
       ),
     );
     return { conversationId: createConversation.id, group };

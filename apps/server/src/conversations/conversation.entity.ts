@@ -31,9 +31,12 @@ export class ConversationEntity {
   @Column('bigint', { name: 'retained_from_seq' })
   retainedFromSeq!: string;
 
-  /** The newest GroupInfo (MLSMessage), for the current epoch. */
-  @Column('bytea', { name: 'group_info' })
-  groupInfo!: Buffer;
+  /**
+   * The newest GroupInfo (MLSMessage), for the current epoch; null until the first commit when
+   * the creating client could not export one for epoch 0 (OpenMLS via core-crypto cannot).
+   */
+  @Column('bytea', { name: 'group_info', nullable: true })
+  groupInfo!: Buffer | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

@@ -1,5 +1,5 @@
-import { Field, ID, InputType } from '@nestjs/graphql';
-import { IsEnum, IsOptional, IsString, IsUUID } from 'class-validator';
+import { Field, ID, InputType, Int } from '@nestjs/graphql';
+import { IsEnum, IsInt, IsOptional, IsString, IsUUID } from 'class-validator';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { ConversationKindValue } from './conversation.model.js';
 
@@ -18,9 +18,21 @@ export class CreateConversationInput {
   kind!: ConversationKindValue;
 
   @Field(() => BytesScalar, {
-    description: 'GroupInfo (MLSMessage) of epoch 0 with the ratchet_tree extension',
+    nullable: true,
+    description:
+      'GroupInfo (MLSMessage) of epoch 0 with the ratchet_tree extension; clients that cannot ' +
+      'export one (OpenMLS) leave it out and the first commit bundle brings the GroupInfo',
   })
-  groupInfo!: Buffer;
+  @IsOptional()
+  groupInfo?: Buffer | null;
+
+  @Field(() => Int, {
+    nullable: true,
+    description: 'The MLS ciphersuite; required without a GroupInfo, else it must match it',
+  })
+  @IsOptional()
+  @IsInt()
+  ciphersuite?: number | null;
 }
 
 /** A conversation, and the caller's device acting in it. */

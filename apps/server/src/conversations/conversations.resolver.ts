@@ -51,12 +51,16 @@ export class ConversationsResolver {
     return this.conversationsService.get(principal.userId, deviceId, conversationId);
   }
 
-  @Query(() => BytesScalar, { description: 'The newest GroupInfo (MLSMessage) of a conversation' })
+  @Query(() => BytesScalar, {
+    nullable: true,
+    description:
+      'The newest GroupInfo (MLSMessage); null before the first commit of a group created without one',
+  })
   groupInfo(
     @CurrentPrincipal() principal: Principal,
     @Args('deviceId', { type: () => ID }) deviceId: string,
     @Args('conversationId', { type: () => ID }) conversationId: string,
-  ): Promise<Buffer> {
+  ): Promise<Buffer | null> {
     return this.conversationsService.groupInfo(principal.userId, deviceId, conversationId);
   }
 

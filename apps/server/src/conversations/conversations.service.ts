@@ -3,6 +3,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import {
   type InspectedCommit,
+  type RosterLeaf,
   inspectCommit,
   inspectWelcome,
   type VerifiedGroupInfo,
@@ -69,47 +70,40 @@ export class ConversationsService {
 
   /** Registers a group the caller's device created: epoch 0, the device alone at leaf 0. */
   async create(userId: string, input: CreateConversationInput): Promise<ConversationModel> {
-    this.checkSize('groupInfo', input.groupInfo);
-    const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
-    if (!Buffer.from(groupInfo.groupId).equals(input.groupId)) {
-      throw invalidGroupInfo('WRONG_GROUP', 'The GroupInfo is for another group id');
-    }
-    if (groupInfo.epoch !== 0n) {
-      throw invalidGroupInfo('WRONG_EPOCH', 'A new conversation starts at epoch 0');
-    }
-    if (!this.config.supportedCiphersuites.includes(groupInfo.ciphersuite)) {
+    const start = await this.startingPoint(input);
+    if (!this.config.supportedCiphersuites.includes(start.ciphersuite)) {
       throw invalidGroupInfo(
         'UNSUPPORTED_CIPHERSUITE',
-        `Ciphersuite ${groupInfo.ciphersuite} is not accepted`,
+        `Ciphersuite ${start.ciphersuite} is not accepted`,
       );
     }
     let created: ConversationModel;
     try {
       created = await this.dataSource.transaction(async (manager) => {
         const device = await this.devices.owned(manager, userId, input.deviceId);
-        const [leaf, ...others] = groupInfo.leaves;
-        if (
-          leaf === undefined ||
-          others.length > 0 ||
-          leaf.leafIndex !== 0 ||
-          this.devices.parseIdentity(leaf.identity)?.deviceId !== device.id ||
-          !this.signatureKeyMatches(device, leaf.signatureKey)
-        ) {
-          throw invalidGroupInfo(
-            'WRONG_ROSTER',
-            'A new group holds exactly the creating device, at leaf 0',
-          );
+        if (start.creator !== null) {
+          const { leafIndex, identity, signatureKey } = start.creator;
+          if (
+            leafIndex !== 0 ||
+            this.devices.parseIdentity(identity)?.deviceId !== device.id ||
+            !this.signatureKeyMatches(device, signatureKey)
+          ) {
+            throw invalidGroupInfo(
+              'WRONG_ROSTER',
+              'A new group holds exactly the creating device, at leaf 0',
+            );
+          }
         }
         const conversation = await manager.save(
           manager.create(ConversationEntity, {
             id: randomUUID(),
             groupId: input.groupId,
             kind: input.kind,
-            ciphersuite: groupInfo.ciphersuite,
+            ciphersuite: start.ciphersuite,
             epoch: '0',
             lastSeq: '0',
             retainedFromSeq: '1',
-            groupInfo: input.groupInfo,
+            groupInfo: input.groupInfo ?? null,
           }),
         );
         await manager.insert(ConversationMemberEntity, {
@@ -333,7 +327,11 @@ export class ConversationsService {
   }
 
   /** The newest GroupInfo, for members. */
-  async groupInfo(userId: string, deviceId: string, conversationId: string): Promise<Buffer> {
+  async groupInfo(
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+  ): Promise<Buffer | null> {
     return this.dataSource.transaction(async (manager) => {
       const { conversation } = await this.membership(manager, userId, deviceId, conversationId);
       return conversation.groupInfo;
@@ -406,6 +404,44 @@ export class ConversationsService {
     });
     if (seat === null) throw notAMember();
     return { conversation, seat };
+  }
+
+  /**
+   * What a new conversation starts from: its epoch-0 GroupInfo, checked (the creator alone at
+   * leaf 0), or — for clients that cannot export one — just the ciphersuite; the first commit
+   * bundle then brings the GroupInfo and is checked against the creator-only roster.
+   */
+  private async startingPoint(
+    input: CreateConversationInput,
+  ): Promise<{ ciphersuite: number; creator: RosterLeaf | null }> {
+    if (input.groupInfo == null) {
+      if (input.ciphersuite == null) {
+        throw new DomainError(
+          'BAD_USER_INPUT',
+          'Give the groupInfo of epoch 0, or the ciphersuite',
+        );
+      }
+      return { ciphersuite: input.ciphersuite, creator: null };
+    }
+    this.checkSize('groupInfo', input.groupInfo);
+    const groupInfo = await this.verifiedGroupInfo(input.groupInfo);
+    if (!Buffer.from(groupInfo.groupId).equals(input.groupId)) {
+      throw invalidGroupInfo('WRONG_GROUP', 'The GroupInfo is for another group id');
+    }
+    if (groupInfo.epoch !== 0n) {
+      throw invalidGroupInfo('WRONG_EPOCH', 'A new conversation starts at epoch 0');
+    }
+    if (input.ciphersuite != null && input.ciphersuite !== groupInfo.ciphersuite) {
+      throw invalidGroupInfo('WRONG_CIPHERSUITE', 'The ciphersuite is not the GroupInfo’s');
+    }
+    const [creator, ...others] = groupInfo.leaves;
+    if (creator === undefined || others.length > 0) {
+      throw invalidGroupInfo(
+        'WRONG_ROSTER',
+        'A new group holds exactly the creating device, at leaf 0',
+      );
+    }
+    return { ciphersuite: groupInfo.ciphersuite, creator };
   }
 
   private async lockedConversation(

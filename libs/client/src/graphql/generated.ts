@@ -13,11 +13,13 @@ export type ConversationKind =
   | 'GROUP';
 
 export type CreateConversationInput = {
+  /** The MLS ciphersuite; required without a GroupInfo, else it must match it */
+  ciphersuite?: number | null | undefined;
   deviceId: string | number;
   /** The MLS group id; unique */
   groupId: string;
-  /** GroupInfo (MLSMessage) of epoch 0 with the ratchet_tree extension */
-  groupInfo: string;
+  /** GroupInfo (MLSMessage) of epoch 0 with the ratchet_tree extension; clients that cannot export one (OpenMLS) leave it out and the first commit bundle brings the GroupInfo */
+  groupInfo?: string | null | undefined;
   kind?: ConversationKind;
 };
 
