@@ -249,20 +249,14 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
   }
 
   /**
-   * Not possible with core-crypto 10.3.0: it hands out a GroupInfo only inside a commit bundle
-   * (for the epoch after the commit) and has no call that exports the GroupInfo of epoch 0, which
-   * Parley's createConversation needs. Throws GROUP_INFO_UNAVAILABLE and creates nothing; see
-   * {@link createLocalGroup}.
+   * Creates the group at epoch 0. core-crypto 10.3.0 hands out a GroupInfo only inside a commit
+   * bundle (for the epoch after the commit) and cannot export the one of epoch 0, so this returns
+   * none: Parley then registers the conversation with its ciphersuite alone, and the first commit
+   * bundle brings the GroupInfo.
    */
-  createGroup(_groupId: Uint8Array): Promise<{ groupInfo: Uint8Array }> {
-    return Promise.reject(
-      fail(
-        'GROUP_INFO_UNAVAILABLE',
-        'core-crypto 10.3.0 cannot export the GroupInfo of a new group (epoch 0); ' +
-          'create the group with another engine, or locally with createLocalGroup and register ' +
-          'it with its first commit bundle',
-      ),
-    );
+  async createGroup(groupId: Uint8Array): Promise<{ groupInfo: Uint8Array | null }> {
+    await this.createLocalGroup(groupId);
+    return { groupInfo: null };
   }
 
   /**

@@ -29,6 +29,7 @@ describe('OpenMLS and ts-mls engines in one group', () => {
 
     // ts-mls creates the group (it can export the GroupInfo of epoch 0) and adds both kinds.
     const { groupInfo } = await alice.createGroup(groupId);
+    if (groupInfo === null) throw new Error('ts-mls exports the GroupInfo of epoch 0');
     expect(rosterOf(await verifyGroupInfo(groupInfo))).toEqual([alice.identity]);
     expect(
       await alice.addMembers(

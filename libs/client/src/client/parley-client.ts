@@ -263,8 +263,10 @@ export class ParleyClient {
       input: {
         deviceId,
         groupId: toBase64(groupId),
-        groupInfo: toBase64(groupInfo),
         kind: 'GROUP',
+        ...(groupInfo === null
+          ? { ciphersuite: engine.ciphersuite }
+          : { groupInfo: toBase64(groupInfo) }),
       },
     });
     const conversation = this.adopt(createConversation.id, groupId, 0);

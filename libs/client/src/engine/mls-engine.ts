@@ -26,8 +26,12 @@ export interface MlsEngine {
   /** One key package carrying the last_resort extension (type 0x000A), reusable by design. */
   generateLastResortKeyPackage(): Promise<Uint8Array>;
 
-  /** Creates a group (epoch 0, this device alone); returns its GroupInfo with the ratchet tree. */
-  createGroup(groupId: Uint8Array): Promise<{ groupInfo: Uint8Array }>;
+  /**
+   * Creates a group (epoch 0, this device alone); returns its GroupInfo with the ratchet tree, or
+   * null when the engine cannot export one (core-crypto): the server then takes the ciphersuite
+   * alone and the first commit bundle brings the GroupInfo.
+   */
+  createGroup(groupId: Uint8Array): Promise<{ groupInfo: Uint8Array | null }>;
 
   /** Commits Adds for the key packages; see {@link CommitSender}. */
   addMembers(

@@ -319,7 +319,7 @@ export class TsMlsEngine implements MlsEngine {
     });
   }
 
-  async createGroup(groupId: Uint8Array): Promise<{ groupInfo: Uint8Array }> {
+  async createGroup(groupId: Uint8Array): Promise<{ groupInfo: Uint8Array | null }> {
     return this.exclusive(async () => {
       const key = toHex(groupId);
       if (this.groups.get(key)?.state.groupActiveState.kind === 'active') {
