@@ -8,11 +8,15 @@ import {
 } from '@parley/client';
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
-const engines: [string, MlsEngineFactory][] = [['ts-mls', tsMlsEngineFactory]];
+const engines: [string, MlsEngineFactory][] = [
+  ['ts-mls', tsMlsEngineFactory],
+  ['openmls', createOpenMlsEngineFactory()],
+];
 
 /** Texts of a conversation's history, in order. */
 const texts = (conversation: Conversation) => conversation.history().map((message) => message.text);
@@ -131,5 +135,58 @@ describeE2E.each(engines)('SDK with the %s engine', (_name, engine) => {
     for (const text of ['during 1', 'during 2']) await conversation.send(text);
     await eventually(() => texts(bobView).includes('during 2'));
     expect(texts(bobView)).toEqual(['before', 'during 1', 'during 2']);
+  });
+});
+
+describeE2E('SDK with OpenMLS and ts-mls devices in one group', () => {
+  let app: TestApp;
+  const clients: ParleyClient[] = [];
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.close()));
+    await app.close();
+  });
+
+  it('exchanges messages and commits (adds, removes, updates) in both directions', async () => {
+    const openmls = createOpenMlsEngineFactory();
+    const ben = await sdkUser(app, tsMlsEngineFactory); // ts-mls creates the group
+    const ana = await sdkUser(app, openmls);
+    const cy = await sdkUser(app, openmls);
+    const dee = await sdkUser(app, tsMlsEngineFactory);
+    const anaPhone = await sdkDevice(app, openmls, ana.username);
+    clients.push(ana.client, ben.client, cy.client, dee.client, anaPhone);
+    const group = await ben.client.createConversation([ana.client.userId ?? '']);
+    const viewOf = async (client: ParleyClient) => {
+      await eventually(() => client.conversations().length === 1);
+      return client.conversation(group.id);
+    };
+    const anaView = await viewOf(ana.client);
+    // OpenMLS adds OpenMLS and ts-mls users; ts-mls and OpenMLS both update; ts-mls removes.
+    await anaView.addUsers([cy.client.userId ?? '', dee.client.userId ?? '']);
+    const [cyView, deeView, phoneView] = await Promise.all(
+      [cy.client, dee.client, anaPhone].map(viewOf),
+    );
+    await anaView.updateKeys();
+    await group.updateKeys();
+    const views = [group, anaView, cyView, deeView, phoneView];
+    for (const [i, view] of views.entries()) await view.send(`from ${i}`);
+    for (const view of views) await eventually(() => texts(view).length === views.length);
+    expect(new Set(views.map((view) => texts(view).join('|'))).size).toBe(1);
+    await group.removeUsers([cy.client.userId ?? '']);
+    await anaView.send('cy is gone');
+    for (const view of [group, deeView, phoneView]) {
+      await eventually(() => texts(view).at(-1) === 'cy is gone');
+    }
+    await phoneView.removeUsers([dee.client.userId ?? '']);
+    await group.send('dee is gone too');
+    await eventually(() => texts(anaView).at(-1) === 'dee is gone too');
+    const secrets = await Promise.all(
+      [group, anaView, phoneView].map(async (view) =>
+        Buffer.from(await view.exportSecret('exporter', new Uint8Array(), 32)).toString('hex'),
+      ),
+    );
+    expect(new Set(secrets).size).toBe(1);
   });
 });
