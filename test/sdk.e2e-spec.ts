@@ -165,9 +165,9 @@ describeE2E('SDK with OpenMLS and ts-mls devices in one group', () => {
     const anaView = await viewOf(ana.client);
     // OpenMLS adds OpenMLS and ts-mls users; ts-mls and OpenMLS both update; ts-mls removes.
     await anaView.addUsers([cy.client.userId ?? '', dee.client.userId ?? '']);
-    const [cyView, deeView, phoneView] = await Promise.all(
-      [cy.client, dee.client, anaPhone].map(viewOf),
-    );
+    const cyView = await viewOf(cy.client);
+    const deeView = await viewOf(dee.client);
+    const phoneView = await viewOf(anaPhone);
     await anaView.updateKeys();
     await group.updateKeys();
     const views = [group, anaView, cyView, deeView, phoneView];
