@@ -24,6 +24,7 @@ export class Conversations1795353900000 implements MigrationInterface {
         "leaf_index" integer NOT NULL,
         "joined_seq" bigint NOT NULL,
         "acked_seq" bigint NOT NULL,
+        "leaving" boolean NOT NULL DEFAULT false,
         CONSTRAINT "conversation_members_pkey" PRIMARY KEY ("conversation_id", "device_id"),
         CONSTRAINT "conversation_members_leaf_key" UNIQUE ("conversation_id", "leaf_index"),
         CONSTRAINT "conversation_members_conversation_id_fkey" FOREIGN KEY ("conversation_id")

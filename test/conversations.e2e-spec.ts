@@ -455,4 +455,43 @@ describeE2E('conversations', () => {
     );
     expect(errorCodeOf(missing)).toBe('BAD_USER_INPUT');
   });
+
+  it('lets a device leave: it stops at once, members hear it and one commits its removal', async () => {
+    const { conversationId, members } = await buildGroup(app, 3);
+    const [alice, bob, carol] = members as [Member, Member, Member];
+    const aliceLive = await alice.device.subscribe();
+    const leave = `mutation ($deviceId: ID!, $c: ID!) { leaveConversation(deviceId: $deviceId, conversationId: $c) }`;
+    dataOf(await carol.device.gql(leave, { c: conversationId }));
+    const heard = await aliceLive.waitFor((event) => event.__typename === 'LeaveEvent');
+    expect(heard).toMatchObject({ conversationId, leavingDeviceId: carol.device.deviceId });
+    expect(errorCodeOf(await carol.device.page(conversationId))).toBe('NOT_A_MEMBER');
+    expect(
+      errorCodeOf(await carol.device.send(conversationId, await carol.group.encrypt('bye'))),
+    ).toBe('NOT_A_MEMBER');
+    const view = dataOf(
+      await alice.device.gql<{
+        conversation: { members: { deviceId: string; leaving: boolean }[] };
+      }>(
+        `query ($deviceId: ID!, $c: ID!) { conversation(deviceId: $deviceId, conversationId: $c) { members { deviceId leaving } } }`,
+        { c: conversationId },
+      ),
+    );
+    expect(
+      view.conversation.members.find((member) => member.deviceId === carol.device.deviceId)
+        ?.leaving,
+    ).toBe(true);
+    // Any member commits the removal; the roster then matches the tree without Carol.
+    dataOf(
+      await bob.device.submit(
+        conversationId,
+        await bob.group.removeMembers([carol.device.identity]),
+      ),
+    );
+    bob.group.confirmCommit();
+    await alice.device.catchUp(alice.group, conversationId, alice.cursor);
+    expect(alice.group.members().filter((identity) => identity !== undefined)).not.toContain(
+      carol.device.identity,
+    );
+    await aliceLive.close();
+  });
 });

@@ -119,6 +119,25 @@ describeE2E.each(engines)('SDK with the %s engine', (_name, engine) => {
     expect(texts(carolViews[0])).not.toContain('without carol');
   });
 
+  it('lets a member leave; the others remove it on their own and go on', async () => {
+    const [ana, ben, cy] = (await Promise.all([user(), user(), user()])) as [User, User, User];
+    const group = await ana.client.createConversation([
+      ben.client.userId ?? '',
+      cy.client.userId ?? '',
+    ]);
+    const benView = await joined(ben.client, group.id);
+    const cyView = await joined(cy.client, group.id);
+    await cyView.leave();
+    expect(cy.client.conversations().map((conversation) => conversation.id)).not.toContain(
+      group.id,
+    );
+    await eventually(async () =>
+      (await group.members()).every((member) => member.userId !== cy.client.userId),
+    );
+    await group.send('cy left');
+    await eventually(() => texts(benView).at(-1) === 'cy left');
+  });
+
   it('loses nothing when the live socket drops', async () => {
     const alice = await user();
     const bob = await user();

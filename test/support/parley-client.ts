@@ -17,7 +17,12 @@ export interface Entry {
 /** A live event as the tests read it (fields of every union member, flattened). */
 export interface LiveEvent {
   __typename:
-    'SubscribedEvent' | 'LogEntryEvent' | 'RosterEvent' | 'WelcomeEvent' | 'KeyPackagesLowEvent';
+    | 'SubscribedEvent'
+    | 'LogEntryEvent'
+    | 'RosterEvent'
+    | 'WelcomeEvent'
+    | 'KeyPackagesLowEvent'
+    | 'LeaveEvent';
   entry?: Entry & { conversationId: string };
   conversationId?: string;
   seq?: number;
@@ -26,6 +31,7 @@ export interface LiveEvent {
   welcomeId?: string;
   commitSeq?: number;
   available?: number;
+  leavingDeviceId?: string;
 }
 
 const ENTRY_FIELDS = 'seq kind epoch senderDeviceId message';
@@ -37,6 +43,7 @@ export const EVENTS_SUBSCRIPTION = `subscription ($deviceId: ID!) {
     ... on RosterEvent { conversationId seq epoch addedDeviceIds removedDeviceIds }
     ... on WelcomeEvent { welcomeId conversationId epoch commitSeq }
     ... on KeyPackagesLowEvent { deviceId available lowWater }
+    ... on LeaveEvent { conversationId leavingDeviceId }
   }
 }`;
 

@@ -13,6 +13,7 @@ export { ParleyClient, type ParleyClientOptions } from './client/parley-client.j
 export {
   Conversation,
   HistoryGapError,
+  LeftConversationError,
   type Member,
   type Progress,
   type ReceivedMessage,

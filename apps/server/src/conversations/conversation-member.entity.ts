@@ -41,6 +41,13 @@ export class ConversationMemberEntity {
   @Column('bigint', { name: 'joined_seq' })
   joinedSeq!: string;
 
+  /**
+   * The device asked to leave: it may no longer read or post, and the next commit of any member
+   * removes its leaf (MLS lets no member remove itself).
+   */
+  @Column('boolean', { default: false })
+  leaving!: boolean;
+
   /** The device's cursor: everything up to here is acknowledged. */
   @Column('bigint', { name: 'acked_seq' })
   ackedSeq!: string;

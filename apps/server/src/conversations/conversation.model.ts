@@ -22,6 +22,9 @@ export class ConversationMemberModel {
 
   @Field(() => Int)
   leafIndex!: number;
+
+  @Field({ description: 'Asked to leave; the next commit should remove this leaf' })
+  leaving!: boolean;
 }
 
 /** A conversation as one of its member devices sees it. */

@@ -72,6 +72,19 @@ export class ConversationsResolver {
     return this.conversationsService.welcomes(principal.userId, deviceId);
   }
 
+  @Mutation(() => ID, {
+    description:
+      'The device leaves: it can no longer read or post, and members are told to commit its removal',
+  })
+  async leaveConversation(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+    @Args('conversationId', { type: () => ID }) conversationId: string,
+  ): Promise<string> {
+    await this.conversationsService.leave(principal.userId, deviceId, conversationId);
+    return conversationId;
+  }
+
   @Mutation(() => ID, { description: 'Drops a processed Welcome; returns its id' })
   async acknowledgeWelcome(
     @CurrentPrincipal() principal: Principal,

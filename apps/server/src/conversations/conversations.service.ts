@@ -161,7 +161,7 @@ export class ConversationsService {
         where: { conversationId: conversation.id },
       });
       const senderSeat = roster.find((seat) => seat.deviceId === device.id);
-      if (senderSeat === undefined) throw notAMember();
+      if (senderSeat === undefined || senderSeat.leaving) throw notAMember();
 
       if (!Buffer.from(checked.commit.groupId).equals(conversation.groupId)) {
         throw invalidCommit('WRONG_GROUP', 'The commit is for another group');
@@ -306,7 +306,7 @@ export class ConversationsService {
     return this.dataSource.transaction(async (manager) => {
       const device = await this.devices.owned(manager, userId, deviceId);
       const seats = await manager.find(ConversationMemberEntity, {
-        where: { deviceId: device.id },
+        where: { deviceId: device.id, leaving: false },
       });
       const conversations = await manager.find(ConversationEntity, {
         where: { id: In(seats.map((seat) => seat.conversationId)) },
@@ -384,6 +384,27 @@ export class ConversationsService {
   }
 
   /**
+   * The device leaves: from now on it may not read or post, and every member is told (a `leave`
+   * event) so that the next commit removes its leaf — MLS lets no member commit its own removal.
+   */
+  async leave(userId: string, deviceId: string, conversationId: string): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const { seat } = await this.membership(manager, userId, deviceId, conversationId);
+      await manager.update(
+        ConversationMemberEntity,
+        { conversationId, deviceId: seat.deviceId },
+        { leaving: true },
+      );
+    });
+    await publishCommitted(this.events, this.logger, [
+      {
+        channel: conversationChannel(conversationId),
+        event: { type: 'leave', conversationId, deviceId },
+      },
+    ]);
+  }
+
+  /**
    * The conversation and the device's seat, if the caller owns the device and it is on the
    * roster; NOT_FOUND for no such conversation, NOT_A_MEMBER otherwise.
    */
@@ -402,7 +423,7 @@ export class ConversationsService {
       conversationId,
       deviceId: device.id,
     });
-    if (seat === null) throw notAMember();
+    if (seat === null || seat.leaving) throw notAMember();
     return { conversation, seat };
   }
 
@@ -620,6 +641,7 @@ export class ConversationsService {
               deviceId: seat.deviceId,
               identity: this.devices.identityOf(seat.device),
               leafIndex: seat.leafIndex,
+              leaving: seat.leaving,
             },
           ],
     );

@@ -70,6 +70,16 @@ export class KeyPackagesLowEventModel {
   lowWater!: number;
 }
 
+/** A member device asked to leave: the next commit (anyone's) should remove its leaf. */
+@ObjectType('LeaveEvent')
+export class LeaveEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => ID)
+  leavingDeviceId!: string;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -80,12 +90,14 @@ export const DeviceEventUnion = createUnionType({
       RosterEventModel,
       WelcomeEventModel,
       KeyPackagesLowEventModel,
+      LeaveEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
     if ('entry' in value) return LogEntryEventModel;
     if ('removedDeviceIds' in value) return RosterEventModel;
     if ('welcomeId' in value) return WelcomeEventModel;
+    if ('leavingDeviceId' in value) return LeaveEventModel;
     return KeyPackagesLowEventModel;
   },
 });
@@ -96,4 +108,5 @@ export type DeviceEvent =
   | LogEntryEventModel
   | RosterEventModel
   | WelcomeEventModel
-  | KeyPackagesLowEventModel;
+  | KeyPackagesLowEventModel
+  | LeaveEventModel;

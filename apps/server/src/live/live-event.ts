@@ -46,6 +46,13 @@ export type KeyPackagesLowLiveEvent = {
   lowWater: number;
 };
 
+/** A device asked to leave a conversation; the next commit should remove it. */
+export type LeaveLiveEvent = {
+  type: 'leave';
+  conversationId: string;
+  deviceId: string;
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
-  MessageLiveEvent | RosterLiveEvent | WelcomeLiveEvent | KeyPackagesLowLiveEvent;
+  MessageLiveEvent | RosterLiveEvent | WelcomeLiveEvent | KeyPackagesLowLiveEvent | LeaveLiveEvent;

@@ -34,7 +34,7 @@ export class LiveService {
       const device = await this.devices.owned(manager, userId, deviceId);
       return manager.find(ConversationMemberEntity, {
         select: { conversationId: true },
-        where: { deviceId: device.id },
+        where: { deviceId: device.id, leaving: false },
       });
     });
     const stream = this.bus.open([
@@ -99,6 +99,15 @@ export class LiveService {
               commitSeq: live.commitSeq,
               createdAt: live.createdAt,
             };
+            break;
+          }
+          case 'leave': {
+            if (live.deviceId === deviceId) {
+              // This device left: nothing more of the conversation is its to hear.
+              stream.remove(conversationChannel(live.conversationId));
+              break;
+            }
+            yield { conversationId: live.conversationId, leavingDeviceId: live.deviceId };
             break;
           }
           case 'key-packages-low':

@@ -115,7 +115,7 @@ export class MessageAppender {
     const senders: { device_id: string; user_id: string }[] = await manager.query(
       `SELECT m."device_id", d."user_id" FROM "conversation_members" m
          JOIN "devices" d ON d."id" = m."device_id"
-        WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[])`,
+        WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[]) AND NOT m."leaving"`,
       [conversationId, [...new Set(batch.map((waiter) => waiter.deviceId))]],
     );
     const ownerOf = new Map(senders.map((row) => [row.device_id, row.user_id]));

@@ -11,6 +11,7 @@ import { ParleyError, StaleEpochError } from '../errors.js';
 import {
   AcknowledgeDocument,
   ClaimKeyPackagesDocument,
+  LeaveConversationDocument,
   type LogEntryFieldsFragment,
   MessagesDocument,
   SendMessageDocument,
@@ -63,6 +64,13 @@ export class HistoryGapError extends ParleyError {
   }
 }
 
+/** This device left the conversation. */
+export class LeftConversationError extends ParleyError {
+  constructor(conversationId: string) {
+    super('LEFT', `This device left conversation ${conversationId}`);
+  }
+}
+
 /** This device is no longer a member (removed by a commit). */
 export class RemovedFromConversationError extends ParleyError {
   constructor(conversationId: string) {
@@ -75,6 +83,8 @@ export interface ConversationContext {
   readonly transport: GraphqlTransport;
   readonly engine: MlsEngine;
   readonly deviceId: string;
+  /** Forgets the conversation (this device left it) and saves the client's state. */
+  forget(conversationId: string): Promise<void>;
   /** Records the new cursor and history, and saves the client's state. */
   persist(conversationId: string, cursor: number, history: StoredMessage[]): Promise<void>;
 }
@@ -215,17 +225,44 @@ export class Conversation {
 
   /** Removes every device of the users; retries if another commit wins the epoch. */
   removeUsers(userIds: string[]): Promise<void> {
+    const users = new Set(userIds);
+    return this.removeWhere(
+      (member) => users.has(member.userId) && member.deviceId !== this.context.deviceId,
+    );
+  }
+
+  /**
+   * Leaves: at once this device can no longer read or post, and the other members are told;
+   * the next commit of any of them removes its leaf (MLS lets no member commit its own removal).
+   */
+  leave(): Promise<void> {
     return this.enqueue(async () => {
-      await this.commitWithRetry(async (send) => {
-        const users = new Set(userIds);
-        const identities = (await this.members())
-          .filter((member) => users.has(member.userId) && member.deviceId !== this.context.deviceId)
-          .map((member) => member.identity);
+      await this.context.transport.request(LeaveConversationDocument, {
+        deviceId: this.context.deviceId,
+        conversationId: this.id,
+      });
+      this.fail(new LeftConversationError(this.id));
+      await this.context.forget(this.id);
+    });
+  }
+
+  /** @internal Commits the removal of devices that asked to leave; whoever commits first wins. */
+  removeDevices(deviceIds: string[]): Promise<void> {
+    const leaving = new Set(deviceIds);
+    return this.removeWhere((member) => leaving.has(member.deviceId));
+  }
+
+  /** Commits Removes for the members that match, read afresh on every attempt. */
+  private removeWhere(matches: (member: Member) => boolean): Promise<void> {
+    return this.enqueue(() =>
+      this.commitWithRetry(async (send) => {
+        const identities = (await this.members()).filter(matches).map((member) => member.identity);
+        // Nobody left to remove (another member's commit did it first): nothing to commit.
         return identities.length === 0
           ? 'accepted'
           : this.context.engine.removeMembers(this.groupId, identities, send);
-      });
-    });
+      }),
+    );
   }
 
   /** Commits fresh keys for this device (post-compromise security). */

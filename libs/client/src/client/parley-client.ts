@@ -3,6 +3,7 @@ import type { MlsEngine, MlsEngineFactory } from '../engine/mls-engine.js';
 import { ParleyError } from '../errors.js';
 import {
   AcknowledgeWelcomeDocument,
+  ConversationsDocument,
   CreateConversationDocument,
   EventsDocument,
   type EventsSubscription,
@@ -228,6 +229,21 @@ export class ParleyClient {
   /** Joins pending Welcomes and processes every conversation's log after its cursor. */
   async sync(): Promise<void> {
     await this.joinWelcomes();
+    // Members who left while nobody was there to remove them are removed now.
+    const { conversations } = await this.transport.request(ConversationsDocument, {
+      deviceId: this.device().deviceId,
+    });
+    for (const summary of conversations) {
+      const leaving = summary.members
+        .filter((member) => member.leaving)
+        .map((member) => member.deviceId);
+      const conversation = this.conversationsById.get(summary.id);
+      if (leaving.length > 0 && conversation !== undefined) {
+        conversation.removeDevices(leaving).catch((error: unknown) => {
+          this.report(error);
+        });
+      }
+    }
     await Promise.all(
       [...this.conversationsById.values()].map((conversation) => conversation.catchUp()),
     );
@@ -302,6 +318,11 @@ export class ParleyClient {
           await this.conversationsById.get(event.conversationId)?.catchUp();
         }
         return;
+      case 'LeaveEvent':
+        await this.conversationsById
+          .get(event.conversationId)
+          ?.removeDevices([event.leavingDeviceId]);
+        return;
       case 'KeyPackagesLowEvent':
         await this.topUpKeyPackages();
         return;
@@ -362,6 +383,11 @@ export class ParleyClient {
         transport: this.transport,
         engine: this.device().engine,
         deviceId: this.device().deviceId,
+        forget: (conversationId) => {
+          this.conversationsById.delete(conversationId);
+          this.state.conversations.delete(conversationId);
+          return this.save();
+        },
         persist: (conversationId, seq, kept) => {
           this.state.conversations.set(conversationId, { groupId, cursor: seq, history: kept });
           return this.save();
