@@ -120,7 +120,9 @@ describeE2E.each(engines)('SDK with the %s engine', (_name, engine) => {
   });
 
   it('lets a member leave; the others remove it on their own and go on', async () => {
-    const [ana, ben, cy] = (await Promise.all([user(), user(), user()])) as [User, User, User];
+    const ana = await user();
+    const ben = await user();
+    const cy = await user();
     const group = await ana.client.createConversation([
       ben.client.userId ?? '',
       cy.client.userId ?? '',
