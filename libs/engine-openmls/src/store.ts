@@ -25,6 +25,11 @@ const STORE = 'blocks';
 // means whichever side opens it first leaves it as the other expects.
 const VERSION = 1;
 const SETTLE_ROUNDS = 200;
+// Agreeing reads needed, and the pause between reads. One task apart proved too little on a busy
+// machine (CI): a queued write could start after the second read. Three reads over ~30 ms that
+// all agree are what a save waits for now.
+const STABLE_READS = 3;
+const SETTLE_PAUSE_MS = 10;
 
 function request<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -46,7 +51,11 @@ function open(): Promise<IDBDatabase> {
 }
 
 function nextTask(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  return pause(0);
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function isBlockRecord(value: unknown): value is { offset: number; data: Uint8Array } {
@@ -95,10 +104,12 @@ export function sameBlocks(a: readonly StoreBlock[], b: readonly StoreBlock[]): 
 export async function settledBlocks(path: string): Promise<StoreBlock[]> {
   await nextTask();
   let previous = await readBlocks(path);
+  let agreeing = 1;
   for (let round = 0; round < SETTLE_ROUNDS; round++) {
-    await nextTask();
+    await pause(SETTLE_PAUSE_MS);
     const current = await readBlocks(path);
-    if (sameBlocks(previous, current)) return current;
+    agreeing = sameBlocks(previous, current) ? agreeing + 1 : 1;
+    if (agreeing >= STABLE_READS) return current;
     previous = current;
   }
   throw new Error('the store kept changing while it was being copied');
