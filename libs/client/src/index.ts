@@ -48,3 +48,4 @@ export {
   readSealedStateHeader,
 } from './state/sealed-state.js';
 export { type FileStateSecret, FileStateStore } from './state/file-state-store.js';
+export { IndexedDbStateStore } from './state/indexeddb-state-store.js';
