@@ -4,6 +4,7 @@ export type {
   CommitOutcome,
   CommitSender,
   MlsEngine,
+  MlsEngineErrorCode,
   MlsEngineFactory,
   ProcessedMessage,
 } from './engine/mls-engine.js';

@@ -113,3 +113,32 @@ export interface MlsEngineFactory {
   /** An engine continuing from {@link MlsEngine.saveState} output. */
   restore(state: Uint8Array): Promise<MlsEngine>;
 }
+
+/** Failures every engine reports, with the same code for the same meaning. */
+export type MlsEngineErrorCode =
+  /** The engine is in no group with that id. */
+  | 'UNKNOWN_GROUP'
+  /** The engine is already a member of a group with that id. */
+  | 'GROUP_EXISTS'
+  /** A commit removed this device; it can no longer send or commit in the group. */
+  | 'NOT_A_MEMBER'
+  /** The Welcome is encrypted to none of this engine's key packages. */
+  | 'NO_MATCHING_KEY_PACKAGE'
+  /** A key package to add does not decode or does not validate. */
+  | 'INVALID_KEY_PACKAGE'
+  /** None of the identities to remove sits in the group. */
+  | 'UNKNOWN_MEMBER'
+  /** MLS has no commit that removes its committer; another member must. */
+  | 'CANNOT_REMOVE_SELF'
+  /** The message belongs to another group. */
+  | 'WRONG_GROUP'
+  /** The message is for a later epoch: process the commits before it first. */
+  | 'FUTURE_EPOCH'
+  /** The message is for an epoch whose keys are gone, or is a commit for an epoch already left. */
+  | 'EPOCH_TOO_OLD'
+  /** The message does not decode, decrypt or verify, or is not a group message. */
+  | 'INVALID_MESSAGE'
+  /** The ciphersuite is not one the engine supports. */
+  | 'UNSUPPORTED_CIPHERSUITE'
+  /** Saved state does not decode (or cannot be brought back). */
+  | 'INVALID_STATE';
