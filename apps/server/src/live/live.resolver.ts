@@ -17,7 +17,7 @@ export class LiveResolver {
   events(
     @CurrentPrincipal() principal: Principal,
     @Args('deviceId', { type: () => ID }) deviceId: string,
-  ): Promise<AsyncGenerator<DeviceEvent>> {
+  ): Promise<AsyncIterableIterator<DeviceEvent, void>> {
     return this.live.stream(principal.userId, deviceId);
   }
 }

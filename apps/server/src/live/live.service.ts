@@ -16,6 +16,38 @@ import { conversationChannel, deviceChannel, type LiveEvent } from './live-event
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
 
 /**
+ * A device's events as graphql-ws consumes them. graphql-ws ends a subscription (the client
+ * completed it or disconnected) with return(), which an async generator only honours at its next
+ * `yield`: one waiting for the next event of a quiet conversation kept its stream, and the
+ * stream's bus subscriptions, until an event came, if ever. Closing the stream first ends that
+ * wait at once.
+ */
+class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
+  constructor(
+    private readonly events: AsyncGenerator<DeviceEvent, void, undefined>,
+    private readonly stream: EventStream,
+  ) {}
+
+  next(): Promise<IteratorResult<DeviceEvent, void>> {
+    return this.events.next();
+  }
+
+  return(): Promise<IteratorResult<DeviceEvent, void>> {
+    this.stream.close();
+    return this.events.return(undefined);
+  }
+
+  throw(error: unknown): Promise<IteratorResult<DeviceEvent, void>> {
+    this.stream.close();
+    return this.events.throw(error);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/**
  * One live stream per connected device: its own channel plus one per conversation it is in,
  * following roster changes as they happen. Per message, the work is one event per
  * conversation, fanned out by the bus to whichever instance holds each device's socket.
@@ -29,7 +61,10 @@ export class LiveService {
   ) {}
 
   /** The device's events, live from the moment this resolves. */
-  async stream(userId: string, deviceId: string): Promise<AsyncGenerator<DeviceEvent>> {
+  async stream(
+    userId: string,
+    deviceId: string,
+  ): Promise<AsyncIterableIterator<DeviceEvent, void>> {
     const seats = await this.dataSource.transaction(async (manager) => {
       const device = await this.devices.owned(manager, userId, deviceId);
       return manager.find(ConversationMemberEntity, {
@@ -42,10 +77,13 @@ export class LiveService {
       ...seats.map((seat) => conversationChannel(seat.conversationId)),
     ]);
     await stream.ready();
-    return this.follow(stream, deviceId);
+    return new DeviceEvents(this.follow(stream, deviceId), stream);
   }
 
-  private async *follow(stream: EventStream, deviceId: string): AsyncGenerator<DeviceEvent> {
+  private async *follow(
+    stream: EventStream,
+    deviceId: string,
+  ): AsyncGenerator<DeviceEvent, void, undefined> {
     // Sequence number at which the device left each conversation: entries after it are not its
     // to see, even if the bus delivers them before the roster change (several publishers).
     const leftAt = new Map<string, bigint>();
