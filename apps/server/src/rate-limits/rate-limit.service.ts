@@ -1,6 +1,10 @@
-import { Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import { Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { DomainError } from '../common/domain.errors.js';
+
+const PURGE_EVERY_MS = 60_000;
+const STALE_AFTER_SECONDS = 10 * 60;
 
 interface WindowRow {
   hits: number;
@@ -12,7 +16,29 @@ interface WindowRow {
  * against the same windows with no other service.
  */
 @Injectable()
-export class RateLimitService {
+export class RateLimitService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(RateLimitService.name);
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  // Windows end after a minute; every instance deletes old ones (idempotent), so the table
+  // holds only the current windows however many claimer→target pairs there have been.
+  onModuleInit(): void {
+    this.timer = setInterval(() => {
+      this.purge(this.dataSource.manager, STALE_AFTER_SECONDS).catch((error: unknown) => {
+        this.logger.warn(
+          `Rate-limit purge failed: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+    }, PURGE_EVERY_MS);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.timer);
+  }
+
   /**
    * Counts one hit against `key` inside the caller's transaction and throws RATE_LIMITED when
    * the window is full. The throw rolls the transaction back, so a rejected call costs nothing.
