@@ -30,7 +30,11 @@ import {
   type Proposal,
 } from 'ts-mls';
 // Not re-exported from the package root; reachable through the package's "./*.js" export map.
+import { signFramedContentTBS, toTbs } from 'ts-mls/framedContent.js';
+import { signGroupInfo } from 'ts-mls/groupInfo.js';
 import { makeKeyPackageRef, signKeyPackage } from 'ts-mls/keyPackage.js';
+import { decodeRatchetTree, encodeRatchetTree, type RatchetTree } from 'ts-mls/ratchetTree.js';
+import { treeHashRoot } from 'ts-mls/treeHash.js';
 
 /** Ciphersuite 1, the one every Parley device uses unless a test asks otherwise. */
 export const DEFAULT_CIPHERSUITE: CiphersuiteName = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519';
@@ -144,6 +148,47 @@ export function tamperSignature(keyPackageMessage: Uint8Array): Uint8Array {
 
 function encodeMessage(message: MLSMessage): Uint8Array {
   return encodeMlsMessage(message);
+}
+
+function decodePublicCommit(bytes: Uint8Array) {
+  const message = decodeMessage(bytes);
+  if (
+    message.wireformat !== 'mls_public_message' ||
+    message.publicMessage.auth.contentType !== 'commit'
+  ) {
+    throw new Error('expected a PublicMessage commit');
+  }
+  return { message, publicMessage: message.publicMessage, auth: message.publicMessage.auth };
+}
+
+function flipFirstByte(bytes: Uint8Array): Uint8Array {
+  const flipped = Uint8Array.from(bytes);
+  flipped[0] = (flipped[0] ?? 0) ^ 0x01;
+  return flipped;
+}
+
+/** Forgery: the commit with one bit of its FramedContent signature flipped, nothing else touched. */
+export function flipCommitSignature(commit: Uint8Array): Uint8Array {
+  const { message, publicMessage, auth } = decodePublicCommit(commit);
+  return encodeMessage({
+    ...message,
+    publicMessage: {
+      ...publicMessage,
+      auth: { ...auth, signature: flipFirstByte(auth.signature) },
+    },
+  });
+}
+
+/** Forgery: the commit with one bit of its confirmation tag flipped (the signature does not cover it). */
+export function flipConfirmationTag(commit: Uint8Array): Uint8Array {
+  const { message, publicMessage, auth } = decodePublicCommit(commit);
+  return encodeMessage({
+    ...message,
+    publicMessage: {
+      ...publicMessage,
+      auth: { ...auth, confirmationTag: flipFirstByte(auth.confirmationTag) },
+    },
+  });
 }
 
 function toSeconds(date: Date): bigint {
@@ -458,6 +503,60 @@ export class MlsGroup {
     // Another member's commit took the epoch our pending commit was made for; ours can never apply.
     this.pending = undefined;
     return { kind: 'commit', epoch: this.epoch, own: false };
+  }
+
+  /**
+   * Forgery: the commit's FramedContent re-signed with `signKey` (not this member's leaf key),
+   * over this member's confirmed group context, i.e. the epoch the commit was made in.
+   */
+  async resignCommit(commit: Uint8Array, signKey: Uint8Array): Promise<Uint8Array> {
+    const { message, publicMessage, auth } = decodePublicCommit(commit);
+    const tbs = toTbs(publicMessage.content, 'mls_public_message', this.state.groupContext);
+    const signature = await signFramedContentTBS(signKey, tbs, this.cs.signature);
+    return encodeMessage({
+      ...message,
+      publicMessage: { ...publicMessage, auth: { ...auth, signature } },
+    });
+  }
+
+  /**
+   * Forgery: a GroupInfo (MLSMessage bytes) signed again by this member as its signer, after
+   * `edit` changed its ratchet tree (the group context's tree hash follows the edited tree).
+   */
+  async resignGroupInfo(
+    groupInfoMessage: Uint8Array,
+    edit: (tree: RatchetTree) => void = () => undefined,
+  ): Promise<Uint8Array> {
+    const message = decodeMessage(groupInfoMessage);
+    if (message.wireformat !== 'mls_group_info') throw new Error('expected a GroupInfo');
+    const { groupInfo } = message;
+    const extensions = groupInfo.extensions.map((extension) => {
+      if (extension.extensionType !== 'ratchet_tree') return extension;
+      const decoded = decodeRatchetTree(extension.extensionData, 0);
+      if (decoded === undefined) throw new Error('undecodable ratchet tree');
+      edit(decoded[0]);
+      return { ...extension, extensionData: encodeRatchetTree(decoded[0]) };
+    });
+    const treeExtension = extensions.find(
+      (extension) => extension.extensionType === 'ratchet_tree',
+    );
+    const tree =
+      treeExtension === undefined ? undefined : decodeRatchetTree(treeExtension.extensionData, 0);
+    if (tree === undefined) throw new Error('no ratchet tree');
+    const signed = await signGroupInfo(
+      {
+        groupContext: {
+          ...groupInfo.groupContext,
+          treeHash: await treeHashRoot(tree[0], this.cs.hash),
+        },
+        extensions,
+        confirmationTag: groupInfo.confirmationTag,
+        signer: this.leafIndex,
+      },
+      this.state.signaturePrivateKey,
+      this.cs.signature,
+    );
+    return encodeMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo: signed });
   }
 
   /** Encrypts an application message as a PrivateMessage (MLSMessage bytes) in the confirmed epoch. */

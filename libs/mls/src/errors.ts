@@ -16,7 +16,12 @@ export type MlsErrorReason =
   | 'UNSUPPORTED_CREDENTIAL'
   | 'INVALID_LEAF'
   | 'MISSING_RATCHET_TREE'
-  | 'INVALID_TREE';
+  | 'INVALID_TREE'
+  | 'WRONG_SENDER'
+  | 'WRONG_SIGNER'
+  | 'TRANSCRIPT_MISMATCH'
+  | 'CONFIRMATION_MISMATCH'
+  | 'LEAF_REWRITTEN';
 
 /** Thrown for any bytes that are not what they claim to be; `reason` is a stable code. */
 export class MlsError extends Error {

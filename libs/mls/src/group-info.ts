@@ -1,6 +1,10 @@
 import type { CiphersuiteImpl, GroupInfo, RatchetTree } from 'ts-mls';
 import { verifyGroupInfoSignature } from 'ts-mls/groupInfo.js';
-import { verifyLeafNodeSignature, verifyLeafNodeSignatureKeyPackage } from 'ts-mls/leafNode.js';
+import {
+  encodeLeafNode,
+  verifyLeafNodeSignature,
+  verifyLeafNodeSignatureKeyPackage,
+} from 'ts-mls/leafNode.js';
 import { verifyParentHashes } from 'ts-mls/parentHash.js';
 import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
 import { treeHashRoot } from 'ts-mls/treeHash.js';
@@ -79,7 +83,7 @@ async function checkTree(
   tree: RatchetTree,
   groupInfo: GroupInfo,
   impl: CiphersuiteImpl,
-  parentHashes: boolean,
+  { parentHashes, knownLeaf }: { parentHashes: boolean; knownLeaf: KnownLeaf | null },
 ): Promise<RosterLeaf[]> {
   const { groupId, treeHash } = groupInfo.groupContext;
   const width = leafWidth(tree.length);
@@ -128,11 +132,15 @@ async function checkTree(
       throw new MlsError('INVALID_TREE', 'signature keys not unique');
     encryptionKeys.add(encryptionKey);
     signatureKeys.add(signatureKey);
+    // A leaf byte-identical to one verified before has the same verdict: the signed content
+    // (including group id and leaf index for non-key-package leaves) is the same.
+    const known = knownLeaf?.(leafIndex, encodeLeafNode(leaf)) ?? false;
     // Leaves from a key package were signed without group context; the others with it.
     const signed =
-      leaf.leafNodeSource === 'key_package'
+      known ||
+      (leaf.leafNodeSource === 'key_package'
         ? await verifies(() => verifyLeafNodeSignatureKeyPackage(leaf, impl.signature))
-        : await verifies(() => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature));
+        : await verifies(() => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature)));
     if (!signed) throw new MlsError('BAD_LEAF_SIGNATURE', `leaf ${leafIndex}`);
     leaves.push({
       leafIndex,
@@ -150,11 +158,45 @@ async function checkTree(
   return leaves;
 }
 
-/** Decodes an MLSMessage(group_info): group id, epoch, ciphersuite, the ratchet tree from the ratchet_tree extension (required) as a list of occupied leaves {leafIndex, identity, signatureKey}, and verifies the GroupInfo signature against the signer's leaf signature key. */
-export async function verifyGroupInfo(
+/**
+ * A GroupInfo decoded strictly (size, canonical encoding, supported ciphersuite, one well-formed
+ * ratchet_tree extension) but not yet verified; the handle the commit checks work on.
+ */
+export class GroupInfoMessage {
+  /** @internal Made by {@link decodeGroupInfo} only. */
+  constructor(
+    /** Group id from the group context. */
+    readonly groupId: Uint8Array,
+    /** Epoch from the group context. */
+    readonly epoch: bigint,
+    /** Ciphersuite from the group context. */
+    readonly ciphersuite: number,
+    /** Leaf index the GroupInfo claims as its signer. */
+    readonly signer: number,
+  ) {}
+}
+
+/** What libs/mls keeps of a decoded GroupInfo; ts-mls objects never leave the library. */
+export interface GroupInfoParts {
+  groupInfo: GroupInfo;
+  tree: RatchetTree;
+  impl: CiphersuiteImpl;
+}
+
+const groupInfoParts = new WeakMap<GroupInfoMessage, GroupInfoParts>();
+
+/** @internal The ts-mls objects behind a handle, for the checks in this library. */
+export function partsOf(message: GroupInfoMessage): GroupInfoParts {
+  const parts = groupInfoParts.get(message);
+  if (parts === undefined) throw new TypeError('not a GroupInfoMessage from decodeGroupInfo');
+  return parts;
+}
+
+/** Decodes an MLSMessage(group_info) with its ratchet tree, without verifying any signature. */
+export async function decodeGroupInfo(
   bytes: Uint8Array,
-  options: VerifyGroupInfoOptions = {},
-): Promise<VerifiedGroupInfo> {
+  options: DecodeOptions = {},
+): Promise<GroupInfoMessage> {
   const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   try {
     const { groupInfo } = decodeAs(bytes, 'group_info', maxBytes, MLS_MESSAGE_HEADER_BYTES);
@@ -165,17 +207,54 @@ export async function verifyGroupInfo(
     }
     const impl = await ciphersuiteImpl(ciphersuite);
     const tree = ratchetTreeOf(groupInfo);
+    const message = new GroupInfoMessage(
+      copyBytes(context.groupId),
+      context.epoch,
+      ciphersuite,
+      groupInfo.signer,
+    );
+    groupInfoParts.set(message, { groupInfo, tree, impl });
+    return message;
+  } catch (error) {
+    throw asMlsError(error, 'DECODE');
+  }
+}
+
+/**
+ * Leaves whose signatures need no second check: a caller that verified them before (in the
+ * previous epoch's tree, or in a key package it validated) names them here by their bytes.
+ */
+export type KnownLeaf = (leafIndex: number, leafNode: Uint8Array) => boolean;
+
+/** Options of verifyGroupInfoMessage. */
+export interface VerifyGroupInfoMessageOptions {
+  /** See {@link VerifyGroupInfoOptions.verifyParentHashes}. */
+  verifyParentHashes?: boolean;
+  /** Leaves to accept without verifying their signature again; every other leaf is verified. */
+  knownLeaf?: KnownLeaf;
+}
+
+/** Verifies a decoded GroupInfo: its signature against the signer's leaf, its tree (keys unique, leaf signatures, tree hash). */
+export async function verifyGroupInfoMessage(
+  message: GroupInfoMessage,
+  options: VerifyGroupInfoMessageOptions = {},
+): Promise<VerifiedGroupInfo> {
+  const { groupInfo, tree, impl } = partsOf(message);
+  try {
     const signerNode = tree[2 * groupInfo.signer];
     if (signerNode?.nodeType !== 'leaf') throw new MlsError('INVALID_TREE', 'signer leaf is blank');
     const signed = await verifies(() =>
       verifyGroupInfoSignature(groupInfo, signerNode.leaf.signaturePublicKey, impl.signature),
     );
     if (!signed) throw new MlsError('BAD_SIGNATURE', 'GroupInfoTBS signature does not verify');
-    const leaves = await checkTree(tree, groupInfo, impl, options.verifyParentHashes ?? false);
+    const leaves = await checkTree(tree, groupInfo, impl, {
+      parentHashes: options.verifyParentHashes ?? false,
+      knownLeaf: options.knownLeaf ?? null,
+    });
     return {
-      groupId: copyBytes(context.groupId),
-      epoch: context.epoch,
-      ciphersuite,
+      groupId: copyBytes(message.groupId),
+      epoch: message.epoch,
+      ciphersuite: message.ciphersuite,
       signer: groupInfo.signer,
       leaves,
       externalPub: groupInfo.extensions.some((e) => e.extensionType === EXTERNAL_PUB_EXTENSION),
@@ -183,4 +262,15 @@ export async function verifyGroupInfo(
   } catch (error) {
     throw asMlsError(error, 'DECODE');
   }
+}
+
+/** Decodes an MLSMessage(group_info): group id, epoch, ciphersuite, the ratchet tree from the ratchet_tree extension (required) as a list of occupied leaves {leafIndex, identity, signatureKey}, and verifies the GroupInfo signature against the signer's leaf signature key. */
+export async function verifyGroupInfo(
+  bytes: Uint8Array,
+  options: VerifyGroupInfoOptions = {},
+): Promise<VerifiedGroupInfo> {
+  const message = await decodeGroupInfo(bytes, options);
+  return verifyGroupInfoMessage(message, {
+    verifyParentHashes: options.verifyParentHashes ?? false,
+  });
 }

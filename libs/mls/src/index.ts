@@ -43,8 +43,24 @@ export {
   type PathLeaf,
 } from './inspect.js';
 export {
+  GroupInfoMessage,
+  decodeGroupInfo,
   verifyGroupInfo,
+  verifyGroupInfoMessage,
+  type KnownLeaf,
   type RosterLeaf,
   type VerifiedGroupInfo,
+  type VerifyGroupInfoMessageOptions,
   type VerifyGroupInfoOptions,
 } from './group-info.js';
+export {
+  CommitMessage,
+  decodeCommit,
+  knownLeaves,
+  verifyCommitSignature,
+  verifyConfirmationTag,
+  verifyFirstCommitSignature,
+  verifyGroupInfoSigner,
+  verifyLeafChanges,
+  verifyTranscript,
+} from './commit.js';

@@ -1,4 +1,5 @@
 import type { Credential, KeyPackage, LeafNode, Proposal, Sender } from 'ts-mls';
+import type { FramedContentAuthDataCommit, FramedContentCommit } from 'ts-mls/framedContent.js';
 import { encodeKeyPackage } from 'ts-mls/keyPackage.js';
 
 import { ciphersuiteId, isSupportedCiphersuite, keyPackageRef } from './ciphersuites.js';
@@ -217,6 +218,38 @@ function describeProposal(proposal: Proposal): Promise<CommitProposal> | CommitP
   }
 }
 
+/** @internal What inspectCommit reports of an already decoded commit's content. */
+export async function describeCommit(content: FramedContentCommit): Promise<InspectedCommit> {
+  const proposals: CommitProposal[] = [];
+  const proposalRefs: Uint8Array[] = [];
+  for (const entry of content.commit.proposals) {
+    if (entry.proposalOrRefType === 'reference') proposalRefs.push(copyBytes(entry.reference));
+    else proposals.push(await describeProposal(entry.proposal));
+  }
+  const path = content.commit.path;
+  return {
+    groupId: copyBytes(content.groupId),
+    epoch: content.epoch,
+    sender: toSender(content.sender),
+    proposals,
+    proposalRefs,
+    pathLeaf: path === undefined ? null : leafIdentity(path.leafNode),
+  };
+}
+
+/** @internal Decodes a PublicMessage and insists that it carries a commit. */
+export function decodePublicCommit(
+  bytes: Uint8Array,
+  maxBytes: number,
+): { content: FramedContentCommit; auth: FramedContentAuthDataCommit } {
+  const { publicMessage } = decodeAs(bytes, 'public_message', maxBytes);
+  const { content, auth } = publicMessage;
+  if (content.contentType !== 'commit' || auth.contentType !== 'commit') {
+    throw new MlsError('WRONG_CONTENT_TYPE', `expected commit, got ${content.contentType}`);
+  }
+  return { content, auth };
+}
+
 /** For a PublicMessage commit: group id, epoch, sender leaf index (member sender) or external, the proposals by value and by reference, with Add proposals' KeyPackageRefs computed and Remove proposals' leaf indexes. */
 export async function inspectCommit(
   bytes: Uint8Array,
@@ -224,26 +257,7 @@ export async function inspectCommit(
 ): Promise<InspectedCommit> {
   const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   try {
-    const { publicMessage } = decodeAs(bytes, 'public_message', maxBytes);
-    const { content } = publicMessage;
-    if (content.contentType !== 'commit') {
-      throw new MlsError('WRONG_CONTENT_TYPE', `expected commit, got ${content.contentType}`);
-    }
-    const proposals: CommitProposal[] = [];
-    const proposalRefs: Uint8Array[] = [];
-    for (const entry of content.commit.proposals) {
-      if (entry.proposalOrRefType === 'reference') proposalRefs.push(copyBytes(entry.reference));
-      else proposals.push(await describeProposal(entry.proposal));
-    }
-    const path = content.commit.path;
-    return {
-      groupId: copyBytes(content.groupId),
-      epoch: content.epoch,
-      sender: toSender(content.sender),
-      proposals,
-      proposalRefs,
-      pathLeaf: path === undefined ? null : leafIdentity(path.leafNode),
-    };
+    return await describeCommit(decodePublicCommit(bytes, maxBytes).content);
   } catch (error) {
     throw asMlsError(error, 'DECODE');
   }
