@@ -136,7 +136,11 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
     expect(await reasonOf(() => verifyTranscript(commit, previous, next))).toBe(
       'CONFIRMATION_MISMATCH',
     );
-    expect(await reasonOf(() => { verifyConfirmationTag(commit, next); })).toBe('CONFIRMATION_MISMATCH');
+    expect(
+      await reasonOf(() => {
+        verifyConfirmationTag(commit, next);
+      }),
+    ).toBe('CONFIRMATION_MISMATCH');
   });
 
   it("refuses a GroupInfo whose tree rewrites another member's leaf with LEAF_REWRITTEN", async () => {
@@ -157,7 +161,11 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
     await verifyCommitSignature(commit, previous);
     await verifyTranscript(commit, previous, next);
     verifyGroupInfoSigner(commit, next);
-    expect(await reasonOf(() => { verifyLeafChanges(commit, previous, next); })).toBe('LEAF_REWRITTEN');
+    expect(
+      await reasonOf(() => {
+        verifyLeafChanges(commit, previous, next);
+      }),
+    ).toBe('LEAF_REWRITTEN');
     // Even skipping known leaves, the rewritten one is not known, so its signature is checked.
     expect(
       await reasonOf(() =>
@@ -174,8 +182,9 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
       tree[ownNode] = { ...node, leaf: { ...node.leaf, signature: node.leaf.signature.slice(1) } };
     });
     expect(
-      await reasonOf(async () => { verifyLeafChanges(commit, previous, await decodeGroupInfo(ownForged)); },
-      ),
+      await reasonOf(async () => {
+        verifyLeafChanges(commit, previous, await decodeGroupInfo(ownForged));
+      }),
     ).toBe('LEAF_REWRITTEN');
   });
 
@@ -187,7 +196,11 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
     await verifyGroupInfoMessage(bobSigned);
     const commit = await decodeCommit(honest.commit);
     await verifyTranscript(commit, await decodeGroupInfo(stored), bobSigned);
-    expect(await reasonOf(() => { verifyGroupInfoSigner(commit, bobSigned); })).toBe('WRONG_SIGNER');
+    expect(
+      await reasonOf(() => {
+        verifyGroupInfoSigner(commit, bobSigned);
+      }),
+    ).toBe('WRONG_SIGNER');
   });
 
   it('verifies the first commit of a group with no stored GroupInfo against the creator key', async () => {
