@@ -3,6 +3,7 @@ import {
   Column,
   CreateDateColumn,
   Entity,
+  Index,
   JoinColumn,
   ManyToOne,
   PrimaryColumn,
@@ -15,6 +16,10 @@ export type LogEntryKind = 'COMMIT' | 'APPLICATION';
 /** One entry of a conversation's log, stored once whatever the group size. */
 @Entity('log_entries')
 @Check('log_entries_kind', `"kind" IN ('COMMIT', 'APPLICATION')`)
+@Index('log_entries_digest_key', ['conversationId', 'digest'], {
+  unique: true,
+  where: `"digest" IS NOT NULL`,
+})
 export class LogEntryEntity {
   @PrimaryColumn('uuid', { name: 'conversation_id', primaryKeyConstraintName: 'log_entries_pkey' })
   conversationId!: string;
@@ -45,4 +50,12 @@ export class LogEntryEntity {
   /** The MLSMessage bytes: a PublicMessage commit or a PrivateMessage. */
   @Column('bytea')
   data!: Buffer;
+
+  /**
+   * SHA-256 of `data` for application messages: the same bytes are stored once per
+   * conversation (the appender looks them up under the conversation's row lock; the unique
+   * index is the safety net). Null for entries that are not deduplicated this way.
+   */
+  @Column('bytea', { nullable: true })
+  digest!: Buffer | null;
 }

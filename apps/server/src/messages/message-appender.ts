@@ -1,11 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, type EntityManager, In } from 'typeorm';
 import { notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { invalidMessage, notAMember } from '../conversations/conversations.errors.js';
+import { isUniqueViolation } from '../database/errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { conversationChannel } from '../live/live-event.js';
@@ -20,12 +21,18 @@ export interface PendingMessage {
   groupId: Uint8Array;
   epoch: bigint;
   data: Buffer;
+  /** SHA-256 of `data`: the same bytes are stored once per conversation. */
+  digest: Buffer;
 }
 
 interface Waiter extends PendingMessage {
   resolve: (entry: LogEntryEntity) => void;
   reject: (error: unknown) => void;
 }
+
+/** What a batch transaction decided for one waiter, settled only once it committed. */
+type Outcome =
+  { waiter: Waiter; entry: LogEntryEntity; stored: boolean } | { waiter: Waiter; error: unknown };
 
 // Enough to amortise a transaction over many messages, small enough to keep each one short.
 const MAX_BATCH = 256;
@@ -36,6 +43,10 @@ const MAX_BATCH = 256;
  * takes them all — one counter bump and one multi-row insert for the batch. A single hot
  * conversation then costs a transaction per batch, not per message. Order is the queue's order;
  * the row lock on the conversation keeps several instances (and commits) correctly interleaved.
+ *
+ * Sends are idempotent: bytes already in the conversation's log (or earlier in the same batch)
+ * get the entry that holds them, and nothing is stored. One indexed lookup per batch, under the
+ * row lock that every append takes, so a retry racing on another instance still finds them.
  */
 @Injectable()
 export class MessageAppender {
@@ -49,7 +60,10 @@ export class MessageAppender {
     @Inject(CONFIG) private readonly config: Config,
   ) {}
 
-  /** Resolves with the stored entry once its batch committed, or rejects with a domain error. */
+  /**
+   * Resolves with the entry holding the message's bytes once its batch committed — a new one,
+   * or the one that already held them — or rejects with a domain error.
+   */
   append(message: PendingMessage): Promise<LogEntryEntity> {
     return new Promise((resolve, reject) => {
       const queue = this.queues.get(message.conversationId);
@@ -67,15 +81,21 @@ export class MessageAppender {
     while (queue.length > 0) {
       const batch = queue.splice(0, MAX_BATCH);
       try {
-        const stored = await this.dataSource.transaction((manager) =>
-          this.write(manager, conversationId, batch),
-        );
-        // Only now, committed, do senders hear of success and subscribers of the entries.
-        for (const { waiter, entry } of stored) waiter.resolve(entry);
+        const outcomes = await this.commitBatch(conversationId, batch);
+        // Only now, committed, do senders hear of the outcome and subscribers of the entries.
+        const stored: LogEntryEntity[] = [];
+        for (const outcome of outcomes) {
+          if ('error' in outcome) {
+            outcome.waiter.reject(outcome.error);
+          } else {
+            outcome.waiter.resolve(outcome.entry);
+            if (outcome.stored) stored.push(outcome.entry);
+          }
+        }
         await publishCommitted(
           this.events,
           this.logger,
-          stored.map(({ entry }) => ({
+          stored.map((entry) => ({
             channel: conversationChannel(conversationId),
             event: {
               type: 'message',
@@ -96,20 +116,36 @@ export class MessageAppender {
     this.queues.delete(conversationId);
   }
 
-  /** One transaction for the batch: rejects the waiters it must, returns the entries it stored. */
+  /**
+   * Runs the batch's transaction. Every append takes the conversation row lock before looking
+   * digests up, so the lookup is authoritative; should a duplicate slip past it anyway (a writer
+   * that skipped the lock), the unique index refuses the insert and the batch runs once more,
+   * then finding the entry that won.
+   */
+  private async commitBatch(conversationId: string, batch: Waiter[]): Promise<Outcome[]> {
+    try {
+      return await this.dataSource.transaction((manager) =>
+        this.write(manager, conversationId, batch),
+      );
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      return this.dataSource.transaction((manager) => this.write(manager, conversationId, batch));
+    }
+  }
+
+  /** One transaction for the batch: what becomes of each waiter, and what it stored. */
   private async write(
     manager: EntityManager,
     conversationId: string,
     batch: Waiter[],
-  ): Promise<{ waiter: Waiter; entry: LogEntryEntity }[]> {
+  ): Promise<Outcome[]> {
     const conversation = await manager.findOne(ConversationEntity, {
       select: { id: true, groupId: true, epoch: true, lastSeq: true },
       where: { id: conversationId },
       lock: { mode: 'pessimistic_write' },
     });
     if (conversation === null) {
-      for (const waiter of batch) waiter.reject(notFound('Conversation'));
-      return [];
+      return batch.map((waiter) => ({ waiter, error: notFound('Conversation') }));
     }
     // One roster query per batch, whatever the group size: the senders' seats and owners.
     const senders: { device_id: string; user_id: string }[] = await manager.query(
@@ -119,50 +155,79 @@ export class MessageAppender {
       [conversationId, [...new Set(batch.map((waiter) => waiter.deviceId))]],
     );
     const ownerOf = new Map(senders.map((row) => [row.device_id, row.user_id]));
-    const epoch = BigInt(conversation.epoch);
-    let seq = BigInt(conversation.lastSeq);
-    const accepted: { waiter: Waiter; entry: LogEntryEntity }[] = [];
+    const outcomes: Outcome[] = [];
+    const valid: Waiter[] = [];
     for (const waiter of batch) {
       const owner = ownerOf.get(waiter.deviceId);
       if (owner !== waiter.userId) {
-        waiter.reject(
-          owner === undefined ? await this.whyNotMember(manager, waiter) : notAMember(),
-        );
+        const error = owner === undefined ? await this.whyNotMember(manager, waiter) : notAMember();
+        outcomes.push({ waiter, error });
+      } else if (!conversation.groupId.equals(waiter.groupId)) {
+        const error = invalidMessage('WRONG_GROUP', 'The message is for another group');
+        outcomes.push({ waiter, error });
+      } else {
+        valid.push(waiter);
+      }
+    }
+    // A member replaying bytes gets the entry that holds them, whatever its epoch now is: the
+    // answer to the same bytes stays the same for as long as the entry is kept.
+    const known = await this.entriesWithDigests(manager, conversationId, valid);
+    const epoch = BigInt(conversation.epoch);
+    const oldest = epoch - BigInt(this.config.messageEpochWindow);
+    let seq = BigInt(conversation.lastSeq);
+    const created: LogEntryEntity[] = [];
+    for (const waiter of valid) {
+      const key = waiter.digest.toString('hex');
+      const existing = known.get(key);
+      if (existing !== undefined) {
+        // Already in the log, or stored by an earlier message of this batch: shared, not stored.
+        outcomes.push({ waiter, entry: existing, stored: false });
         continue;
       }
-      if (!conversation.groupId.equals(waiter.groupId)) {
-        waiter.reject(invalidMessage('WRONG_GROUP', 'The message is for another group'));
-        continue;
-      }
-      if (waiter.epoch > epoch || waiter.epoch < epoch - BigInt(this.config.messageEpochWindow)) {
-        waiter.reject(
-          invalidMessage(
-            'EPOCH_OUT_OF_WINDOW',
-            `Messages must be for epochs ${epoch - BigInt(this.config.messageEpochWindow)} to ${epoch}; this one is for ${waiter.epoch}`,
-          ),
+      if (waiter.epoch > epoch || waiter.epoch < oldest) {
+        const error = invalidMessage(
+          'EPOCH_OUT_OF_WINDOW',
+          `Messages must be for epochs ${oldest} to ${epoch}; this one is for ${waiter.epoch}`,
         );
+        outcomes.push({ waiter, error });
         continue;
       }
       seq += 1n;
-      accepted.push({
-        waiter,
-        entry: manager.create(LogEntryEntity, {
-          conversationId,
-          seq: seq.toString(),
-          kind: 'APPLICATION',
-          epoch: waiter.epoch.toString(),
-          senderDeviceId: waiter.deviceId,
-          data: waiter.data,
-        }),
+      const entry = manager.create(LogEntryEntity, {
+        conversationId,
+        seq: seq.toString(),
+        kind: 'APPLICATION',
+        epoch: waiter.epoch.toString(),
+        senderDeviceId: waiter.deviceId,
+        data: waiter.data,
+        digest: waiter.digest,
       });
+      known.set(key, entry);
+      created.push(entry);
+      outcomes.push({ waiter, entry, stored: true });
     }
-    if (accepted.length === 0) return [];
+    if (created.length === 0) return outcomes;
     await manager.update(ConversationEntity, { id: conversationId }, { lastSeq: seq.toString() });
-    await manager.insert(
-      LogEntryEntity,
-      accepted.map(({ entry }) => entry),
-    );
-    return accepted;
+    await manager.insert(LogEntryEntity, created);
+    return outcomes;
+  }
+
+  /** The entries of the conversation that already hold any of the batch's bytes, by digest. */
+  private async entriesWithDigests(
+    manager: EntityManager,
+    conversationId: string,
+    batch: Waiter[],
+  ): Promise<Map<string, LogEntryEntity>> {
+    const known = new Map<string, LogEntryEntity>();
+    if (batch.length === 0) return known;
+    const digests = [...new Map(batch.map((w) => [w.digest.toString('hex'), w.digest])).values()];
+    const entries = await manager.find(LogEntryEntity, {
+      where: { conversationId, digest: In(digests) },
+    });
+    for (const entry of entries) {
+      if (entry.digest !== null) known.set(entry.digest.toString('hex'), entry);
+    }
+    return known;
   }
 
   /** The precise reason a device may not post: not the caller's, gone, or not on the roster. */

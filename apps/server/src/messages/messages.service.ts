@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { inspectMessage } from '@parley/mls';
@@ -39,7 +40,8 @@ export class MessagesService {
 
   /**
    * Stores a PrivateMessage of content type application once for the whole conversation, from a
-   * device on the roster, within the epoch window; it gets the next sequence number.
+   * device on the roster, within the epoch window; it gets the next sequence number. Bytes the
+   * log already holds (a retry, or a member's replay) get the entry that holds them.
    */
   async send(userId: string, input: SendMessageInput): Promise<LogEntryModel> {
     if (input.message.length > this.config.limits.messageBytes) {
@@ -62,13 +64,17 @@ export class MessagesService {
       groupId: inspected.groupId,
       epoch: inspected.epoch,
       data: input.message,
+      digest: createHash('sha256').update(input.message).digest(),
     });
     return toLogEntryModel(entry);
   }
 
   /**
-   * Up to `first` log entries after `after`, in order. When retention deleted entries the device
-   * has not read, the page starts with a gap marker instead of silently skipping them.
+   * Up to `first` log entries after `after`, in order, never at or before the device's join point
+   * (the entry that added it): what came before is not the device's to read, and `after` below
+   * it simply starts there — no gap marker, since nothing the device could read was lost. When
+   * retention deleted entries the device could have read, the page starts with a gap marker
+   * instead of silently skipping them.
    */
   async page(
     userId: string,
@@ -81,19 +87,20 @@ export class MessagesService {
       throw new DomainError('BAD_USER_INPUT', `first must be 1–${this.config.limits.pageSize}`);
     }
     return this.dataSource.transaction(async (manager) => {
-      const { conversation } = await this.conversations.membership(
+      const { conversation, seat } = await this.conversations.membership(
         manager,
         userId,
         deviceId,
         conversationId,
       );
       const retainedFrom = BigInt(conversation.retainedFromSeq);
-      const from = BigInt(after) + 1n;
+      const joined = BigInt(seat.joinedSeq);
+      const from = (BigInt(after) > joined ? BigInt(after) : joined) + 1n;
       const gap =
         from < retainedFrom && from <= BigInt(conversation.lastSeq)
           ? { fromSeq: from.toString(), toSeq: (retainedFrom - 1n).toString() }
           : null;
-      const start = from < retainedFrom ? retainedFrom - 1n : BigInt(after);
+      const start = (from < retainedFrom ? retainedFrom : from) - 1n;
       const entries = await manager.find(LogEntryEntity, {
         where: { conversationId, seq: MoreThan(start.toString()) },
         order: { seq: 'ASC' },
@@ -106,6 +113,37 @@ export class MessagesService {
         lastSeq: conversation.lastSeq,
       };
     });
+  }
+
+  /**
+   * What a live stream reads when entries are missing: the page after `after` (checked and
+   * starting at the join point like any page), and the `seq` it covers — anything up to there
+   * that it does not hold does not exist for the device. Null once the device is not a member.
+   */
+  async readMissing(
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+    after: bigint,
+  ): Promise<{ entries: LogEntryModel[]; covered: bigint } | null> {
+    let page: LogPageModel;
+    try {
+      page = await this.page(
+        userId,
+        deviceId,
+        conversationId,
+        after.toString(),
+        this.config.limits.pageSize,
+      );
+    } catch (error) {
+      if (error instanceof DomainError && ['NOT_A_MEMBER', 'NOT_FOUND'].includes(error.code)) {
+        return null;
+      }
+      throw error;
+    }
+    const last = page.entries.at(-1);
+    const covered = page.hasMore && last !== undefined ? last.seq : page.lastSeq;
+    return { entries: page.entries, covered: BigInt(covered) };
   }
 
   /** Moves the device's cursor forward (never back) to `seq`, at most the newest entry. */
