@@ -32,6 +32,8 @@ export default defineConfig({
           name: 'unit',
           include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/support/**/*.spec.ts'],
           testTimeout: 30_000,
+          // Setup hooks start PGlite or WebAssembly engines: seconds alone, far more on two busy cores.
+          hookTimeout: 60_000,
         },
       },
       {
