@@ -304,6 +304,31 @@ describeE2E('key packages', () => {
     expect(await count(app, frank)).toMatchObject({ available: 2 });
   });
 
+  it('keeps the last-resort marker and the slot in agreement, both ways', async () => {
+    const grace = await mlsDevice(app);
+    const [ordinary = new Uint8Array()] = await grace.mls.keyPackages(1);
+    const marked = await grace.mls.lastResortKeyPackage();
+
+    // A last-resort key package in the normal slot would be consumed like any other, and one
+    // without the marker in the last-resort slot would be reused by claimers against its intent.
+    const inNormalSlot = await upload(app, grace, [ordinary, marked]);
+    expect(errorCodeOf(inNormalSlot)).toBe('INVALID_KEY_PACKAGE');
+    expect(inNormalSlot.errors?.[0]?.extensions).toMatchObject({
+      reason: 'UNEXPECTED_LAST_RESORT',
+      index: 1,
+    });
+    const unmarked = await upload(app, grace, [], ordinary);
+    expect(errorCodeOf(unmarked)).toBe('INVALID_KEY_PACKAGE');
+    expect(unmarked.errors?.[0]?.extensions).toMatchObject({
+      reason: 'NOT_LAST_RESORT',
+      lastResort: true,
+    });
+    expect(await count(app, grace)).toEqual({ available: 0, lastResort: false, low: true });
+
+    dataOf(await upload(app, grace, [ordinary], marked));
+    expect(await count(app, grace)).toEqual({ available: 1, lastResort: true, low: true });
+  });
+
   it('hands 100 concurrent claims against 50 key packages 50 distinct ones and last-resort for the rest', async () => {
     const limits = { ...app.config.limits, claimsPerMinute: 1000, claimsPerTargetPerMinute: 1000 };
     const raced = await startTestApp({ limits });

@@ -237,15 +237,12 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
   }
 
   /**
-   * core-crypto 10.3.0 cannot mark a key package last-resort (its API has no such option, and
-   * the extension is signed, so it cannot be added afterwards): this is an ordinary key package.
-   * core-crypto also deletes a key package's private keys when a Welcome uses it, so a second
-   * Welcome to it fails with NO_MATCHING_KEY_PACKAGE.
+   * None: core-crypto 10.3.0 cannot mark a key package last-resort (its API has no such option,
+   * and the extension is signed, so it cannot be added afterwards), and it deletes a key
+   * package's private keys when a Welcome uses it, so a reused one could serve one Welcome only.
    */
-  async generateLastResortKeyPackage(): Promise<Uint8Array> {
-    const [keyPackage] = await this.exclusive(() => this.keyPackages(1));
-    if (keyPackage === undefined) throw fail('ENGINE_FAILURE', 'no key package was made');
-    return keyPackage;
+  generateLastResortKeyPackage(): Promise<null> {
+    return Promise.resolve(null);
   }
 
   /**

@@ -257,7 +257,7 @@ describe('three OpenMLS engines in one group', () => {
       factory.create(identity()),
       factory.create(identity()),
     ]);
-    const reused = await bob.generateLastResortKeyPackage();
+    const [reused = new Uint8Array()] = await bob.generateKeyPackages(1);
     for (const name of ['first', 'second']) {
       const groupId = text(name);
       const group = new SimulatedGroup(groupId);

@@ -320,6 +320,18 @@ export class KeyPackagesService {
         () => validateKeyPackage(bytes, policy),
         (error) => invalidKeyPackage(slot, error.reason, error.message),
       );
+      // The marker decides how claims treat a key package (consumed, or reused when nothing else
+      // is left), so it must agree with the slot it was uploaded in.
+      if (slot === 'lastResort' && !validated.lastResort) {
+        throw invalidKeyPackage(slot, 'NOT_LAST_RESORT', 'it lacks the last_resort extension');
+      }
+      if (slot !== 'lastResort' && validated.lastResort) {
+        throw invalidKeyPackage(
+          slot,
+          'UNEXPECTED_LAST_RESORT',
+          'it carries the last_resort extension; upload it as lastResort',
+        );
+      }
       candidates.push({ slot, bytes, validated });
     }
     return candidates;

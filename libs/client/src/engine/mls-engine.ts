@@ -23,8 +23,11 @@ export interface MlsEngine {
   /** Fresh key packages, MLSMessage(key_package) bytes; private parts stay in the engine. */
   generateKeyPackages(count: number): Promise<Uint8Array[]>;
 
-  /** One key package carrying the last_resort extension (type 0x000A), reusable by design. */
-  generateLastResortKeyPackage(): Promise<Uint8Array>;
+  /**
+   * One key package carrying the last_resort extension (type 0x000A), reusable by design; null
+   * when the engine cannot mark one (the server refuses an unmarked key package in that slot).
+   */
+  generateLastResortKeyPackage(): Promise<Uint8Array | null>;
 
   /**
    * Creates a group (epoch 0, this device alone); returns its GroupInfo with the ratchet tree, or

@@ -127,6 +127,12 @@ async function keyPackage(engine: MlsEngine): Promise<Uint8Array> {
   return bytes;
 }
 
+async function lastResortKeyPackage(engine: MlsEngine): Promise<Uint8Array> {
+  const bytes = await engine.generateLastResortKeyPackage();
+  if (bytes === null) throw new Error('no last-resort key package');
+  return bytes;
+}
+
 function texts(processed: ProcessedMessage[]): string[] {
   return processed.flatMap((p) => (p.kind === 'application' ? [fromText.decode(p.plaintext)] : []));
 }
@@ -162,10 +168,7 @@ describe('TsMlsEngine key packages', () => {
       expect(lifetime).toBeCloseTo(30 * DAY + 3600, -1);
       expect(validated.notBefore.getTime()).toBeLessThan(Date.now());
     }
-    const lastResort = await validateKeyPackage(
-      await engine.generateLastResortKeyPackage(),
-      policy(),
-    );
+    const lastResort = await validateKeyPackage(await lastResortKeyPackage(engine), policy());
     expect(lastResort.lastResort).toBe(true);
     expect(lastResort.signatureKey).toEqual(signatureKey);
   });
@@ -524,7 +527,7 @@ describe('TsMlsEngine joins', () => {
     const factory = tsMlsEngineFactory;
     const [alice, bob] = await devices(2, factory);
     const once = await keyPackage(bob);
-    const lastResort = await bob.generateLastResortKeyPackage();
+    const lastResort = await lastResortKeyPackage(bob);
     for (const label of ['lr-1', 'lr-2']) {
       const groupId = groupIdOf(label);
       const relay = new Relay(groupId);
