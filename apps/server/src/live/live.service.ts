@@ -1,16 +1,19 @@
 import { Injectable } from '@nestjs/common';
 import { GraphQLError } from 'graphql';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, In } from 'typeorm';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
 import { EventBus } from '../events/event-bus.js';
 import { EventStreamError } from '../events/events.errors.js';
 import type { EventStream } from '../events/event-stream.js';
 import { LogEntryKindValue } from '../messages/message.model.js';
+import { MessagesService } from '../messages/messages.service.js';
 import type { DeviceEvent } from './live-event.model.js';
 import { conversationChannel, deviceChannel, type LiveEvent } from './live-event.js';
+import { DEADLINE, OrderedDelivery, withDeadlines } from './ordered-delivery.js';
 
 /** Publishers only put LiveEvents on Parley's channels. */
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
@@ -58,6 +61,7 @@ export class LiveService {
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly devices: DevicesService,
     private readonly bus: EventBus,
+    private readonly messages: MessagesService,
   ) {}
 
   /** The device's events, live from the moment this resolves. */
@@ -77,25 +81,35 @@ export class LiveService {
       ...seats.map((seat) => conversationChannel(seat.conversationId)),
     ]);
     await stream.ready();
-    return new DeviceEvents(this.follow(stream, deviceId), stream);
+    // Read once the channels are live: what committed up to here the client pages with
+    // messages(after:), what commits later comes live, in order, from here on.
+    const baselines = await this.lastSeqs(seats.map((seat) => seat.conversationId));
+    return new DeviceEvents(this.follow(stream, userId, deviceId, baselines), stream);
   }
 
   private async *follow(
     stream: EventStream,
+    userId: string,
     deviceId: string,
+    baselines: Map<string, bigint>,
   ): AsyncGenerator<DeviceEvent, void, undefined> {
-    // Sequence number at which the device left each conversation: entries after it are not its
-    // to see, even if the bus delivers them before the roster change (several publishers).
-    const leftAt = new Map<string, bigint>();
+    // Each conversation's entries go out in seq order with no gap, whichever instance published
+    // them: early ones are held, missing ones read from the log after a short wait.
+    const order = new OrderedDelivery<DeviceEvent>();
+    for (const [conversationId, seq] of baselines) order.track(conversationId, seq);
     try {
       yield { subscribedDeviceId: deviceId };
-      for await (const { event } of stream) {
-        const live = asLiveEvent(event);
+      for await (const next of withDeadlines(stream, () => order.deadline())) {
+        if (next === DEADLINE) {
+          for (const { conversationId, after } of order.due()) {
+            yield* this.readMissing(order, stream, userId, deviceId, conversationId, after);
+          }
+          continue;
+        }
+        const live = asLiveEvent(next.event);
         switch (live.type) {
           case 'message': {
-            const left = leftAt.get(live.conversationId);
-            if (left !== undefined && BigInt(live.seq) > left) break;
-            yield {
+            const entry: DeviceEvent = {
               entry: {
                 conversationId: live.conversationId,
                 seq: live.seq,
@@ -106,42 +120,49 @@ export class LiveService {
                 message: Buffer.from(live.data, 'base64'),
               },
             };
+            const seq = BigInt(live.seq);
+            const ready = order.accept(live.conversationId, { seq, follower: false, event: entry });
+            yield* this.inOrder(order, stream, deviceId, live.conversationId, ready);
             break;
           }
           case 'roster': {
-            if (live.removed.includes(deviceId)) {
-              leftAt.set(live.conversationId, BigInt(live.seq));
-              stream.remove(conversationChannel(live.conversationId));
-            } else if (live.added.includes(deviceId)) {
-              leftAt.delete(live.conversationId);
-              await stream.add(conversationChannel(live.conversationId));
-            }
-            yield {
+            const roster: DeviceEvent = {
               conversationId: live.conversationId,
               seq: live.seq,
               epoch: live.epoch,
               addedDeviceIds: live.added,
               removedDeviceIds: live.removed,
             };
+            const seq = BigInt(live.seq);
+            if (live.added.includes(deviceId) && !order.has(live.conversationId)) {
+              // Created by this device (on its own channel): followed from here on.
+              yield* this.join(order, stream, userId, deviceId, live.conversationId, seq, roster);
+            } else {
+              const ready = order.accept(live.conversationId, {
+                seq,
+                follower: true,
+                event: roster,
+              });
+              yield* this.inOrder(order, stream, deviceId, live.conversationId, ready);
+            }
             break;
           }
           case 'welcome': {
-            // Joined: from now on the conversation's entries come live; those between the commit
-            // and this moment the device reads with messages(after: commitSeq).
-            leftAt.delete(live.conversationId);
-            await stream.add(conversationChannel(live.conversationId));
-            yield {
+            const welcome: DeviceEvent = {
               welcomeId: live.welcomeId,
               conversationId: live.conversationId,
               epoch: live.epoch,
               commitSeq: live.commitSeq,
               createdAt: live.createdAt,
             };
+            const seq = BigInt(live.commitSeq);
+            yield* this.join(order, stream, userId, deviceId, live.conversationId, seq, welcome);
             break;
           }
           case 'leave': {
             if (live.deviceId === deviceId) {
               // This device left: nothing more of the conversation is its to hear.
+              order.untrack(live.conversationId);
               stream.remove(conversationChannel(live.conversationId));
               break;
             }
@@ -163,5 +184,76 @@ export class LiveService {
     } finally {
       stream.close();
     }
+  }
+  /**
+   * Yields a conversation's events in the order given; once one is the commit that removed this
+   * device, nothing more of the conversation is its to hear (entries after it included).
+   */
+  private *inOrder(
+    order: OrderedDelivery<DeviceEvent>,
+    stream: EventStream,
+    deviceId: string,
+    conversationId: string,
+    events: DeviceEvent[],
+  ): Generator<DeviceEvent, void, undefined> {
+    for (const event of events) {
+      yield event;
+      if ('removedDeviceIds' in event && event.removedDeviceIds.includes(deviceId)) {
+        order.untrack(conversationId);
+        stream.remove(conversationChannel(conversationId));
+        return;
+      }
+    }
+  }
+
+  /**
+   * The device joined a conversation at `seq` (the commit that added it, 0 for its creator):
+   * follows its channel, yields `event`, then what the log already holds after `seq` — entries
+   * published before the channel was live would otherwise never come.
+   */
+  private async *join(
+    order: OrderedDelivery<DeviceEvent>,
+    stream: EventStream,
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+    seq: bigint,
+    event: DeviceEvent,
+  ): AsyncGenerator<DeviceEvent, void, undefined> {
+    if (!order.has(conversationId)) order.track(conversationId, seq);
+    await stream.add(conversationChannel(conversationId));
+    yield event;
+    yield* this.readMissing(order, stream, userId, deviceId, conversationId, seq);
+  }
+
+  /** Reads the entries after `after` from the log (as the device may) and yields them in order. */
+  private async *readMissing(
+    order: OrderedDelivery<DeviceEvent>,
+    stream: EventStream,
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+    after: bigint,
+  ): AsyncGenerator<DeviceEvent, void, undefined> {
+    const read = await this.messages.readMissing(userId, deviceId, conversationId, after);
+    if (read === null) {
+      // No longer a member: nothing of the conversation is its to hear, from the log or live.
+      order.untrack(conversationId);
+      stream.remove(conversationChannel(conversationId));
+      return;
+    }
+    const entries = read.entries.map((entry) => ({ seq: BigInt(entry.seq), event: { entry } }));
+    const ready = order.fill(conversationId, entries, read.covered);
+    yield* this.inOrder(order, stream, deviceId, conversationId, ready);
+  }
+
+  /** Each conversation's last seq now. */
+  private async lastSeqs(conversationIds: string[]): Promise<Map<string, bigint>> {
+    if (conversationIds.length === 0) return new Map();
+    const conversations = await this.dataSource.getRepository(ConversationEntity).find({
+      select: { id: true, lastSeq: true },
+      where: { id: In(conversationIds) },
+    });
+    return new Map(conversations.map((c) => [c.id, BigInt(c.lastSeq)]));
   }
 }

@@ -10,6 +10,6 @@ import { RetentionService } from './retention.service.js';
 @Module({
   imports: [ConversationsModule, DevicesModule],
   providers: [MessageAppender, MessagesService, MessagesResolver, RetentionService],
-  exports: [RetentionService],
+  exports: [MessagesService, RetentionService],
 })
 export class MessagesModule {}
