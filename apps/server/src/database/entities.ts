@@ -1,5 +1,6 @@
 import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
+import { CommitResultEntity } from '../conversations/commit-result.entity.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { WelcomeEntity, WelcomeRecipientEntity } from '../conversations/welcome.entity.js';
@@ -18,6 +19,7 @@ export const entities = [
   ConversationEntity,
   ConversationMemberEntity,
   LogEntryEntity,
+  CommitResultEntity,
   WelcomeEntity,
   WelcomeRecipientEntity,
 ];
