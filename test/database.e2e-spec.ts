@@ -1,10 +1,17 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { dataOf, signUpWithDevice } from './support/graphql.js';
-import { describeE2E, startTestApp, type TestApp, testDatabase } from './support/test-app.js';
+import {
+  describeE2E,
+  freshPostgresDatabase,
+  startTestApp,
+  type TestApp,
+  testDatabase,
+} from './support/test-app.js';
 
 describeE2E('database and migrations', () => {
   let app: TestApp;
@@ -57,6 +64,73 @@ describeE2E('database and migrations', () => {
         }
       } finally {
         await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.runIf(testDatabase === 'pglite')(
+    'refuses a second server on one embedded data dir, and takes over a dead holder’s lock',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'parley-data-'));
+      const database = { database: { kind: 'pglite' as const, dataDir: dir } };
+      try {
+        const first = await startTestApp(database);
+        const ana = await signUpWithDevice(first, 'holder');
+        // Two writers on one PGlite directory hand out the same sequence numbers and lose data.
+        const second = startTestApp(database);
+        await expect(second).rejects.toThrow(dir);
+        await expect(second).rejects.toThrow(`process ${process.pid}`);
+        const me = await first.gql<{ me: { id: string } }>(`{ me { id } }`, {}, ana.token);
+        expect(dataOf(me).me.id).toBe(ana.userId);
+        await first.close();
+
+        // A lock left by a process killed with -9 names a PID that is gone: taken over.
+        const dead = spawnSync(process.execPath, ['-e', '']).pid;
+        const lock = join(dir, 'parley.pid');
+        await writeFile(lock, JSON.stringify({ pid: dead, startedAt: new Date().toISOString() }));
+        const third = await startTestApp({ ...database, tokenSecret: first.config.tokenSecret });
+        try {
+          expect(JSON.parse(await readFile(lock, 'utf8'))).toMatchObject({ pid: process.pid });
+          const devices = await third.gql<{ devices: { id: string }[] }>(
+            `{ devices { id } }`,
+            {},
+            ana.token,
+          );
+          expect(dataOf(devices).devices.map((device) => device.id)).toEqual([ana.deviceId]);
+        } finally {
+          await third.close();
+        }
+        await expect(readFile(lock)).rejects.toMatchObject({ code: 'ENOENT' });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.runIf(testDatabase === 'postgres')(
+    'boots three instances at once on a fresh database, five rounds',
+    async () => {
+      const baseUrl = process.env.PARLEY_TEST_DATABASE_URL ?? '';
+      for (let round = 0; round < 5; round++) {
+        const fresh = await freshPostgresDatabase(baseUrl);
+        const database = { database: { kind: 'postgres' as const, url: fresh.url } };
+        const booted = await Promise.allSettled([0, 1, 2].map(() => startTestApp(database)));
+        const apps = booted.flatMap((result) =>
+          result.status === 'fulfilled' ? [result.value] : [],
+        );
+        try {
+          expect(
+            booted.flatMap((result) =>
+              result.status === 'rejected' ? [String(result.reason)] : [],
+            ),
+            `round ${round}`,
+          ).toEqual([]);
+          const [one] = apps;
+          if (one !== undefined) await signUpWithDevice(one, `boot${round}`);
+        } finally {
+          for (const app of apps) await app.app.close();
+          await fresh.drop();
+        }
       }
     },
   );

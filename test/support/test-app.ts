@@ -42,7 +42,7 @@ export interface TestApp {
 }
 
 /** Creates an empty database on the PostgreSQL server and returns its URL and a dropper. */
-async function freshPostgresDatabase(
+export async function freshPostgresDatabase(
   baseUrl: string,
 ): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `parley_test_${randomBytes(6).toString('hex')}`;

@@ -14,6 +14,8 @@ export async function createApp(
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     ...(options.logger === undefined ? {} : { logger: options.logger }),
     bufferLogs: false,
+    // A failed boot rejects (main prints why and exits 1) instead of aborting the process.
+    abortOnError: false,
   });
   app.useGlobalFilters(new HttpErrorFilter(config.limits.bodyBytes));
   app.enableShutdownHooks();

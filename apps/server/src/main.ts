@@ -14,8 +14,17 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const app = await createApp(config);
-  await app.listen(config.port, config.host);
+  let app;
+  try {
+    app = await createApp(config);
+    await app.listen(config.port, config.host);
+  } catch (error) {
+    // Nest has logged the failure with its stack; this line is the one a person reads.
+    console.error(
+      `Parley did not start: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    process.exit(1);
+  }
   const where =
     config.database.kind === 'postgres'
       ? 'PostgreSQL'

@@ -4,21 +4,77 @@ import { migrations } from '@parley/migrations';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { Config } from '../config/config.js';
 import { entities } from './entities.js';
+import { lockDataDir } from './pglite/data-dir-lock.js';
 import { createPgliteDriver } from './pglite/pglite-driver.js';
 import { QueryLogger } from './query-logger.js';
 
-/** A DataSource over embedded PGlite that owns the database and closes it after itself. */
-class EmbeddedDataSource extends DataSource {
+// Key of the session-level advisory lock that migrations at boot run under ("parley" in ASCII).
+const MIGRATIONS_LOCK = '123563833845113';
+
+/** A DataSource that applies pending migrations once it is initialised, if asked to. */
+class ParleyDataSource extends DataSource {
   constructor(
     options: DataSourceOptions,
-    private readonly pglite: PGlite,
+    private readonly migrateAtBoot: boolean,
   ) {
-    super(options);
+    super({ ...options, migrationsRun: false });
+  }
+
+  override async initialize(): Promise<this> {
+    try {
+      await super.initialize();
+      if (this.migrateAtBoot) await this.migrate();
+    } catch (error) {
+      // Whatever was opened is closed again (an embedded database also gives its data dir back).
+      await this.destroy().catch(() => undefined);
+      throw error;
+    }
+    return this;
+  }
+
+  /**
+   * Under a PostgreSQL advisory lock, so instances booting together on a fresh database take
+   * turns: the first applies the migrations, the others find none pending (TypeORM alone races to
+   * create the same tables and types).
+   */
+  protected async migrate(): Promise<void> {
+    const runner = this.createQueryRunner();
+    try {
+      await runner.query('SELECT pg_advisory_lock($1)', [MIGRATIONS_LOCK]);
+      try {
+        await this.runMigrations({ transaction: 'each' });
+      } finally {
+        await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATIONS_LOCK]);
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+}
+
+/**
+ * A DataSource over embedded PGlite that owns the database, and the data dir's lock, and closes
+ * both after itself.
+ */
+class EmbeddedDataSource extends ParleyDataSource {
+  constructor(
+    options: DataSourceOptions,
+    migrateAtBoot: boolean,
+    private readonly pglite: PGlite,
+    private readonly unlock: () => Promise<void>,
+  ) {
+    super(options, migrateAtBoot);
+  }
+
+  /** The data dir's lock already keeps other processes out, and PGlite has one session to lease. */
+  protected override async migrate(): Promise<void> {
+    await this.runMigrations({ transaction: 'each' });
   }
 
   override async destroy(): Promise<void> {
-    await super.destroy();
+    if (this.isInitialized) await super.destroy();
     await this.pglite.close();
+    await this.unlock();
   }
 }
 
@@ -31,7 +87,6 @@ export async function createDataSource(config: Config): Promise<DataSource> {
     type: 'postgres' as const,
     entities,
     migrations,
-    migrationsRun: config.runMigrations,
     migrationsTransactionMode: 'each' as const,
     synchronize: false,
     logger: new QueryLogger(),
@@ -39,13 +94,28 @@ export async function createDataSource(config: Config): Promise<DataSource> {
   };
   const { database } = config;
   if (database.kind === 'postgres') {
-    return new DataSource({ ...options, url: database.url, extra: { max: 20 } });
+    return new ParleyDataSource(
+      { ...options, url: database.url, extra: { max: 20 } },
+      config.runMigrations,
+    );
   }
-  if (database.dataDir !== null) mkdirSync(database.dataDir, { recursive: true });
-  const pglite = await PGlite.create(database.dataDir ?? undefined);
+  let unlock = () => Promise.resolve();
+  if (database.dataDir !== null) {
+    mkdirSync(database.dataDir, { recursive: true });
+    unlock = await lockDataDir(database.dataDir);
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(database.dataDir ?? undefined);
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
   // One embedded session: a nested acquisition would wait forever; fail loudly instead.
   return new EmbeddedDataSource(
     { ...options, driver: createPgliteDriver(pglite), connectTimeoutMS: 60_000 },
+    config.runMigrations,
     pglite,
+    unlock,
   );
 }
