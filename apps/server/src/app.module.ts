@@ -1,8 +1,10 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { GraphQLModule } from '@nestjs/graphql';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { AuthModule } from './auth/auth.module.js';
+import { LiveSockets } from './auth/live-sockets.js';
 import { validationPipe } from './common/validation.pipe.js';
 import { ConfigModule } from './config/config.module.js';
 import type { Config } from './config/config.js';
@@ -35,7 +37,12 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(config),
-        GraphQLModule.forRoot(graphqlOptions(config)),
+        // Async, so that graphql-ws can register each socket with LiveSockets (closed on sign-out).
+        GraphQLModule.forRootAsync<ApolloDriverConfig>({
+          driver: ApolloDriver,
+          inject: [LiveSockets],
+          useFactory: (sockets: LiveSockets) => graphqlOptions(config, sockets),
+        }),
         EventsModule,
         AuthModule,
         HealthModule,

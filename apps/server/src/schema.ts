@@ -1,5 +1,6 @@
 import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { AccountsResolver } from './accounts/accounts.resolver.js';
+import { AuthResolver } from './auth/auth.resolver.js';
 import { ConversationsResolver } from './conversations/conversations.resolver.js';
 import { DevicesResolver } from './devices/devices.resolver.js';
 import { KeyPackagesResolver } from './key-packages/key-packages.resolver.js';
@@ -9,6 +10,7 @@ import { MessagesResolver } from './messages/messages.resolver.js';
 /** Every resolver class; an end-to-end test checks that the running app serves this schema. */
 export const resolvers = [
   AccountsResolver,
+  AuthResolver,
   DevicesResolver,
   KeyPackagesResolver,
   ConversationsResolver,

@@ -18,6 +18,14 @@ export class UserEntity {
   @Column('text', { name: 'external_subject', unique: true, nullable: true })
   externalSubject!: string | null;
 
+  /** Parley's tokens carry the generation they were issued in; signOutEverywhere bumps it. */
+  @Column('integer', { name: 'token_generation', default: 0 })
+  tokenGeneration!: number;
+
+  /** The last signOutEverywhere: app JWTs issued (`iat`) up to then are refused. */
+  @Column('timestamptz', { name: 'tokens_revoked_at', nullable: true })
+  tokensRevokedAt!: Date | null;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;
 }

@@ -20,7 +20,8 @@ export function principalOf(context: GraphqlContext): Principal | undefined {
   return context[PRINCIPAL];
 }
 
-function bearerToken(context: GraphqlContext): string | undefined {
+/** The bearer token of an HTTP request or of a graphql-ws connection, if it carries one. */
+export function bearerToken(context: GraphqlContext): string | undefined {
   const header = context.connectionParams?.authorization ?? context.req?.headers?.authorization;
   if (typeof header !== 'string') return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import {
@@ -14,12 +14,27 @@ import { DataSource } from 'typeorm';
 import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
 import { unauthenticated } from '../common/domain.errors.js';
+import { isUuid } from '../common/uuid.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import type { Principal } from './principal.js';
+import { TokenRevocations, type UserTokenState } from './token-revocations.js';
 
 const ALGORITHM = 'HS256';
 const TOKEN_SECRET = 'token_secret';
+/** The claim of Parley's tokens that carries the user's token generation. */
+const GENERATION_CLAIM = 'gen';
+// App subjects already mapped to Parley users (the mapping never changes once made).
+const MAX_CACHED_SUBJECTS = 100_000;
+
+/** A token's id: its `jti`, or (app tokens without one) the SHA-256 of the token. */
+function tokenIdOf(token: string, payload: JWTPayload): string {
+  return typeof payload.jti === 'string' && payload.jti !== ''
+    ? payload.jti
+    : `sha256:${createHash('sha256').update(token).digest('base64url')}`;
+}
+
+const revoked = () => unauthenticated('The bearer token has been revoked');
 
 /**
  * Issues Parley's own bearer tokens (HS256 JWTs) and verifies them, as well as JWTs that an
@@ -32,10 +47,12 @@ export class TokenService implements OnModuleInit {
   private readonly issuer: string;
   private secret: Uint8Array | undefined;
   private readonly externalKey: Uint8Array | JWTVerifyGetKey | undefined;
+  private readonly externalUsers = new Map<string, string>();
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly revocations: TokenRevocations,
   ) {
     this.issuer = `parley:${config.domain}`;
     const external = config.externalJwt;
@@ -50,9 +67,10 @@ export class TokenService implements OnModuleInit {
     this.secret = new TextEncoder().encode(this.config.tokenSecret ?? (await this.sharedSecret()));
   }
 
-  /** A bearer token for the user, valid for the configured time. */
+  /** A bearer token for the user, valid for the configured time and until they sign out. */
   async issue(userId: string): Promise<string> {
-    return new SignJWT({})
+    const state = await this.revocations.state(userId);
+    return new SignJWT({ [GENERATION_CLAIM]: state?.generation ?? 0 })
       .setProtectedHeader({ alg: ALGORITHM })
       .setSubject(userId)
       .setIssuer(this.issuer)
@@ -63,7 +81,11 @@ export class TokenService implements OnModuleInit {
       .sign(this.signingSecret());
   }
 
-  /** Verifies a bearer token, Parley's own or an app's, and says whose it is. */
+  /**
+   * Verifies a bearer token, Parley's own or an app's, and says whose it is. A revoked token
+   * (signOut, or signOutEverywhere since it was issued) is refused like one that does not verify;
+   * the check costs no query while the user's state is cached (see TokenRevocations).
+   */
   async authenticate(token: string): Promise<Principal> {
     let issuer: string | undefined;
     try {
@@ -79,12 +101,40 @@ export class TokenService implements OnModuleInit {
         external.issuer,
         external.audience,
       );
-      return {
-        userId: await this.userForExternalSubject(`${external.issuer} ${payload.sub ?? ''}`),
-      };
+      const userId = await this.userForExternalSubject(`${external.issuer} ${payload.sub ?? ''}`);
+      const state = await this.stateOf(userId);
+      // App JWTs carry no generation: signOutEverywhere refuses those issued until then (by
+      // `iat`, whole seconds, so one issued in that same second is refused too).
+      const iat = payload.iat;
+      if (state.revokedBefore !== null && (iat === undefined || iat <= state.revokedBefore)) {
+        throw revoked();
+      }
+      return this.principal(token, payload, userId, state);
     }
     const payload = await this.verify(token, this.signingSecret(), this.issuer, this.issuer);
-    return { userId: payload.sub ?? '' };
+    const userId = payload.sub ?? '';
+    const state = await this.stateOf(userId);
+    // Tokens issued before generations existed carry none: they are of generation 0.
+    const generation = payload[GENERATION_CLAIM] ?? 0;
+    if (generation !== state.generation) throw revoked();
+    return this.principal(token, payload, userId, state);
+  }
+
+  private async stateOf(userId: string): Promise<UserTokenState> {
+    const state = isUuid(userId) ? await this.revocations.state(userId) : null;
+    if (state === null) throw unauthenticated('The bearer token names no user');
+    return state;
+  }
+
+  private principal(
+    token: string,
+    payload: JWTPayload,
+    userId: string,
+    state: UserTokenState,
+  ): Principal {
+    const tokenId = tokenIdOf(token, payload);
+    if (state.revokedIds.has(tokenId)) throw revoked();
+    return { userId, tokenId, expiresAt: new Date((payload.exp ?? 0) * 1000) };
   }
 
   private async verify(
@@ -112,6 +162,8 @@ export class TokenService implements OnModuleInit {
 
   /** App users become Parley users the first time they show up. */
   private async userForExternalSubject(externalSubject: string): Promise<string> {
+    const known = this.externalUsers.get(externalSubject);
+    if (known !== undefined) return known;
     const users = this.dataSource.getRepository(UserEntity);
     await users
       .createQueryBuilder()
@@ -120,6 +172,8 @@ export class TokenService implements OnModuleInit {
       .orIgnore()
       .execute();
     const user = await users.findOneByOrFail({ externalSubject });
+    if (this.externalUsers.size >= MAX_CACHED_SUBJECTS) this.externalUsers.clear();
+    this.externalUsers.set(externalSubject, user.id);
     return user.id;
   }
 

@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'INVALID_GROUP_INFO'
   | 'INVALID_WELCOME'
   | 'INVALID_MESSAGE'
-  | 'EXTERNAL_COMMIT_UNSUPPORTED';
+  | 'EXTERNAL_COMMIT_UNSUPPORTED'
+  | 'DEVICE_REVOKED';
 
 /** A failure the client caused or can act on; anything else is an internal error. */
 export class DomainError extends Error {

@@ -1,10 +1,14 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, forbidden, limitExceeded, notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
+import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { EventBus } from '../events/event-bus.js';
+import { conversationChannel, deviceChannel } from '../live/live-event.js';
+import { type Publication, publishCommitted } from '../live/publish.js';
 import type { RegisterDeviceInput } from './device.input.js';
 import type { DeviceModel } from './device.model.js';
 import { DeviceEntity } from './device.entity.js';
@@ -16,9 +20,12 @@ const MAX_SIGNATURE_KEY_BYTES = 256;
 /** Devices of users; the one place that decides whether a user may act for a device. */
 @Injectable()
 export class DevicesService {
+  private readonly logger = new Logger(DevicesService.name);
+
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly events: EventBus,
   ) {}
 
   /** The MLS basic-credential identity of a device. */
@@ -79,12 +86,38 @@ export class DevicesService {
     return devices.map((device) => this.toModel(device));
   }
 
-  /** Deletes one of the user's devices with everything it owns (key packages). */
+  /**
+   * Deletes one of the user's devices with everything it owns (key packages). From the commit
+   * on, every read and write naming it fails (it no longer exists); its open subscriptions end
+   * with DEVICE_REVOKED (on whichever instance holds them), and each of its conversations is
+   * told, so that a member commits the removal of its leaf. Until then its seat stays, marked
+   * leaving, so that a member who was offline removes it when it next syncs.
+   */
   async delete(userId: string, deviceId: string): Promise<void> {
-    await this.dataSource.transaction(async (manager) => {
+    const conversationIds = await this.dataSource.transaction(async (manager) => {
       const device = await this.owned(manager, userId, deviceId, { lock: true });
+      const seats = await manager.find(ConversationMemberEntity, {
+        select: { conversationId: true },
+        where: { deviceId: device.id, leaving: false },
+      });
+      await manager.update(ConversationMemberEntity, { deviceId: device.id }, { leaving: true });
       await manager.delete(DeviceEntity, { id: device.id });
+      return seats.map((seat) => seat.conversationId);
     });
+    // The device's own channel first: its stream ends before anything else reaches it.
+    const publications: Publication[] = [
+      { channel: deviceChannel(deviceId), event: { type: 'device-revoked', deviceId } },
+      ...conversationIds.map((conversationId) => ({
+        channel: conversationChannel(conversationId),
+        event: { type: 'member-revoked' as const, conversationId, deviceId },
+      })),
+    ];
+    await publishCommitted(this.events, this.logger, publications);
+  }
+
+  /** Whether the device exists (it was not deleted). */
+  async exists(deviceId: string): Promise<boolean> {
+    return this.dataSource.getRepository(DeviceEntity).existsBy({ id: deviceId });
   }
 
   /**

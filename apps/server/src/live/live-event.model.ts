@@ -80,6 +80,19 @@ export class LeaveEventModel {
   leavingDeviceId!: string;
 }
 
+/**
+ * A member device was deleted: it can no longer read or post, and the next commit (anyone's)
+ * should remove its leaf. Its roster seat stays until then.
+ */
+@ObjectType('DeviceRevokedEvent')
+export class DeviceRevokedEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => ID)
+  revokedDeviceId!: string;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -91,6 +104,7 @@ export const DeviceEventUnion = createUnionType({
       WelcomeEventModel,
       KeyPackagesLowEventModel,
       LeaveEventModel,
+      DeviceRevokedEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
@@ -98,6 +112,7 @@ export const DeviceEventUnion = createUnionType({
     if ('removedDeviceIds' in value) return RosterEventModel;
     if ('welcomeId' in value) return WelcomeEventModel;
     if ('leavingDeviceId' in value) return LeaveEventModel;
+    if ('revokedDeviceId' in value) return DeviceRevokedEventModel;
     return KeyPackagesLowEventModel;
   },
 });
@@ -109,4 +124,5 @@ export type DeviceEvent =
   | RosterEventModel
   | WelcomeEventModel
   | KeyPackagesLowEventModel
-  | LeaveEventModel;
+  | LeaveEventModel
+  | DeviceRevokedEventModel;

@@ -53,6 +53,28 @@ export type LeaveLiveEvent = {
   deviceId: string;
 };
 
+/** The device was deleted (on its own channel): its subscriptions end with DEVICE_REVOKED. */
+export type DeviceRevokedLiveEvent = {
+  type: 'device-revoked';
+  deviceId: string;
+};
+
+/**
+ * A member device of the conversation was deleted: it hears and posts nothing more, and the next
+ * commit (any member's) should remove its leaf, as for a device that left.
+ */
+export type MemberRevokedLiveEvent = {
+  type: 'member-revoked';
+  conversationId: string;
+  deviceId: string;
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
-  MessageLiveEvent | RosterLiveEvent | WelcomeLiveEvent | KeyPackagesLowLiveEvent | LeaveLiveEvent;
+  | MessageLiveEvent
+  | RosterLiveEvent
+  | WelcomeLiveEvent
+  | KeyPackagesLowLiveEvent
+  | LeaveLiveEvent
+  | DeviceRevokedLiveEvent
+  | MemberRevokedLiveEvent;

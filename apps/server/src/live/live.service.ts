@@ -4,6 +4,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In } from 'typeorm';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
+import { deviceRevoked } from '../devices/devices.errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
 import { EventBus } from '../events/event-bus.js';
@@ -81,6 +82,12 @@ export class LiveService {
       ...seats.map((seat) => conversationChannel(seat.conversationId)),
     ]);
     await stream.ready();
+    // A deletion that committed while the stream was being opened published before the device's
+    // channel was live: look once more, now that no later deletion can be missed.
+    if (!(await this.devices.exists(deviceId))) {
+      stream.close();
+      throw deviceRevoked(deviceId);
+    }
     // Read once the channels are live: what committed up to here the client pages with
     // messages(after:), what commits later comes live, in order, from here on.
     const baselines = await this.lastSeqs(seats.map((seat) => seat.conversationId));
@@ -169,6 +176,14 @@ export class LiveService {
             yield { conversationId: live.conversationId, leavingDeviceId: live.deviceId };
             break;
           }
+          case 'device-revoked':
+            // The device was deleted: its subscription ends now, before anything sent later.
+            if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
+            break;
+          case 'member-revoked':
+            if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
+            yield { conversationId: live.conversationId, revokedDeviceId: live.deviceId };
+            break;
           case 'key-packages-low':
             yield { deviceId: live.deviceId, available: live.available, lowWater: live.lowWater };
             break;
