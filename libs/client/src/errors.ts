@@ -47,6 +47,8 @@ export class FutureEpochError extends ParleyError {}
 export class InvalidCommitError extends ParleyError {}
 /** The server refused an application message. */
 export class InvalidMessageError extends ParleyError {}
+/** This device was deleted (by its user, on any of their devices): it can do nothing more. */
+export class DeviceRevokedError extends ParleyError {}
 /** Live events stopped (slow consumer, pub/sub lost); resume from the log. */
 export class EventsInterruptedError extends ParleyError {}
 /** The server could not be reached or answered something that is not GraphQL. */
@@ -79,6 +81,7 @@ const byCode: Readonly<
   INVALID_WELCOME: InvalidCommitError,
   EXTERNAL_COMMIT_UNSUPPORTED: InvalidCommitError,
   INVALID_MESSAGE: InvalidMessageError,
+  DEVICE_REVOKED: DeviceRevokedError,
   SLOW_CONSUMER: EventsInterruptedError,
   EVENTS_UNAVAILABLE: EventsInterruptedError,
 };

@@ -252,6 +252,26 @@ export class Conversation {
     return this.removeWhere((member) => leaving.has(member.deviceId));
   }
 
+  /**
+   * @internal Commits the removal of members that the server's roster of `epoch` no longer
+   * shows: devices deleted while this one was offline (their seat is kept for the tree, but the
+   * roster only lists devices that exist). Only at that very epoch: at another one the roster
+   * could be missing members added since.
+   */
+  removeUnlisted(listed: ReadonlySet<string>, epoch: number): Promise<void> {
+    return this.enqueue(() =>
+      this.commitWithRetry(async (send) => {
+        if ((await this.context.engine.epoch(this.groupId)) !== BigInt(epoch)) return 'accepted';
+        const identities = (await this.members())
+          .filter((member) => !listed.has(member.deviceId))
+          .map((member) => member.identity);
+        return identities.length === 0
+          ? 'accepted'
+          : this.context.engine.removeMembers(this.groupId, identities, send);
+      }),
+    );
+  }
+
   /** Commits Removes for the members that match, read afresh on every attempt. */
   private removeWhere(matches: (member: Member) => boolean): Promise<void> {
     return this.enqueue(() =>
@@ -297,9 +317,12 @@ export class Conversation {
     });
   }
 
-  /** Stops the message iterators (the client is closing). */
-  close(): void {
-    this.fail(new ParleyError('CLOSED', 'The client was closed'));
+  /**
+   * Stops the message iterators: the client is closing, or (with that error) this device was
+   * deleted or signed out.
+   */
+  close(error: ParleyError = new ParleyError('CLOSED', 'The client was closed')): void {
+    this.fail(error);
   }
 
   private async readLog(): Promise<void> {

@@ -1,6 +1,6 @@
 import { fromBase64, toBase64 } from '../bytes.js';
 import type { MlsEngine, MlsEngineFactory } from '../engine/mls-engine.js';
-import { ParleyError } from '../errors.js';
+import { DeviceRevokedError, ParleyError, UnauthenticatedError } from '../errors.js';
 import {
   AcknowledgeWelcomeDocument,
   ConversationsDocument,
@@ -10,6 +10,8 @@ import {
   KeyPackageCountDocument,
   RegisterDeviceDocument,
   SignInDocument,
+  SignOutDocument,
+  SignOutEverywhereDocument,
   SignUpDocument,
   UploadKeyPackagesDocument,
   UserByUsernameDocument,
@@ -132,6 +134,26 @@ export class ParleyClient {
     await this.useToken(signIn.token, signIn.user.id);
   }
 
+  /**
+   * Signs out: the server revokes the token in use (on every instance), the live connection
+   * stops, and the client forgets the token. The device and its conversations stay: sign in
+   * again (same user) to go on.
+   */
+  async signOut(): Promise<void> {
+    await this.transport.request(SignOutDocument, {});
+    await this.forgetToken();
+  }
+
+  /**
+   * Signs out everywhere: every token of the user issued until now is revoked, so each of the
+   * user's clients loses its live connection (UnauthenticatedError, through `onError`) and its
+   * next request fails. This client forgets its token as well.
+   */
+  async signOutEverywhere(): Promise<void> {
+    await this.transport.request(SignOutEverywhereDocument, {});
+    await this.forgetToken();
+  }
+
   /** A user's id by username (case-insensitive); NotFoundError if there is none. */
   async findUser(username: string): Promise<{ id: string; username: string }> {
     const { user } = await this.transport.request(UserByUsernameDocument, { username });
@@ -169,7 +191,7 @@ export class ParleyClient {
       input: {
         deviceId: registerDevice.id,
         keyPackages: keyPackages.map(toBase64),
-        lastResort: toBase64(lastResort),
+        ...(lastResort === null ? {} : { lastResort: toBase64(lastResort) }),
       },
     });
     await this.save();
@@ -198,7 +220,10 @@ export class ParleyClient {
     const { deviceId } = this.device();
     await new Promise<void>((resolve, reject) => {
       let subscribed = false;
-      this.stopLive = this.transport.subscribe(
+      // Whether this subscription is still the client's: one stopped on purpose (sign-out)
+      // reports its end, which must not start a reconnect.
+      const current = () => this.stopLive === stop;
+      const stop = this.transport.subscribe(
         EventsDocument,
         { deviceId },
         {
@@ -215,14 +240,17 @@ export class ParleyClient {
           },
           error: (error) => {
             if (!subscribed) reject(error);
+            else if (!current()) return;
+            else if (isTerminal(error)) this.stop(error);
             else this.reconnect(error);
           },
           complete: () => {
             if (!subscribed) reject(new ParleyError('CLOSED', 'The server ended the subscription'));
-            else this.reconnect(null);
+            else if (current()) this.reconnect(null);
           },
         },
       );
+      this.stopLive = stop;
     });
   }
 
@@ -240,6 +268,16 @@ export class ParleyClient {
       const conversation = this.conversationsById.get(summary.id);
       if (leaving.length > 0 && conversation !== undefined) {
         conversation.removeDevices(leaving).catch((error: unknown) => {
+          this.report(error);
+        });
+      }
+      // Deleted devices are not listed at all (their seat waits for the removal commit).
+      const listed = new Set(summary.members.map((member) => member.deviceId));
+      if (
+        conversation !== undefined &&
+        (await conversation.members()).some((member) => !listed.has(member.deviceId))
+      ) {
+        conversation.removeUnlisted(listed, summary.epoch).catch((error: unknown) => {
           this.report(error);
         });
       }
@@ -323,6 +361,13 @@ export class ParleyClient {
           .get(event.conversationId)
           ?.removeDevices([event.leavingDeviceId]);
         return;
+      case 'DeviceRevokedEvent':
+        // A deleted device can do nothing more, but holds its leaf (and with it the group's
+        // keys) until a commit removes it: as for a leaver, whoever commits first does it.
+        await this.conversationsById
+          .get(event.conversationId)
+          ?.removeDevices([event.revokedDeviceId]);
+        return;
       case 'KeyPackagesLowEvent':
         await this.topUpKeyPackages();
         return;
@@ -352,6 +397,26 @@ export class ParleyClient {
     };
     this.welcomes = this.welcomes.then(run, run);
     return this.welcomes;
+  }
+
+  /**
+   * The live connection ended for good: this device was deleted, or its token was revoked.
+   * Reconnecting cannot help, so it stops; message iterators end with the same error.
+   */
+  private stop(error: ParleyError): void {
+    this.stopLive = null;
+    this.report(error);
+    for (const conversation of this.conversationsById.values()) conversation.close(error);
+    void this.transport.close();
+  }
+
+  private async forgetToken(): Promise<void> {
+    this.stopLive?.();
+    this.stopLive = null;
+    this.transport.setToken(undefined);
+    await this.transport.close();
+    this.state.token = null;
+    await this.save();
   }
 
   private reconnect(error: unknown): void {
@@ -436,4 +501,9 @@ export class ParleyClient {
   private report(error: unknown): void {
     this.options.onError?.(error);
   }
+}
+
+/** Live errors after which reconnecting is pointless: the device is gone or the token revoked. */
+function isTerminal(error: ParleyError): boolean {
+  return error instanceof DeviceRevokedError || error instanceof UnauthenticatedError;
 }

@@ -1,7 +1,16 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
-import { errorFromGraphql, NetworkError, type ParleyError } from '../errors.js';
+import {
+  errorFromGraphql,
+  NetworkError,
+  type ParleyError,
+  UnauthenticatedError,
+} from '../errors.js';
+
+// The server closes a live socket with this code when its token was revoked (signOut,
+// signOutEverywhere); graphql-ws uses it for "Unauthorized".
+const UNAUTHORIZED_CLOSE_CODE = 4401;
 
 /** What a live subscription reports. */
 export interface SubscriptionHandlers<T> {
@@ -30,8 +39,8 @@ export class GraphqlTransport {
     this.token = options.token;
   }
 
-  /** Uses this token from now on (a new socket is opened for later subscriptions). */
-  setToken(token: string): void {
+  /** Uses this token (none: signed out) from now on; a new socket is opened for later subscriptions. */
+  setToken(token: string | undefined): void {
     this.token = token;
     void this.ws?.dispose();
     this.ws = undefined;
@@ -105,7 +114,12 @@ export class GraphqlTransport {
           handlers.error(
             first !== undefined
               ? errorFromGraphql(first)
-              : new NetworkError('NETWORK', `The live connection failed: ${describe(error)}`),
+              : closeCodeOf(error) === UNAUTHORIZED_CLOSE_CODE
+                ? new UnauthenticatedError(
+                    'UNAUTHENTICATED',
+                    `The server closed the live connection: ${describe(error)}`,
+                  )
+                : new NetworkError('NETWORK', `The live connection failed: ${describe(error)}`),
           );
         },
         complete: () => {
@@ -122,9 +136,15 @@ export class GraphqlTransport {
   }
 }
 
+function closeCodeOf(error: unknown): unknown {
+  return typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+}
+
 function describe(error: unknown): string {
   if (error instanceof Error) return error.message;
-  if (typeof error === 'object' && error !== null && 'code' in error)
-    return `closed with ${String(error.code)}`;
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const reason = 'reason' in error && typeof error.reason === 'string' ? error.reason : '';
+    return `closed with ${String(error.code)}${reason === '' ? '' : ` (${reason})`}`;
+  }
   return String(error);
 }
