@@ -2,6 +2,7 @@ import { Foundation1795352400000 } from './1795352400000-Foundation.js';
 import { Conversations1795353900000 } from './1795353900000-Conversations.js';
 import { CommitResults1795360000000 } from './1795360000000-CommitResults.js';
 import { LogEntryDigest1795361000000 } from './1795361000000-LogEntryDigest.js';
+import { LogEntryDigests1795361100000 } from './1795361100000-LogEntryDigests.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -9,4 +10,5 @@ export const migrations = [
   Conversations1795353900000,
   CommitResults1795360000000,
   LogEntryDigest1795361000000,
+  LogEntryDigests1795361100000,
 ];

@@ -1,4 +1,6 @@
+import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RetentionService } from '../apps/server/src/messages/retention.service.js';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
 import type { MlsGroup } from './support/mls-member.js';
 import { ParleyDevice } from './support/parley-client.js';
@@ -153,6 +155,33 @@ describeE2E(`idempotent sendMessage (${testDatabase})`, () => {
     const [, bob] = members as [(typeof members)[0], (typeof members)[0]];
     const stale = await bob.group.encrypt('too old');
     expect(errorCodeOf(await send(bob.device, conversationId, stale))).toBe('INVALID_MESSAGE');
+  });
+  it('answers a replay after retention deleted the entry, while its epoch is in the window', async () => {
+    const { conversationId, members } = await group([app], 2);
+    const [alice, bob] = members as [(typeof members)[0], (typeof members)[0]];
+    const bytes = await alice.group.encrypt('kept as a digest');
+    const original = dataOf(await send(alice.device, conversationId, bytes)).sendMessage;
+    const retention = app.app.get(RetentionService);
+    await retention.deleteThrough(conversationId, String(original.seq));
+    expect(dataOf(await send(bob.device, conversationId, bytes)).sendMessage).toEqual(original);
+    const { messages } = dataOf(await alice.device.page(conversationId, 0));
+    expect(messages.entries).toEqual([]);
+    expect(messages.lastSeq).toBe(original.seq);
+    // Once the epoch has left the window, what retention kept goes too: such bytes are refused
+    // as out of the window, like any message of that epoch.
+    for (let i = 0; i < app.config.messageEpochWindow + 1; i++) {
+      dataOf(await alice.device.submit(conversationId, await alice.group.update()));
+      alice.group.confirmCommit();
+    }
+    await retention.purgeExpired();
+    const kept = await app.app
+      .get(DataSource)
+      .query<{ count: string }[]>(
+        `SELECT count(*) AS "count" FROM "log_entry_digests" WHERE "conversation_id" = $1`,
+        [conversationId],
+      );
+    expect(kept[0]?.count).toBe('0');
+    expect(errorCodeOf(await send(bob.device, conversationId, bytes))).toBe('INVALID_MESSAGE');
   });
 });
 

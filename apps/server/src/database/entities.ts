@@ -6,6 +6,7 @@ import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { WelcomeEntity, WelcomeRecipientEntity } from '../conversations/welcome.entity.js';
 import { DeviceEntity } from '../devices/device.entity.js';
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
+import { LogEntryDigestEntity } from '../messages/log-entry-digest.entity.js';
 import { LogEntryEntity } from '../messages/log-entry.entity.js';
 import { RateLimitWindowEntity } from '../rate-limits/rate-limit-window.entity.js';
 
@@ -19,6 +20,7 @@ export const entities = [
   ConversationEntity,
   ConversationMemberEntity,
   LogEntryEntity,
+  LogEntryDigestEntity,
   CommitResultEntity,
   WelcomeEntity,
   WelcomeRecipientEntity,

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type EntityManager, In } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
@@ -212,20 +212,53 @@ export class MessageAppender {
     return outcomes;
   }
 
-  /** The entries of the conversation that already hold any of the batch's bytes, by digest. */
+  /**
+   * The entries of the conversation that already hold any of the batch's bytes, by digest: in
+   * the log, or deleted by retention while their epoch is still in the window (then rebuilt from
+   * what retention kept, with the bytes being sent — the same bytes). One statement, one index
+   * lookup per table, whatever the batch size.
+   */
   private async entriesWithDigests(
     manager: EntityManager,
     conversationId: string,
     batch: Waiter[],
   ): Promise<Map<string, LogEntryEntity>> {
     const known = new Map<string, LogEntryEntity>();
-    if (batch.length === 0) return known;
-    const digests = [...new Map(batch.map((w) => [w.digest.toString('hex'), w.digest])).values()];
-    const entries = await manager.find(LogEntryEntity, {
-      where: { conversationId, digest: In(digests) },
-    });
-    for (const entry of entries) {
-      if (entry.digest !== null) known.set(entry.digest.toString('hex'), entry);
+    const digests = new Map(batch.map((waiter) => [waiter.digest.toString('hex'), waiter]));
+    if (digests.size === 0) return known;
+    const list = [...digests.values()].map((_, i) => `$${i + 2}`).join(', ');
+    const rows: {
+      seq: string;
+      epoch: string;
+      sender_device_id: string;
+      created_at: Date;
+      digest: Buffer;
+      data: Buffer | null;
+    }[] = await manager.query(
+      `SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", "data" FROM "log_entries"
+        WHERE "conversation_id" = $1 AND "digest" IN (${list})
+       UNION ALL
+       SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", NULL FROM "log_entry_digests"
+        WHERE "conversation_id" = $1 AND "digest" IN (${list})`,
+      [conversationId, ...[...digests.values()].map((waiter) => waiter.digest)],
+    );
+    for (const row of rows) {
+      const key = row.digest.toString('hex');
+      const waiter = digests.get(key);
+      if (waiter === undefined) continue;
+      known.set(
+        key,
+        manager.create(LogEntryEntity, {
+          conversationId,
+          seq: row.seq,
+          kind: 'APPLICATION',
+          epoch: row.epoch,
+          senderDeviceId: row.sender_device_id,
+          createdAt: row.created_at,
+          data: row.data ?? waiter.data,
+          digest: row.digest,
+        }),
+      );
     }
     return known;
   }
