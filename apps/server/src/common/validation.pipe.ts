@@ -1,5 +1,49 @@
-import { ValidationPipe, type ValidationError } from '@nestjs/common';
+import { type ArgumentMetadata, ValidationPipe, type ValidationError } from '@nestjs/common';
 import { DomainError } from './domain.errors.js';
+
+/**
+ * The longest string any argument may hold. Every string Parley takes is short (ids, names,
+ * usernames, passwords); bulk data travels as Bytes, which is a Buffer here and bounded per field.
+ */
+export const MAX_STRING_LENGTH = 1024;
+
+// A UTF-16 surrogate without its partner cannot be encoded as UTF-8: PostgreSQL would get U+FFFD.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkString(value: string, path: string): void {
+  if (value.length > MAX_STRING_LENGTH) {
+    throw new DomainError(
+      'BAD_USER_INPUT',
+      `${path} is longer than ${MAX_STRING_LENGTH} characters`,
+      { field: path, limit: MAX_STRING_LENGTH },
+    );
+  }
+  // PostgreSQL text cannot hold NUL: left alone, it fails the statement (and its whole batch).
+  if (value.includes('\u0000')) {
+    throw new DomainError('BAD_USER_INPUT', `${path} holds a NUL character`, { field: path });
+  }
+  if (LONE_SURROGATE.test(value)) {
+    throw new DomainError('BAD_USER_INPUT', `${path} is not valid Unicode`, { field: path });
+  }
+}
+
+/** Every string inside an argument value (input objects and lists included), checked. */
+export function checkStrings(value: unknown, path: string): void {
+  if (typeof value === 'string') {
+    checkString(value, path);
+  } else if (Array.isArray(value)) {
+    value.forEach((item, index) => {
+      checkStrings(item, `${path}[${String(index)}]`);
+    });
+  } else if (
+    typeof value === 'object' &&
+    value !== null &&
+    !(value instanceof Uint8Array) &&
+    !(value instanceof Date)
+  ) {
+    for (const [key, item] of Object.entries(value)) checkStrings(item, `${path}.${key}`);
+  }
+}
 
 function describe(errors: ValidationError[], prefix = ''): string[] {
   return errors.flatMap((error) => [
@@ -8,8 +52,20 @@ function describe(errors: ValidationError[], prefix = ''): string[] {
   ]);
 }
 
-/** class-validator on every input, failing with BAD_USER_INPUT like any other domain error. */
-export const validationPipe = new ValidationPipe({
+/**
+ * The one place client input is checked before any resolver (HTTP and graphql-ws alike): no
+ * string anywhere may hold NUL or a lone surrogate or exceed {@link MAX_STRING_LENGTH}, then
+ * class-validator checks the input types. Both fail with BAD_USER_INPUT like any domain error.
+ */
+class ParleyValidationPipe extends ValidationPipe {
+  override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type !== 'custom') checkStrings(value, metadata.data ?? 'argument');
+    return super.transform(value, metadata);
+  }
+}
+
+/** The application-wide pipe (see {@link ParleyValidationPipe}). */
+export const validationPipe = new ParleyValidationPipe({
   transform: false,
   forbidUnknownValues: false,
   exceptionFactory: (errors) => new DomainError('BAD_USER_INPUT', describe(errors).join('; ')),

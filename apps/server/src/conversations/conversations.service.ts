@@ -60,6 +60,13 @@ import { CommitResultEntity } from './commit-result.entity.js';
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
+ * Longest MLS group id accepted. RFC 9420 allows up to 2^30 bytes, but a group id only needs to
+ * be unique: clients draw 16–32 random bytes (ts-mls, OpenMLS), and the unique index on it
+ * cannot hold values of a few kilobytes.
+ */
+export const MAX_GROUP_ID_BYTES = 255;
+
+/**
  * Conversations: MLS groups with one epoch on the server, advanced only by commit bundles that
  * win their epoch (RFC 9750 §5.2), their rosters, GroupInfos and Welcomes.
  */
@@ -76,6 +83,12 @@ export class ConversationsService {
 
   /** Registers a group the caller's device created: epoch 0, the device alone at leaf 0. */
   async create(userId: string, input: CreateConversationInput): Promise<ConversationModel> {
+    if (input.groupId.length === 0 || input.groupId.length > MAX_GROUP_ID_BYTES) {
+      throw new DomainError('BAD_USER_INPUT', `groupId must be 1–${MAX_GROUP_ID_BYTES} bytes`, {
+        field: 'groupId',
+        limit: MAX_GROUP_ID_BYTES,
+      });
+    }
     const start = await this.startingPoint(input);
     if (!this.config.supportedCiphersuites.includes(start.ciphersuite)) {
       throw invalidGroupInfo(
