@@ -3,6 +3,7 @@ import { Conversations1795353900000 } from './1795353900000-Conversations.js';
 import { CommitResults1795360000000 } from './1795360000000-CommitResults.js';
 import { LogEntryDigest1795361000000 } from './1795361000000-LogEntryDigest.js';
 import { LogEntryDigests1795361100000 } from './1795361100000-LogEntryDigests.js';
+import { TokenRevocation1795362000000 } from './1795362000000-TokenRevocation.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -11,4 +12,5 @@ export const migrations = [
   CommitResults1795360000000,
   LogEntryDigest1795361000000,
   LogEntryDigests1795361100000,
+  TokenRevocation1795362000000,
 ];

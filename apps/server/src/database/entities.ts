@@ -1,3 +1,4 @@
+import { RevokedTokenEntity } from '../auth/revoked-token.entity.js';
 import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
 import { CommitResultEntity } from '../conversations/commit-result.entity.js';
@@ -17,6 +18,7 @@ export const entities = [
   DeviceEntity,
   KeyPackageEntity,
   RateLimitWindowEntity,
+  RevokedTokenEntity,
   ConversationEntity,
   ConversationMemberEntity,
   LogEntryEntity,
