@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'INVALID_WELCOME'
   | 'INVALID_MESSAGE'
   | 'EXTERNAL_COMMIT_UNSUPPORTED'
-  | 'DEVICE_REVOKED';
+  | 'DEVICE_REVOKED'
+  | 'SERVICE_UNAVAILABLE';
 
 /** A failure the client caused or can act on; anything else is an internal error. */
 export class DomainError extends Error {

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { unwrapResolverError } from '@apollo/server/errors';
 import type { GraphQLFormattedError } from 'graphql';
+import { isDatabaseUnavailable } from '../database/errors.js';
 import { DomainError } from './domain.errors.js';
 
 const logger = new Logger('GraphQL');
@@ -38,6 +39,15 @@ export function formatGraphqlError(
         ...original.details,
         ...(stacktrace ? { stacktrace } : {}),
       },
+    };
+  }
+  if (isDatabaseUnavailable(original)) {
+    // Not a bug and not the client's fault: say so, briefly, and let the client retry.
+    logger.warn(`Database unavailable: ${(original as Error).message}`);
+    return {
+      ...base,
+      message: 'The service is briefly unavailable; retry shortly',
+      extensions: { code: 'SERVICE_UNAVAILABLE', retryable: true },
     };
   }
   const code = formatted.extensions?.code;

@@ -95,7 +95,18 @@ export async function createDataSource(config: Config): Promise<DataSource> {
   const { database } = config;
   if (database.kind === 'postgres') {
     return new ParleyDataSource(
-      { ...options, url: database.url, extra: { max: 20 } },
+      {
+        ...options,
+        url: database.url,
+        // An unreachable or frozen server fails requests in seconds (SERVICE_UNAVAILABLE), not
+        // never; pg-pool replaces broken clients, so service resumes when PostgreSQL is back.
+        extra: {
+          max: 20,
+          connectionTimeoutMillis: 5_000,
+          query_timeout: 10_000,
+          keepAlive: true,
+        },
+      },
       config.runMigrations,
     );
   }
