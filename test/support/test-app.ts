@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import pg from 'pg';
+import type { DestinationStream } from 'pino';
 import { describe } from 'vitest';
 import { createApp } from '../../apps/server/src/bootstrap.js';
 import { type Config, loadConfig } from '../../apps/server/src/config/config.js';
@@ -76,7 +77,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 /** Boots the real AppModule on a fresh database (PGlite in memory, or a new PostgreSQL database). */
 export async function startTestApp(
   overrides: Partial<Config> = {},
-  options: { logger?: LoggerService } = {},
+  options: { logger?: LoggerService; logStream?: DestinationStream } = {},
 ): Promise<TestApp> {
   let drop = async () => {};
   let config = testConfig(overrides);
@@ -89,7 +90,13 @@ export async function startTestApp(
     drop = database.drop;
     config = { ...config, database: { kind: 'postgres', url: database.url } };
   }
-  const app = await createApp(config, { logger: options.logger ?? false });
+  // With a logStream, every line (Nest's and the requests') goes there as JSON.
+  const app = await createApp(
+    config,
+    options.logStream === undefined
+      ? { logger: options.logger ?? false }
+      : { logStream: options.logStream },
+  );
   await app.listen(0, '127.0.0.1');
   const url = `${await app.getUrl()}/graphql`.replace('[::1]', '127.0.0.1');
   return {

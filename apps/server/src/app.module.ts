@@ -17,6 +17,13 @@ import { EventsModule } from './events/events.module.js';
 import { KeyPackagesModule } from './key-packages/key-packages.module.js';
 import { LiveModule } from './live/live.module.js';
 import { MessagesModule } from './messages/messages.module.js';
+import { TokenService } from './auth/token.service.js';
+import { withConnectionRateLimits } from './rate-limits/connection-rate-limits.js';
+import { RateLimitService } from './rate-limits/rate-limit.service.js';
+import { RateLimitsModule } from './rate-limits/rate-limits.module.js';
+import { withGraphqlMetrics } from './metrics/graphql-metrics.js';
+import { Metrics } from './metrics/metrics.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 
 /** The domain modules; the infrastructure (config, database, pub/sub, auth) comes with AppModule. */
 export const domainModules = [
@@ -37,14 +44,32 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(config),
+        MetricsModule.forRoot(config),
         // Async, so that graphql-ws can register each socket with LiveSockets (closed on sign-out).
         GraphQLModule.forRootAsync<ApolloDriverConfig>({
           driver: ApolloDriver,
-          inject: [LiveSockets],
-          useFactory: (sockets: LiveSockets) => graphqlOptions(config, sockets),
+          inject: [LiveSockets, Metrics, RateLimitService, TokenService],
+          useFactory: (
+            sockets: LiveSockets,
+            metrics: Metrics,
+            rateLimits: RateLimitService,
+            tokens: TokenService,
+          ) =>
+            withGraphqlMetrics(
+              withConnectionRateLimits(graphqlOptions(config, sockets), {
+                rateLimits,
+                tokens,
+                trustProxyHops: config.trustProxyHops,
+                onRefused: (scope) => {
+                  metrics.rateLimited(scope);
+                },
+              }),
+              metrics,
+            ),
         }),
         EventsModule,
         AuthModule,
+        RateLimitsModule,
         HealthModule,
         ...domainModules,
       ],

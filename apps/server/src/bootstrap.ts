@@ -1,18 +1,41 @@
 import type { LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { DestinationStream } from 'pino';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module.js';
 import { HttpErrorFilter } from './common/http-errors.js';
 import type { Config } from './config/config.js';
+import { createLogger, PinoNestLogger } from './logging/logger.js';
+import { fastifyLogOptions, installRequestContext } from './logging/request-logging.js';
+
+/** How {@link createApp} logs. */
+export interface CreateAppOptions {
+  /**
+   * Unset: JSON lines (pino) for everything, with request ids, to `logStream` or stdout. Set: Nest
+   * logs through this instead (false: nowhere), and requests are logged only with a `logStream`.
+   */
+  logger?: false | LoggerService;
+  /** Where the JSON lines go (tests capture them); default stdout. */
+  logStream?: DestinationStream;
+}
 
 /** Builds the Parley application (not yet listening) from a validated configuration. */
 export async function createApp(
   config: Config,
-  options: { logger?: false | LoggerService } = {},
+  options: CreateAppOptions = {},
 ): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: config.limits.bodyBytes });
+  const json =
+    options.logger === undefined || options.logStream !== undefined
+      ? createLogger(config.logLevel, options.logStream)
+      : undefined;
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.limits.bodyBytes,
+    ...(json === undefined ? {} : fastifyLogOptions(json)),
+  });
+  if (json !== undefined) installRequestContext(adapter.getInstance());
+  const logger = options.logger ?? (json === undefined ? undefined : new PinoNestLogger(json));
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
-    ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(logger === undefined ? {} : { logger }),
     bufferLogs: false,
     // A failed boot rejects (main prints why and exits 1) instead of aborting the process.
     abortOnError: false,

@@ -53,6 +53,8 @@ describe('loadConfig', () => {
         claimsPerMinute: 600,
         claimsPerTargetPerMinute: 60,
       },
+      metrics: { kind: 'app' },
+      logLevel: 'info',
     });
     const { database } = config;
     expect(
@@ -137,6 +139,24 @@ describe('loadConfig', () => {
     expect(loadConfig({ PARLEY_MIGRATIONS_RUN: raw }).runMigrations).toBe(expected);
   });
 
+  it.each([
+    ['on', { kind: 'app' }],
+    ['TRUE', { kind: 'app' }],
+    ['off', { kind: 'off' }],
+    ['0', { kind: 'off' }],
+    ['9464', { kind: 'listen', host: '127.0.0.1', port: 9464 }],
+    ['0.0.0.0:9464', { kind: 'listen', host: '0.0.0.0', port: 9464 }],
+    ['metrics.internal:9100', { kind: 'listen', host: 'metrics.internal', port: 9100 }],
+    ['[::1]:9464', { kind: 'listen', host: '::1', port: 9464 }],
+  ])('reads PARLEY_METRICS=%s as %j', (raw, expected) => {
+    expect(loadConfig({ PARLEY_METRICS: raw }).metrics).toEqual(expected);
+  });
+
+  it('reads PARLEY_LOG_LEVEL', () => {
+    expect(loadConfig({ PARLEY_LOG_LEVEL: 'Debug' }).logLevel).toBe('debug');
+    expect(loadConfig({ PARLEY_LOG_LEVEL: 'silent' }).logLevel).toBe('silent');
+  });
+
   it('reads app-JWT settings with an HS256 secret or a JWKS URL', () => {
     expect(loadConfig({ ...APP_JWT, PARLEY_JWT_SECRET: SECRET_32 }).externalJwt).toEqual({
       issuer: 'https://idp.example',
@@ -170,6 +190,10 @@ describe('loadConfig', () => {
     ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley.-test' }],
     ['PARLEY_DOMAIN', { PARLEY_DOMAIN: `${'a'.repeat(64)}.test` }],
     ['PARLEY_MIGRATIONS_RUN', { PARLEY_MIGRATIONS_RUN: 'maybe' }],
+    ['PARLEY_METRICS', { PARLEY_METRICS: 'maybe' }],
+    ['PARLEY_METRICS', { PARLEY_METRICS: '65536' }],
+    ['PARLEY_METRICS', { PARLEY_METRICS: 'http://host:9464' }],
+    ['PARLEY_LOG_LEVEL', { PARLEY_LOG_LEVEL: 'verbose' }],
     [
       'PARLEY_CIPHERSUITES',
       { PARLEY_CIPHERSUITES: 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519' },

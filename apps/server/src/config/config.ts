@@ -28,6 +28,72 @@ export interface LimitsConfig {
   usersPerClaim: number;
   claimsPerMinute: number;
   claimsPerTargetPerMinute: number;
+  /** Live subscriptions on one graphql-ws socket. */
+  subscriptionsPerSocket: number;
+  /** Live subscriptions of one device on this instance (a reconnect may briefly overlap). */
+  subscriptionsPerDevice: number;
+}
+
+/** Bounds on the shape of one GraphQL operation, checked before any resolver runs. */
+export interface QueryLimitsConfig {
+  maxTokens: number;
+  maxDepth: number;
+  maxAliases: number;
+  maxRootFields: number;
+  maxDirectives: number;
+  maxCost: number;
+}
+
+/** HTTP connection hygiene: how long a client may take, and how many sockets it may hold. */
+export interface HttpConfig {
+  /** Until the request's headers are complete. */
+  headersTimeoutMs: number;
+  /** Until the whole request (headers and body) is in. */
+  requestTimeoutMs: number;
+  /** A socket with no traffic at all is closed after this. */
+  idleTimeoutMs: number;
+  /** How often Node checks the two request timeouts. */
+  connectionsCheckIntervalMs: number;
+  /** Open sockets (HTTP and WebSocket) at once; more are refused. */
+  maxConnections: number;
+}
+
+/**
+ * Where Prometheus metrics are served: on the app's own port at /metrics, on a separate listener
+ * (an address operators can keep internal), or nowhere.
+ */
+export type MetricsConfig =
+  { kind: 'off' } | { kind: 'app' } | { kind: 'listen'; host: string; port: number };
+
+/** Levels of the JSON log, most severe first; `silent` logs nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** One of {@link LOG_LEVELS}. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * Rate limits (answered with RATE_LIMITED and retryAfterSeconds); see RateLimitService for where
+ * each is counted. Claims are in {@link LimitsConfig} (claimsPerMinute, claimsPerTargetPerMinute).
+ */
+export interface RateLimitsConfig {
+  /** Sign-in attempts per client address per minute, failed or not. */
+  signInsPerAddressPerMinute: number;
+  /** Failed sign-ins in a row for one username before each further one locks it out. */
+  signInFreeFailures: number;
+  /** First lock-out after the free failures; it doubles with every further failure. */
+  signInBackoffSeconds: number;
+  /** Longest lock-out; failures are forgotten after a day without one, or on a success. */
+  signInMaxBackoffSeconds: number;
+  signUpsPerAddressPerHour: number;
+  messagesPerDevicePerMinute: number;
+  commitBundlesPerDevicePerMinute: number;
+  keyPackageUploadsPerDevicePerMinute: number;
+  connectionsPerAddressPerMinute: number;
+  connectionsPerUserPerMinute: number;
+  subscriptionsPerUserPerMinute: number;
+  subscriptionsPerAddressPerMinute: number;
+  /** Namespace of the limiters' keys in Redis, so that several deployments may share one. */
+  keyPrefix: string;
 }
 
 /** Parley's whole configuration, validated once at boot. */
@@ -54,6 +120,16 @@ export interface Config {
   /** Log entries older than this are deleted; devices further behind get a gap marker. 0: keep. */
   logRetentionSeconds: number;
   limits: LimitsConfig;
+  rateLimits: RateLimitsConfig;
+  /**
+   * How many reverse proxies in front of Parley to trust for the client address
+   * (X-Forwarded-For); 0: the address of the TCP peer.
+   */
+  trustProxyHops: number;
+  queryLimits: QueryLimitsConfig;
+  http: HttpConfig;
+  metrics: MetricsConfig;
+  logLevel: LogLevel;
 }
 
 /** A configuration value that cannot be used; the message names the variable. */
@@ -148,8 +224,58 @@ function ciphersuites(env: Env): number[] {
   return [...new Set(suites.map(Number))];
 }
 
+function metrics(env: Env): MetricsConfig {
+  const raw = text(env, 'PARLEY_METRICS')?.toLowerCase();
+  if (raw === undefined || ['1', 'true', 'yes', 'on'].includes(raw)) return { kind: 'app' };
+  if (['0', 'false', 'no', 'off'].includes(raw)) return { kind: 'off' };
+  // "9464" or "host:9464" (IPv6 in brackets: "[::1]:9464").
+  const match = /^(?:(\[[0-9a-f:.]+\]|[a-z0-9.-]+):)?(\d{1,5})$/.exec(raw);
+  const port = Number(match?.[2]);
+  if (match === null || port > 65535) {
+    throw new ConfigError('PARLEY_METRICS', `must be on, off, a port or host:port, got "${raw}"`);
+  }
+  const host = match[1]?.replace(/^\[|\]$/g, '') ?? '127.0.0.1';
+  return { kind: 'listen', host, port };
+}
+
+function logLevel(env: Env): LogLevel {
+  const raw = text(env, 'PARLEY_LOG_LEVEL')?.toLowerCase() ?? 'info';
+  const level = LOG_LEVELS.find((candidate) => candidate === raw);
+  if (level === undefined) {
+    throw new ConfigError(
+      'PARLEY_LOG_LEVEL',
+      `must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`,
+    );
+  }
+  return level;
+}
+
 const MINUTE = 60;
 const DAY = 24 * 60 * MINUTE;
+
+function rateLimits(env: Env): RateLimitsConfig {
+  const rate = (name: string, fallback: number) =>
+    integer(env, `PARLEY_RATE_${name}`, fallback, 1, 1_000_000);
+  const keyPrefix = text(env, 'PARLEY_RATE_KEY_PREFIX') ?? 'parley';
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(keyPrefix)) {
+    throw new ConfigError('PARLEY_RATE_KEY_PREFIX', 'must be 1–64 letters, digits, dots, dashes');
+  }
+  return {
+    signInsPerAddressPerMinute: rate('SIGN_INS_PER_ADDRESS_PER_MINUTE', 30),
+    signInFreeFailures: integer(env, 'PARLEY_RATE_SIGN_IN_FREE_FAILURES', 5, 1, 1000),
+    signInBackoffSeconds: integer(env, 'PARLEY_RATE_SIGN_IN_BACKOFF_SECONDS', 1, 1, DAY),
+    signInMaxBackoffSeconds: integer(env, 'PARLEY_RATE_SIGN_IN_MAX_BACKOFF_SECONDS', 900, 1, DAY),
+    signUpsPerAddressPerHour: rate('SIGN_UPS_PER_ADDRESS_PER_HOUR', 20),
+    messagesPerDevicePerMinute: rate('MESSAGES_PER_DEVICE_PER_MINUTE', 1200),
+    commitBundlesPerDevicePerMinute: rate('COMMIT_BUNDLES_PER_DEVICE_PER_MINUTE', 120),
+    keyPackageUploadsPerDevicePerMinute: rate('KEY_PACKAGE_UPLOADS_PER_DEVICE_PER_MINUTE', 30),
+    connectionsPerAddressPerMinute: rate('CONNECTIONS_PER_ADDRESS_PER_MINUTE', 120),
+    connectionsPerUserPerMinute: rate('CONNECTIONS_PER_USER_PER_MINUTE', 60),
+    subscriptionsPerUserPerMinute: rate('SUBSCRIPTIONS_PER_USER_PER_MINUTE', 60),
+    subscriptionsPerAddressPerMinute: rate('SUBSCRIPTIONS_PER_ADDRESS_PER_MINUTE', 120),
+    keyPrefix,
+  };
+}
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
@@ -186,6 +312,8 @@ export function loadConfig(env: Env = process.env): Config {
     keyPackageLowWater: integer(env, 'PARLEY_KEY_PACKAGE_LOW_WATER', 10, 0, 10_000),
     messageEpochWindow: integer(env, 'PARLEY_MESSAGE_EPOCH_WINDOW', 2, 0, 100),
     logRetentionSeconds: integer(env, 'PARLEY_LOG_RETENTION_SECONDS', 90 * DAY, 0, 10 * 365 * DAY),
+    rateLimits: rateLimits(env),
+    trustProxyHops: integer(env, 'PARLEY_TRUST_PROXY', 0, 0, 10),
     limits: {
       bodyBytes: integer(env, 'PARLEY_LIMIT_BODY_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
       keyPackagesPerUpload: integer(env, 'PARLEY_LIMIT_KEY_PACKAGES_PER_UPLOAD', 100, 1, 10_000),
@@ -223,6 +351,31 @@ export function loadConfig(env: Env = process.env): Config {
         1,
         1_000_000,
       ),
+      subscriptionsPerSocket: integer(env, 'PARLEY_LIMIT_SUBSCRIPTIONS_PER_SOCKET', 2, 1, 100),
+      subscriptionsPerDevice: integer(env, 'PARLEY_LIMIT_SUBSCRIPTIONS_PER_DEVICE', 4, 1, 100),
     },
+    queryLimits: {
+      maxTokens: integer(env, 'PARLEY_QUERY_MAX_TOKENS', 2000, 100, 1_000_000),
+      maxDepth: integer(env, 'PARLEY_QUERY_MAX_DEPTH', 10, 2, 100),
+      maxAliases: integer(env, 'PARLEY_QUERY_MAX_ALIASES', 30, 0, 10_000),
+      maxRootFields: integer(env, 'PARLEY_QUERY_MAX_ROOT_FIELDS', 20, 1, 10_000),
+      maxDirectives: integer(env, 'PARLEY_QUERY_MAX_DIRECTIVES', 30, 0, 10_000),
+      maxCost: integer(env, 'PARLEY_QUERY_MAX_COST', 5000, 10, 10_000_000),
+    },
+    http: {
+      headersTimeoutMs: integer(env, 'PARLEY_HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+      requestTimeoutMs: integer(env, 'PARLEY_HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+      idleTimeoutMs: integer(env, 'PARLEY_HTTP_IDLE_TIMEOUT_MS', 60_000, 100, 3_600_000),
+      connectionsCheckIntervalMs: integer(
+        env,
+        'PARLEY_HTTP_CONNECTIONS_CHECK_INTERVAL_MS',
+        1_000,
+        50,
+        60_000,
+      ),
+      maxConnections: integer(env, 'PARLEY_HTTP_MAX_CONNECTIONS', 10_000, 1, 1_000_000),
+    },
+    metrics: metrics(env),
+    logLevel: logLevel(env),
   };
 }

@@ -1,6 +1,8 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
+import { meterPublishes } from '../metrics/bus-metrics.js';
+import { Metrics } from '../metrics/metrics.js';
 import { EventBus } from './event-bus.js';
 import { InProcessEventBus } from './in-process-event-bus.js';
 import { RedisEventBus } from './redis-event-bus.js';
@@ -14,9 +16,15 @@ import { RedisEventBus } from './redis-event-bus.js';
   providers: [
     {
       provide: EventBus,
-      inject: [CONFIG],
-      useFactory: (config: Config): EventBus | Promise<EventBus> =>
-        config.redisUrl === null ? new InProcessEventBus() : RedisEventBus.connect(config.redisUrl),
+      // Metrics are optional so that the bus also stands alone (its own specs).
+      inject: [CONFIG, { token: Metrics, optional: true }],
+      useFactory: async (config: Config, metrics?: Metrics): Promise<EventBus> => {
+        const bus =
+          config.redisUrl === null
+            ? new InProcessEventBus()
+            : await RedisEventBus.connect(config.redisUrl);
+        return metrics === undefined ? bus : meterPublishes(bus, metrics);
+      },
     },
   ],
   exports: [EventBus],
