@@ -1,16 +1,18 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
-import { notFound } from '../common/domain.errors.js';
+import { DomainError, notFound } from '../common/domain.errors.js';
+import { isUuid } from '../common/uuid.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { invalidMessage, notAMember } from '../conversations/conversations.errors.js';
-import { isUniqueViolation } from '../database/errors.js';
+import { isDatabaseUnavailable, isUniqueViolation } from '../database/errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { conversationChannel } from '../live/live-event.js';
 import { publishCommitted } from '../live/publish.js';
+import { Metrics } from '../metrics/metrics.js';
 import { LogEntryEntity } from './log-entry.entity.js';
 
 /** An application message waiting for its place in the log. */
@@ -36,6 +38,38 @@ type Outcome =
 
 // Enough to amortise a transaction over many messages, small enough to keep each one short.
 const MAX_BATCH = 256;
+// The bounds of PostgreSQL's bigint, the column type of epochs: beyond them the insert would fail.
+const MAX_BIGINT = 2n ** 63n - 1n;
+// Device ids are server-made (UUIDs); anything much longer is no device of ours.
+const MAX_DEVICE_ID = 255;
+const DIGEST_BYTES = 32;
+
+/**
+ * What can be refused without the conversation's lock, before a message joins a batch: a value
+ * that could only fail inside the batch transaction (and take its neighbours with it) is the
+ * sender's error alone. Null when the message may queue.
+ */
+export function checkPending(message: PendingMessage): DomainError | null {
+  if (!isUuid(message.conversationId)) return notFound('Conversation');
+  if (
+    message.deviceId.length === 0 ||
+    message.deviceId.length > MAX_DEVICE_ID ||
+    message.deviceId.includes('\0')
+  ) {
+    return new DomainError('BAD_USER_INPUT', 'deviceId is not a device id', { field: 'deviceId' });
+  }
+  if (message.epoch < 0n || message.epoch > MAX_BIGINT) {
+    return invalidMessage('EPOCH_OUT_OF_WINDOW', `Epoch ${message.epoch} is out of range`);
+  }
+  if (message.data.length === 0) {
+    return new DomainError('BAD_USER_INPUT', 'message is empty', { field: 'message' });
+  }
+  if (message.digest.length !== DIGEST_BYTES) {
+    // Computed by the server, never sent: a caller bug, but still this message's alone.
+    return new DomainError('BAD_USER_INPUT', 'message digest is malformed', { field: 'message' });
+  }
+  return null;
+}
 
 /**
  * Appends application messages to conversation logs in batches ("group commit"): while one
@@ -58,6 +92,7 @@ export class MessageAppender {
     private readonly devices: DevicesService,
     private readonly events: EventBus,
     @Inject(CONFIG) private readonly config: Config,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -65,6 +100,8 @@ export class MessageAppender {
    * or the one that already held them — or rejects with a domain error.
    */
   append(message: PendingMessage): Promise<LogEntryEntity> {
+    const refused = checkPending(message);
+    if (refused !== null) return Promise.reject(refused);
     return new Promise((resolve, reject) => {
       const queue = this.queues.get(message.conversationId);
       if (queue !== undefined) {
@@ -92,6 +129,7 @@ export class MessageAppender {
             if (outcome.stored) stored.push(outcome.entry);
           }
         }
+        this.metrics.appended(batch.length, stored.length);
         await publishCommitted(
           this.events,
           this.logger,
@@ -117,12 +155,38 @@ export class MessageAppender {
   }
 
   /**
-   * Runs the batch's transaction. Every append takes the conversation row lock before looking
+   * Runs the batch's transaction; should it fail for a reason other than the database being
+   * unreachable, runs its members one by one, in order, so that a message that breaks the
+   * transaction fails alone and the others are stored as if it had not been sent.
+   */
+  private async commitBatch(conversationId: string, batch: Waiter[]): Promise<Outcome[]> {
+    try {
+      return await this.commitOnce(conversationId, batch);
+    } catch (error) {
+      // Alone, or with the database gone, one by one would only fail the same way, slower.
+      if (batch.length === 1 || isDatabaseUnavailable(error)) throw error;
+      this.logger.warn(
+        `A batch of ${batch.length} for conversation ${conversationId} failed; retrying one by one: ${messageOf(error)}`,
+      );
+    }
+    const outcomes: Outcome[] = [];
+    for (const waiter of batch) {
+      try {
+        outcomes.push(...(await this.commitOnce(conversationId, [waiter])));
+      } catch (error) {
+        outcomes.push({ waiter, error });
+      }
+    }
+    return outcomes;
+  }
+
+  /**
+   * One transaction for `batch`. Every append takes the conversation row lock before looking
    * digests up, so the lookup is authoritative; should a duplicate slip past it anyway (a writer
    * that skipped the lock), the unique index refuses the insert and the batch runs once more,
    * then finding the entry that won.
    */
-  private async commitBatch(conversationId: string, batch: Waiter[]): Promise<Outcome[]> {
+  private async commitOnce(conversationId: string, batch: Waiter[]): Promise<Outcome[]> {
     try {
       return await this.dataSource.transaction((manager) =>
         this.write(manager, conversationId, batch),
@@ -272,4 +336,8 @@ export class MessageAppender {
       return error;
     }
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
