@@ -16,7 +16,8 @@ interface Socket {
 /**
  * The graphql-ws sockets this instance holds, by the user whose token opened them. When any
  * instance revokes tokens of a user, each socket of that user here checks its token again and
- * closes if it no longer verifies, so a signed-out token keeps no live connection.
+ * closes if it no longer verifies, so a signed-out token keeps no live connection. After the
+ * revocations channel was interrupted, every socket checks its token once it is live again.
  */
 @Injectable()
 export class LiveSockets implements OnModuleDestroy {
@@ -29,7 +30,10 @@ export class LiveSockets implements OnModuleDestroy {
     revocations: TokenRevocations,
   ) {
     this.stopListening = revocations.onRevoked((userId) => {
-      void this.recheck(userId);
+      // null: revocations may have been missed while the bus was interrupted; check them all.
+      for (const user of userId === null ? [...this.byUser.keys()] : [userId]) {
+        void this.recheck(user);
+      }
     });
   }
 

@@ -56,7 +56,9 @@ interface Cached {
 export class TokenRevocations implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(TokenRevocations.name);
   private readonly cache = new Map<string, Cached>();
-  private readonly listeners = new Set<(userId: string) => void>();
+  private readonly listeners = new Set<(userId: string | null) => void>();
+  /** Whether revocation events may have been lost since the channel was last live. */
+  private interrupted = false;
   private stream: EventStream | null = null;
   private live = false;
   private stopped = false;
@@ -87,8 +89,11 @@ export class TokenRevocations implements OnApplicationBootstrap, OnModuleDestroy
     this.stream?.close();
   }
 
-  /** Calls `listener` with the user id whenever a user's tokens are revoked (any instance). */
-  onRevoked(listener: (userId: string) => void): () => void {
+  /**
+   * Calls `listener` with the user id whenever a user's tokens are revoked (any instance), and
+   * with null when revocations of any user may have been missed (the channel was interrupted).
+   */
+  onRevoked(listener: (userId: string | null) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -113,6 +118,15 @@ export class TokenRevocations implements OnApplicationBootstrap, OnModuleDestroy
       }
     }
     return state;
+  }
+
+  /**
+   * The user's token generation as the database holds it now, for issuing: a cached one could
+   * predate a signOutEverywhere that another instance just committed, and the new token would be
+   * dead on arrival.
+   */
+  async currentGeneration(userId: string): Promise<number> {
+    return (await this.load(userId))?.generation ?? 0;
   }
 
   /** Revokes one token until it expires. */
@@ -195,6 +209,10 @@ export class TokenRevocations implements OnApplicationBootstrap, OnModuleDestroy
     } catch {
       // The loop below sees the same failure and schedules another attempt.
     }
+    if (this.live && this.interrupted) {
+      this.interrupted = false;
+      for (const listener of this.listeners) listener(null);
+    }
     void this.consume(stream);
   }
 
@@ -214,6 +232,7 @@ export class TokenRevocations implements OnApplicationBootstrap, OnModuleDestroy
     }
     // Events may have been lost: trust nothing cached until the channel is live again.
     this.live = false;
+    this.interrupted = true;
     this.invalidations += 1;
     this.cache.clear();
     if (this.stopped) return;

@@ -69,8 +69,8 @@ export class TokenService implements OnModuleInit {
 
   /** A bearer token for the user, valid for the configured time and until they sign out. */
   async issue(userId: string): Promise<string> {
-    const state = await this.revocations.state(userId);
-    return new SignJWT({ [GENERATION_CLAIM]: state?.generation ?? 0 })
+    const generation = await this.revocations.currentGeneration(userId);
+    return new SignJWT({ [GENERATION_CLAIM]: generation })
       .setProtectedHeader({ alg: ALGORITHM })
       .setSubject(userId)
       .setIssuer(this.issuer)
