@@ -69,3 +69,118 @@ describeE2E('logs', () => {
     }
   });
 });
+
+/** One JSON log line, as far as these tests read it. */
+interface JsonLine {
+  level: string;
+  time: string;
+  msg: string;
+  reqId?: string;
+  context?: string;
+  req?: { method: string; url: string };
+  res?: { statusCode: number };
+  graphql?: { type: string; operation: string; code: string };
+}
+
+describeE2E('JSON logs', () => {
+  it('are one JSON object a line, carry the request id, and never a secret', async () => {
+    const raw: string[] = [];
+    const app = await startTestApp({}, { logStream: { write: (line: string) => raw.push(line) } });
+    try {
+      const post = (body: unknown, headers: Record<string, string> = {}) =>
+        fetch(app.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify(body),
+        });
+      const password = 'another very secret password';
+      const signUp = `mutation ($input: CredentialsInput!) { signUp(input: $input) { token user { id } } }`;
+      const input = { username: 'jsonlogged', password };
+      const first = await post(
+        { query: signUp, variables: { input } },
+        { 'x-request-id': 'lb-42' },
+      );
+      // A caller's plausible id is kept and returned; anything else is replaced by a fresh one.
+      expect(first.headers.get('x-request-id')).toBe('lb-42');
+      const { token } = dataOf(
+        (await first.json()) as { data: { signUp: { token: string } } },
+      ).signUp;
+      const duplicate = await post(
+        { query: signUp, variables: { input } },
+        { 'x-request-id': 'no spaces allowed' },
+      );
+      const duplicateId = duplicate.headers.get('x-request-id') ?? '';
+      expect(duplicateId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(errorCodeOf((await duplicate.json()) as never)).toBe('CONFLICT');
+      const { registerDevice } = dataOf(
+        await app.gql<{ registerDevice: { id: string; identity: string } }>(
+          `mutation { registerDevice { id identity } }`,
+          {},
+          token,
+        ),
+      );
+      const member = await MlsMember.create(registerDevice.identity);
+      const [keyPackage] = await member.keyPackages(1);
+      const upload = `mutation ($input: UploadKeyPackagesInput!) { uploadKeyPackages(input: $input) { available } }`;
+      const uploadInput = {
+        deviceId: registerDevice.id,
+        keyPackages: [b64(keyPackage ?? new Uint8Array())],
+      };
+      dataOf(await app.gql(upload, { input: uploadInput }, token));
+      expect(errorCodeOf(await app.gql(upload, { input: uploadInput }, token))).toBe(
+        'INVALID_KEY_PACKAGE',
+      );
+      // Variables in a query string (a GraphQL GET): the log keeps the path only.
+      const query = new URLSearchParams({ query: signUp, variables: JSON.stringify({ input }) });
+      await fetch(`${app.url}?${query.toString()}`, {
+        headers: { 'apollo-require-preflight': '1' },
+      });
+
+      const lines = raw
+        .join('')
+        .split('\n')
+        .filter((line) => line !== '');
+      const parsed = lines.map((line) => JSON.parse(line) as JsonLine);
+      for (const line of parsed) {
+        expect(typeof line.level).toBe('string');
+        expect(Number.isNaN(Date.parse(line.time))).toBe(false);
+        expect(typeof line.msg).toBe('string');
+      }
+      // One line per request, with its id, path, status and GraphQL outcome.
+      const completed = parsed.filter((line) => line.msg === 'request completed');
+      expect(completed.length).toBeGreaterThanOrEqual(6);
+      for (const line of completed) {
+        expect(line.reqId).toMatch(/^[\w.:-]+$/);
+        expect(line.req?.url).toBe('/graphql');
+      }
+      expect(completed.find((line) => line.reqId === 'lb-42')?.graphql).toEqual({
+        type: 'mutation',
+        operation: 'signUp',
+        code: 'OK',
+      });
+      expect(completed.find((line) => line.reqId === duplicateId)?.graphql).toEqual({
+        type: 'mutation',
+        operation: 'signUp',
+        code: 'CONFLICT',
+      });
+      // The database's complaint is logged with the id of the request that caused it.
+      const failedQuery = parsed.find((line) => line.msg.includes('duplicate key'));
+      expect(failedQuery?.context).toBe('Database');
+      expect(failedQuery?.reqId).toBe(duplicateId);
+
+      const secrets = [
+        password,
+        token,
+        'scrypt$',
+        uploadInput.keyPackages[0] ?? '',
+        Buffer.from(keyPackage ?? []).toString('hex'),
+        'Bearer',
+      ];
+      for (const line of lines) {
+        for (const secret of secrets) expect(line).not.toContain(secret);
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
