@@ -13,10 +13,12 @@ export function copyBytes(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
 }
 
-/** A string key for set membership of byte strings. */
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+/** A string key for set membership of byte strings (hex; a table, as whole trees go through it). */
 export function bytesKey(bytes: Uint8Array): string {
   let key = '';
-  for (const byte of bytes) key += byte.toString(16).padStart(2, '0');
+  for (const byte of bytes) key += HEX[byte] ?? '';
   return key;
 }
 
