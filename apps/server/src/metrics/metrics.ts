@@ -163,6 +163,41 @@ export class Metrics {
     this.rateLimitRefusals.inc({ scope });
   }
 
+  /**
+   * The bus's own account, read at scrape time: its state (one of up, degraded, down set to 1),
+   * the events waiting in this process's outbox and those it could not publish since boot.
+   */
+  watchBus(read: () => { state: string; queued: number; lost: number }): void {
+    const states = ['up', 'degraded', 'down'];
+    new Gauge({
+      name: 'parley_event_bus_state',
+      help: 'Event bus state on this instance: 1 for the current one of up, degraded, down',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        const { state } = read();
+        for (const each of states) this.set({ state: each }, each === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'parley_event_bus_queued',
+      help: "Events waiting in this process's outbox for the bus",
+      registers: [this.registry],
+      collect() {
+        this.set(read().queued);
+      },
+    });
+    new Counter({
+      name: 'parley_event_bus_lost_total',
+      help: 'Events this process could not publish (failed, timed out, dropped) since it started',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read().lost);
+      },
+    });
+  }
+
   /** The database pool, read at scrape time: connections open, idle, and callers waiting. */
   private watchPool(dataSource: DataSource): void {
     const pool = (): PoolCounts | undefined => {
