@@ -17,7 +17,10 @@ export type ErrorCode =
   | 'INVALID_MESSAGE'
   | 'EXTERNAL_COMMIT_UNSUPPORTED'
   | 'DEVICE_REVOKED'
-  | 'SERVICE_UNAVAILABLE';
+  | 'SERVICE_UNAVAILABLE'
+  // A live stream ended early; the client resumes from its cursors (events/events.errors.ts).
+  | 'EVENTS_UNAVAILABLE'
+  | 'SLOW_CONSUMER';
 
 /** A failure the client caused or can act on; anything else is an internal error. */
 export class DomainError extends Error {

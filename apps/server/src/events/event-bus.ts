@@ -1,5 +1,25 @@
+import { Logger } from '@nestjs/common';
 import { EventStream, type OpenStreamOptions } from './event-stream.js';
 import { EventsUnavailableError } from './events.errors.js';
+import { PublishQueue, type PublishQueueOptions } from './publish-queue.js';
+
+/** How the bus is doing, as /health reports it. */
+export interface BusStatus {
+  /** `down`: the backend is unreachable or not answering; `degraded`: events were lost lately. */
+  state: 'up' | 'degraded' | 'down';
+  backend: 'in-process' | 'redis';
+  /** Events waiting in this process's outbox. */
+  queued: number;
+  /** Events this process could not publish since it started. */
+  lost: number;
+}
+
+// Events lost this recently make the bus "degraded" even once the backend answers again.
+const DEGRADED_FOR_MS = 30_000;
+// How long shutdown waits for the outbox to empty before dropping what is left.
+const FLUSH_TIMEOUT_MS = 2000;
+// One warning per this many milliseconds about lost events, not one per event.
+const LOST_LOG_INTERVAL_MS = 10_000;
 
 /**
  * An event as it crosses the bus: a JSON object with a string `type`. Publishers define the
@@ -36,6 +56,61 @@ export interface BusMessage {
 export abstract class EventBus {
   private readonly streams = new Set<EventStream>();
   private closing: Promise<void> | null = null;
+  private shut = false;
+  private readonly outbox: PublishQueue;
+  private readonly busLogger = new Logger('EventBus');
+  private lastLossAt = -Infinity;
+  private lastLossLogAt = -Infinity;
+  private unloggedLosses = 0;
+
+  /** Which backend this is, for /health. */
+  abstract readonly backend: BusStatus['backend'];
+
+  constructor(outbox: PublishQueueOptions = {}) {
+    this.outbox = new PublishQueue(
+      {
+        // Through `this.publish` as it is when called, so that a wrapper (metrics) sees each one.
+        send: (channel, event) => this.publish(channel, event),
+        available: () => this.backendAvailable && !this.shut,
+        lost: (channel, error) => {
+          this.onLost(channel, error);
+        },
+      },
+      outbox,
+    );
+  }
+
+  /**
+   * Queues an event for `channel` and returns at once: what a writer calls after its transaction
+   * committed, so that no request waits on the bus. Events of one channel go out in the order
+   * queued; if one cannot go out (bus down, slow or full), this process's live streams end with
+   * EventsUnavailableError and their clients catch up from the log. False when dropped at once.
+   */
+  enqueue(channel: string, event: OutgoingEvent): boolean {
+    return this.outbox.enqueue(channel, event);
+  }
+
+  /** The bus's state for /health: down, degraded (events lost lately) or up. */
+  status(): BusStatus {
+    const { queued, lost } = this.outbox.stats;
+    const state =
+      !this.backendAvailable || this.shut
+        ? 'down'
+        : performance.now() - this.lastLossAt < DEGRADED_FOR_MS
+          ? 'degraded'
+          : 'up';
+    return { state, backend: this.backend, queued, lost };
+  }
+
+  /** Resolves once this process's outbox is empty (tests, shutdown). */
+  flushed(): Promise<void> {
+    return this.outbox.idle();
+  }
+
+  /** Whether the backend is believed to deliver; while not, queued events are dropped at once. */
+  protected get backendAvailable(): boolean {
+    return true;
+  }
 
   /**
    * Sends an event to everyone following `channel`, on every instance. Resolves once the
@@ -90,9 +165,14 @@ export abstract class EventBus {
     return this.closing;
   }
 
-  /** Whether close() has been called. */
+  /** Whether the bus is shut down (after close() flushed the outbox): publishing fails. */
   protected get isClosing(): boolean {
-    return this.closing !== null;
+    return this.shut;
+  }
+
+  /** Called when the bus failed to publish an event; a backend may react (Redis: counts as down). */
+  protected publishLost(): void {
+    // Nothing to do for a backend that cannot hang.
   }
 
   /** Ends every open stream with this error, e.g. when the backend may have lost events. */
@@ -103,6 +183,45 @@ export abstract class EventBus {
   private async closeOnce(): Promise<void> {
     // Clients reconnect (to another instance) and resume from their cursor.
     this.interruptStreams(new EventsUnavailableError('The event bus is shutting down'));
+    // What was committed before shutdown still goes out, if the backend lets it, for a while.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.outbox.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, FLUSH_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.shut = true;
     await this.shutdown();
+  }
+
+  /**
+   * An event did not go out. Subscribers anywhere may have missed it, and a live stream only
+   * notices a missing entry when a later one of its conversation arrives: so this process's
+   * streams end now (EVENTS_UNAVAILABLE), and their clients catch up from the log.
+   */
+  private onLost(channel: string, error: Error): void {
+    const now = performance.now();
+    this.lastLossAt = now;
+    if (!(error instanceof EventsUnavailableError)) {
+      // Not the bus: an event that cannot be encoded is a bug of its publisher.
+      this.busLogger.error(`Could not publish to ${channel}: ${error.message}`);
+      return;
+    }
+    this.publishLost();
+    this.interruptStreams(
+      new EventsUnavailableError('Live events could not be published; resume from the log', {
+        cause: error,
+      }),
+    );
+    this.unloggedLosses += 1;
+    if (now - this.lastLossLogAt >= LOST_LOG_INTERVAL_MS) {
+      this.busLogger.warn(
+        `${this.unloggedLosses} event(s) not published (last to ${channel}): ${error.message}`,
+      );
+      this.unloggedLosses = 0;
+      this.lastLossLogAt = now;
+    }
   }
 }

@@ -5,6 +5,7 @@ import { EventsUnavailableError } from './events.errors.js';
 
 /** A bus whose backend confirms or refuses each subscription when the test says so. */
 class ControlledBus extends EventBus {
+  readonly backend = 'in-process';
   readonly pending: {
     channel: string;
     onEvent: (event: BusEvent) => void;

@@ -9,6 +9,7 @@ type Listener = (event: BusEvent) => void;
  * instances, set REDIS_URL instead, or devices connected elsewhere miss events.
  */
 export class InProcessEventBus extends EventBus {
+  readonly backend = 'in-process';
   private readonly listeners = new Map<string, Set<Listener>>();
 
   /** Delivers synchronously to this process's streams, after a JSON round trip. */

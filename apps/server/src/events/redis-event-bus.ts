@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { type BusEvent, EventBus, type OutgoingEvent } from './event-bus.js';
 import { encodeEvent, isBusEvent, reviveDates } from './event-codec.js';
 import { EventsUnavailableError } from './events.errors.js';
+import type { PublishQueueOptions } from './publish-queue.js';
 
 /** Options of {@link RedisEventBus.connect}. */
 export interface RedisEventBusOptions {
@@ -13,12 +14,20 @@ export interface RedisEventBusOptions {
   connectionName?: string;
   /** Where connection trouble is reported; default Nest's Logger. */
   logger?: Pick<LoggerService, 'log' | 'warn'>;
+  /** How often both connections are PINGed to notice a Redis that hangs; default 1000 ms. */
+  probeIntervalMs?: number;
+  /** How long a PING may take before Redis counts as not answering; default 1000 ms. */
+  probeTimeoutMs?: number;
+  /** The outbox: its bound and per-publish timeout. */
+  outbox?: PublishQueueOptions;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const PUBLISH_TIMEOUT_MS = 5000;
 const QUIT_TIMEOUT_MS = 2000;
 const MAX_RECONNECT_DELAY_MS = 2000;
+const DEFAULT_PROBE_INTERVAL_MS = 1000;
+const DEFAULT_PROBE_TIMEOUT_MS = 1000;
 
 const noop = (): void => undefined;
 
@@ -48,8 +57,14 @@ class SubscriberConnection extends Redis {
  * so when the subscriber connection drops, every open stream ends with EventsUnavailableError
  * (clients resume from their cursor) instead of silently missing events; new streams are
  * refused until the connection is back.
+ *
+ * A Redis that hangs (frozen, overloaded, a network partition) closes no socket: a PING on each
+ * connection every second notices it. Until both answer again, or after a publish timed out,
+ * the bus counts as down: streams end, new ones are refused, and the outbox drops events rather
+ * than let them pile up — the log has them.
  */
 export class RedisEventBus extends EventBus {
+  readonly backend = 'redis';
   private readonly publisher: Redis;
   private readonly subscriber: Redis;
   private readonly pubsub: RedisPubSub;
@@ -58,12 +73,20 @@ export class RedisEventBus extends EventBus {
   private started = false;
   private healthy = true;
   private lastError: Error | null = null;
+  /** A PING or publish went unanswered: down until a PING of both connections succeeds. */
+  private hanging = false;
+  private probing = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly probeIntervalMs: number;
+  private readonly probeTimeoutMs: number;
 
   private constructor(
     private readonly url: string,
     options: RedisEventBusOptions,
   ) {
-    super();
+    super(options.outbox);
+    this.probeIntervalMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    this.probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     this.logger = options.logger ?? new Logger(RedisEventBus.name);
     const name = options.connectionName ?? 'parley-events';
     const common: RedisOptions = {
@@ -130,7 +153,22 @@ export class RedisEventBus extends EventBus {
     }
     bus.started = true;
     bus.lastError = null;
+    bus.probeTimer = setInterval(() => {
+      void bus.probe();
+    }, bus.probeIntervalMs);
+    // The probe must not keep a process alive that has nothing else to do.
+    bus.probeTimer.unref();
     return bus;
+  }
+
+  protected override get backendAvailable(): boolean {
+    return !this.hanging && this.publisher.status === 'ready' && this.subscriber.status === 'ready';
+  }
+
+  protected override publishLost(): void {
+    // A publish that timed out means the streams here are cut off already; a PING decides when
+    // Redis is back, rather than the next publish waiting the full timeout again.
+    this.markHanging('a publish was not answered in time');
   }
 
   /** Publishes on the publisher connection; fails fast (EventsUnavailableError) when Redis is down. */
@@ -159,6 +197,7 @@ export class RedisEventBus extends EventBus {
     if (this.subscriber.status !== 'ready') {
       throw new EventsUnavailableError('Not connected to Redis');
     }
+    if (this.hanging) throw new EventsUnavailableError('Redis is not answering');
     const id = await this.pubsub.subscribe<unknown>(channel, (message) => {
       // RedisPubSub hands over the raw string when JSON.parse fails.
       if (isBusEvent(message)) onEvent(message);
@@ -174,7 +213,49 @@ export class RedisEventBus extends EventBus {
   }
 
   protected async shutdown(): Promise<void> {
+    clearInterval(this.probeTimer);
     await Promise.all([quit(this.publisher), quit(this.subscriber)]);
+  }
+
+  /** PINGs both connections; a missing PONG within the timeout marks Redis as hanging. */
+  private async probe(): Promise<void> {
+    if (this.probing || this.isClosing) return;
+    if (this.publisher.status !== 'ready' || this.subscriber.status !== 'ready') return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const pings = Promise.all([this.publisher.ping(), this.subscriber.ping()]);
+      // The PINGs of a frozen Redis are answered (or fail) long after we stopped waiting.
+      pings.catch(noop);
+      const answered = await Promise.race([
+        pings.then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => {
+            resolve(false);
+          }, this.probeTimeoutMs);
+        }),
+      ]);
+      if (!answered) {
+        this.markHanging(`no PONG within ${this.probeTimeoutMs} ms`);
+      } else if (this.hanging) {
+        this.hanging = false;
+        this.logger.log(`Redis at ${withoutCredentials(this.url)} answers again`);
+      }
+    } catch (error) {
+      this.markHanging(messageOf(error));
+    } finally {
+      clearTimeout(timer);
+      this.probing = false;
+    }
+  }
+
+  private markHanging(reason: string): void {
+    if (this.hanging || this.isClosing) return;
+    this.hanging = true;
+    this.logger.warn(`Redis is not answering (${reason}); ending open event streams`);
+    this.interruptStreams(
+      new EventsUnavailableError('Redis is not answering; events may have been missed'),
+    );
   }
 
   private onConnectionError(error: Error): void {

@@ -9,22 +9,22 @@ export interface Publication {
 }
 
 /**
- * Publishes what a committed transaction stored. A failure here must not fail the request: the
- * data is stored, live delivery is best effort, and subscribers that miss an event see the gap
- * in `seq` and resume from the log. So failures are logged (type and channel, never payload).
+ * Hands what a committed transaction stored to the bus's outbox and returns at once: the request
+ * never waits on the bus (a frozen Redis must not stall writers). The data is stored; live
+ * delivery is best effort, events of one channel leave in the order given, and when one cannot
+ * go out the bus ends this process's live streams so that their clients resume from the log.
  */
-export async function publishCommitted(
+export function publishCommitted(
   bus: EventBus,
   logger: Logger,
   publications: Publication[],
 ): Promise<void> {
   for (const { channel, event } of publications) {
-    try {
-      await bus.publish(channel, event);
-    } catch (error) {
-      logger.warn(
-        `Could not publish ${event.type} to ${channel}: ${error instanceof Error ? error.message : String(error)}`,
-      );
+    if (!bus.enqueue(channel, event)) {
+      // Counted and reported by the bus; here only the trace of which write it was (no payload).
+      logger.debug(`Not published (event bus down or full): ${event.type} to ${channel}`);
     }
   }
+  // A promise still, so that callers written for the awaited form need no change.
+  return Promise.resolve();
 }
