@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { GraphQLError } from 'graphql';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In } from 'typeorm';
+import { DomainError } from '../common/domain.errors.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
@@ -15,6 +15,16 @@ import { MessagesService } from '../messages/messages.service.js';
 import type { DeviceEvent } from './live-event.model.js';
 import { conversationChannel, deviceChannel, type LiveEvent } from './live-event.js';
 import { DEADLINE, OrderedDelivery, withDeadlines } from './ordered-delivery.js';
+
+/**
+ * An EventStreamError as the DomainError that the one error mapping keeps the code of (anything
+ * else reaches clients as INTERNAL_SERVER_ERROR); other errors unchanged.
+ */
+function typedStreamError(error: unknown): unknown {
+  return error instanceof EventStreamError
+    ? new DomainError(error.code, error.message, { retryable: true })
+    : error;
+}
 
 /** Publishers only put LiveEvents on Parley's channels. */
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
@@ -81,7 +91,12 @@ export class LiveService {
       deviceChannel(deviceId),
       ...seats.map((seat) => conversationChannel(seat.conversationId)),
     ]);
-    await stream.ready();
+    try {
+      await stream.ready();
+    } catch (error) {
+      // The bus cannot deliver right now (Redis down or hanging): typed, so the client retries.
+      throw typedStreamError(error);
+    }
     // A deletion that committed while the stream was being opened published before the device's
     // channel was live: look once more, now that no later deletion can be missed.
     if (!(await this.devices.exists(deviceId))) {
@@ -191,11 +206,9 @@ export class LiveService {
       }
     } catch (error) {
       // The stream ended early (slow consumer, pub/sub lost): tell the client in a typed way,
-      // so that it resumes from its cursors with messages(after:).
-      if (error instanceof EventStreamError) {
-        throw new GraphQLError(error.message, { extensions: { code: error.code } });
-      }
-      throw error;
+      // so that it resumes from its cursors with messages(after:). A DomainError, because that is
+      // what the one error mapping keeps the code of; anything else would be an internal error.
+      throw typedStreamError(error);
     } finally {
       stream.close();
     }
