@@ -4,6 +4,7 @@ import { CommitResults1795360000000 } from './1795360000000-CommitResults.js';
 import { LogEntryDigest1795361000000 } from './1795361000000-LogEntryDigest.js';
 import { LogEntryDigests1795361100000 } from './1795361100000-LogEntryDigests.js';
 import { TokenRevocation1795362000000 } from './1795362000000-TokenRevocation.js';
+import { RateLimits1795364000000 } from './1795364000000-RateLimits.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   LogEntryDigest1795361000000,
   LogEntryDigests1795361100000,
   TokenRevocation1795362000000,
+  RateLimits1795364000000,
 ];

@@ -30,6 +30,10 @@ export async function createApp(
       : undefined;
   const adapter = new FastifyAdapter({
     bodyLimit: config.limits.bodyBytes,
+    // request.ip (rate limits per address) from X-Forwarded-For only behind trusted proxies.
+    ...(config.trustProxyHops === 0
+      ? {}
+      : { trustProxy: (_address: string, hop: number) => hop < config.trustProxyHops }),
     ...(json === undefined ? {} : fastifyLogOptions(json)),
   });
   if (json !== undefined) installRequestContext(adapter.getInstance());

@@ -2,6 +2,7 @@ import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { Public } from '../auth/public.decorator.js';
+import { ClientAddress } from '../rate-limits/client-address.js';
 import { CredentialsInput } from './account.input.js';
 import { AuthPayloadModel, UserModel } from './account.model.js';
 import { AccountsService } from './accounts.service.js';
@@ -13,16 +14,22 @@ export class AccountsResolver {
 
   @Public()
   @Mutation(() => AuthPayloadModel, { description: 'Creates a user with a password' })
-  signUp(@Args('input') input: CredentialsInput): Promise<AuthPayloadModel> {
-    return this.accounts.signUp(input.username, input.password);
+  signUp(
+    @Args('input') input: CredentialsInput,
+    @ClientAddress() address: string,
+  ): Promise<AuthPayloadModel> {
+    return this.accounts.signUp(input.username, input.password, address);
   }
 
   @Public()
   @Mutation(() => AuthPayloadModel, {
     description: 'Exchanges a username and password for a token',
   })
-  signIn(@Args('input') input: CredentialsInput): Promise<AuthPayloadModel> {
-    return this.accounts.signIn(input.username, input.password);
+  signIn(
+    @Args('input') input: CredentialsInput,
+    @ClientAddress() address: string,
+  ): Promise<AuthPayloadModel> {
+    return this.accounts.signIn(input.username, input.password, address);
   }
 
   @Query(() => UserModel, { description: 'A user by username (case-insensitive)' })

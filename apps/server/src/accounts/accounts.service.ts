@@ -7,6 +7,7 @@ import { TokenService } from '../auth/token.service.js';
 import { limitExceeded, notFound } from '../common/domain.errors.js';
 import { isUuid } from '../common/uuid.js';
 import { isUniqueViolation } from '../database/errors.js';
+import { RateLimitService } from '../rate-limits/rate-limit.service.js';
 import type { AuthPayloadModel, UserModel } from './account.model.js';
 import { badCredentials, usernameTaken } from './accounts.errors.js';
 import { UserEntity } from './user.entity.js';
@@ -25,10 +26,15 @@ export class AccountsService {
   constructor(
     @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
     private readonly tokens: TokenService,
+    private readonly rateLimits: RateLimitService,
   ) {}
 
-  /** Creates a user; fails with CONFLICT when the username is taken. */
-  async signUp(username: string, password: string): Promise<AuthPayloadModel> {
+  /**
+   * Creates a user; fails with CONFLICT when the username is taken, and with RATE_LIMITED when
+   * the client address has made too many accounts lately (counted before the costly hash).
+   */
+  async signUp(username: string, password: string, address: string): Promise<AuthPayloadModel> {
+    await this.rateLimits.consume('signUpsPerAddress', address);
     const passwordHash = await hashPassword(password);
     let user: UserEntity;
     try {
@@ -47,11 +53,23 @@ export class AccountsService {
     return { token: await this.tokens.issue(user.id), user: toModel(user) };
   }
 
-  /** Checks the password in constant time, whether or not the user exists. */
-  async signIn(username: string, password: string): Promise<AuthPayloadModel> {
-    const user = await this.users.findOneBy({ username: username.toLowerCase() });
+  /**
+   * Checks the password in constant time, whether or not the user exists. Before any work:
+   * RATE_LIMITED when the address tried too often this minute, or while the username is locked
+   * out after failures (a lock-out that doubles with each failure past the free ones; unknown
+   * usernames are counted alike, so that the answers do not tell which exist).
+   */
+  async signIn(username: string, password: string, address: string): Promise<AuthPayloadModel> {
+    const name = username.toLowerCase();
+    await this.rateLimits.consume('signInsPerAddress', address);
+    await this.rateLimits.assertSignInAllowed(name);
+    const user = await this.users.findOneBy({ username: name });
     const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyHash()));
-    if (user === null || !valid) throw badCredentials();
+    if (user === null || !valid) {
+      await this.rateLimits.signInFailed(name);
+      throw badCredentials();
+    }
+    await this.rateLimits.signInSucceeded(name);
     return { token: await this.tokens.issue(user.id), user: toModel(user) };
   }
 

@@ -39,6 +39,22 @@ describe('loadConfig', () => {
       keyPackageLowWater: 10,
       messageEpochWindow: 2,
       logRetentionSeconds: 90 * 24 * 60 * 60,
+      rateLimits: {
+        signInsPerAddressPerMinute: 30,
+        signInFreeFailures: 5,
+        signInBackoffSeconds: 1,
+        signInMaxBackoffSeconds: 900,
+        signUpsPerAddressPerHour: 20,
+        messagesPerDevicePerMinute: 1200,
+        commitBundlesPerDevicePerMinute: 120,
+        keyPackageUploadsPerDevicePerMinute: 30,
+        connectionsPerAddressPerMinute: 120,
+        connectionsPerUserPerMinute: 60,
+        subscriptionsPerUserPerMinute: 60,
+        subscriptionsPerAddressPerMinute: 120,
+        keyPrefix: 'parley',
+      },
+      trustProxyHops: 0,
       limits: {
         bodyBytes: 4 * 1024 * 1024,
         keyPackagesPerUpload: 100,
@@ -60,6 +76,27 @@ describe('loadConfig', () => {
     expect(
       database.kind === 'pglite' && database.dataDir !== null && isAbsolute(database.dataDir),
     ).toBe(true);
+  });
+
+  it('reads rate limits, their Redis key prefix and PARLEY_TRUST_PROXY', () => {
+    const config = loadConfig({
+      PARLEY_RATE_SIGN_INS_PER_ADDRESS_PER_MINUTE: '7',
+      PARLEY_RATE_SIGN_IN_FREE_FAILURES: '3',
+      PARLEY_RATE_SIGN_IN_BACKOFF_SECONDS: '2',
+      PARLEY_RATE_SIGN_IN_MAX_BACKOFF_SECONDS: '60',
+      PARLEY_RATE_MESSAGES_PER_DEVICE_PER_MINUTE: '99',
+      PARLEY_RATE_KEY_PREFIX: 'parley-staging',
+      PARLEY_TRUST_PROXY: '2',
+    });
+    expect(config.rateLimits).toMatchObject({
+      signInsPerAddressPerMinute: 7,
+      signInFreeFailures: 3,
+      signInBackoffSeconds: 2,
+      signInMaxBackoffSeconds: 60,
+      messagesPerDevicePerMinute: 99,
+      keyPrefix: 'parley-staging',
+    });
+    expect(config.trustProxyHops).toBe(2);
   });
 
   it('treats blank values as unset', () => {
@@ -190,6 +227,16 @@ describe('loadConfig', () => {
     ['PARLEY_DOMAIN', { PARLEY_DOMAIN: 'parley.-test' }],
     ['PARLEY_DOMAIN', { PARLEY_DOMAIN: `${'a'.repeat(64)}.test` }],
     ['PARLEY_MIGRATIONS_RUN', { PARLEY_MIGRATIONS_RUN: 'maybe' }],
+    [
+      'PARLEY_RATE_SIGN_UPS_PER_ADDRESS_PER_HOUR',
+      { PARLEY_RATE_SIGN_UPS_PER_ADDRESS_PER_HOUR: '0' },
+    ],
+    [
+      'PARLEY_RATE_MESSAGES_PER_DEVICE_PER_MINUTE',
+      { PARLEY_RATE_MESSAGES_PER_DEVICE_PER_MINUTE: 'x' },
+    ],
+    ['PARLEY_RATE_KEY_PREFIX', { PARLEY_RATE_KEY_PREFIX: 'has space' }],
+    ['PARLEY_TRUST_PROXY', { PARLEY_TRUST_PROXY: 'true' }],
     ['PARLEY_METRICS', { PARLEY_METRICS: 'maybe' }],
     ['PARLEY_METRICS', { PARLEY_METRICS: '65536' }],
     ['PARLEY_METRICS', { PARLEY_METRICS: 'http://host:9464' }],

@@ -2,6 +2,7 @@ import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
+import { RateLimitService } from '../rate-limits/rate-limit.service.js';
 import { CreateConversationInput, SubmitCommitBundleInput } from './conversation.input.js';
 import { CommitResultModel, ConversationModel, WelcomeModel } from './conversation.model.js';
 import { ConversationsService } from './conversations.service.js';
@@ -9,7 +10,10 @@ import { ConversationsService } from './conversations.service.js';
 /** Conversations (MLS groups): create, commit, read the roster, GroupInfo and Welcomes. */
 @Resolver(() => ConversationModel)
 export class ConversationsResolver {
-  constructor(private readonly conversationsService: ConversationsService) {}
+  constructor(
+    private readonly conversationsService: ConversationsService,
+    private readonly rateLimits: RateLimitService,
+  ) {}
 
   @Mutation(() => ConversationModel, {
     description: "Registers an MLS group the caller's device created (epoch 0, alone at leaf 0)",
@@ -25,10 +29,14 @@ export class ConversationsResolver {
     description:
       'Submits a commit for the current epoch with its GroupInfo and Welcome; STALE_EPOCH if another won',
   })
-  submitCommitBundle(
+  async submitCommitBundle(
     @CurrentPrincipal() principal: Principal,
     @Args('input') input: SubmitCommitBundleInput,
   ): Promise<CommitResultModel> {
+    await this.rateLimits.consume(
+      'commitBundlesPerDevice',
+      `${principal.userId}:${input.deviceId}`,
+    );
     return this.conversationsService.submitCommitBundle(principal.userId, input);
   }
 

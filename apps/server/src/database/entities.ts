@@ -9,7 +9,7 @@ import { DeviceEntity } from '../devices/device.entity.js';
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
 import { LogEntryDigestEntity } from '../messages/log-entry-digest.entity.js';
 import { LogEntryEntity } from '../messages/log-entry.entity.js';
-import { RateLimitWindowEntity } from '../rate-limits/rate-limit-window.entity.js';
+import { RateLimitEntity } from '../rate-limits/rate-limit.entity.js';
 
 /** Every TypeORM entity; the migrations create exactly these tables (checked by a test). */
 export const entities = [
@@ -17,7 +17,7 @@ export const entities = [
   ServerSecretEntity,
   DeviceEntity,
   KeyPackageEntity,
-  RateLimitWindowEntity,
+  RateLimitEntity,
   RevokedTokenEntity,
   ConversationEntity,
   ConversationMemberEntity,

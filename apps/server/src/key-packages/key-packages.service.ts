@@ -23,8 +23,6 @@ import type {
 } from './key-package.model.js';
 import { invalidKeyPackage, type KeyPackageSlot } from './key-packages.errors.js';
 
-const MINUTE = 60;
-
 interface Candidate {
   slot: KeyPackageSlot;
   bytes: Buffer;
@@ -67,6 +65,8 @@ export class KeyPackagesService {
     if (keyPackages.length === 0 && lastResort === undefined) {
       throw new DomainError('BAD_USER_INPUT', 'Upload at least one key package');
     }
+    // Before the signature checks, which are the costly part.
+    await this.rateLimits.consume('keyPackageUploadsPerDevice', `${userId}:${deviceId}`);
     const entries: { slot: KeyPackageSlot; bytes: Buffer }[] = keyPackages.map((bytes, slot) => ({
       slot,
       bytes,
@@ -169,17 +169,16 @@ export class KeyPackagesService {
     if (targets.length > limits.usersPerClaim) {
       throw limitExceeded('Users per claim', limits.usersPerClaim);
     }
+    // All or nothing: a refused claim gives its points back, so it counts against no limit.
+    await this.rateLimits.consumeAll([
+      ...targets.map((target) => ({
+        name: 'claimsPerTarget' as const,
+        key: `${userId}:${target}`,
+      })),
+      { name: 'claimsPerUser', key: userId },
+    ]);
     const { claim, low } = await this.dataSource.transaction(async (manager) => {
       const claimer = await this.devices.owned(manager, userId, claimerDeviceId);
-      await this.rateLimits.hit(manager, `claim:${userId}`, limits.claimsPerMinute, MINUTE);
-      for (const target of targets) {
-        await this.rateLimits.hit(
-          manager,
-          `claim:${userId}:${target}`,
-          limits.claimsPerTargetPerMinute,
-          MINUTE,
-        );
-      }
 
       const users = await manager.find(UserEntity, {
         select: { id: true },

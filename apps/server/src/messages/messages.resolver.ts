@@ -2,6 +2,7 @@ import { Args, ID, Int, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
+import { RateLimitService } from '../rate-limits/rate-limit.service.js';
 import { SendMessageInput } from './message.input.js';
 import { LogEntryModel, LogPageModel } from './message.model.js';
 import { MessagesService } from './messages.service.js';
@@ -9,15 +10,20 @@ import { MessagesService } from './messages.service.js';
 /** Application messages and the conversation log. */
 @Resolver(() => LogEntryModel)
 export class MessagesResolver {
-  constructor(private readonly messagesService: MessagesService) {}
+  constructor(
+    private readonly messagesService: MessagesService,
+    private readonly rateLimits: RateLimitService,
+  ) {}
 
   @Mutation(() => LogEntryModel, {
     description: 'Stores an application message (PrivateMessage) once',
   })
-  sendMessage(
+  async sendMessage(
     @CurrentPrincipal() principal: Principal,
     @Args('input') input: SendMessageInput,
   ): Promise<LogEntryModel> {
+    // One in-memory count per request (see RateLimitService): no round trip on the send path.
+    await this.rateLimits.consume('messagesPerDevice', `${principal.userId}:${input.deviceId}`);
     return this.messagesService.send(principal.userId, input);
   }
 
