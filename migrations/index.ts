@@ -5,6 +5,7 @@ import { LogEntryDigest1795361000000 } from './1795361000000-LogEntryDigest.js';
 import { LogEntryDigests1795361100000 } from './1795361100000-LogEntryDigests.js';
 import { TokenRevocation1795362000000 } from './1795362000000-TokenRevocation.js';
 import { RateLimits1795364000000 } from './1795364000000-RateLimits.js';
+import { RateLimitsUnlogged1795364000001 } from './1795364000001-RateLimitsUnlogged.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -15,4 +16,5 @@ export const migrations = [
   LogEntryDigests1795361100000,
   TokenRevocation1795362000000,
   RateLimits1795364000000,
+  RateLimitsUnlogged1795364000001,
 ];

@@ -136,6 +136,11 @@ describeE2E('rate limits', () => {
             `${app.config.rateLimits.keyPrefix}:sign-up-address:%`,
           ]);
         expect(Number(rows[0]?.count)).toBe(1);
+        // Unlogged: counters are not worth a WAL flush per request (see its migration).
+        const table: { relpersistence: string }[] = await app.app
+          .get(DataSource)
+          .query(`SELECT "relpersistence" FROM pg_class WHERE "relname" = 'rate_limits'`);
+        expect(table[0]?.relpersistence).toBe('u');
       }
     });
 

@@ -82,7 +82,7 @@ export interface RateLimitsConfig {
   signInFreeFailures: number;
   /** First lock-out after the free failures; it doubles with every further failure. */
   signInBackoffSeconds: number;
-  /** Longest lock-out; failures are forgotten after a day without one, or on a success. */
+  /** Longest lock-out. Failures count for a day from the first of a run, or until a success. */
   signInMaxBackoffSeconds: number;
   signUpsPerAddressPerHour: number;
   messagesPerDevicePerMinute: number;
