@@ -180,6 +180,8 @@ describeE2E(`metrics (${testDatabase})`, () => {
       delta('parley_event_bus_publish_duration_seconds_count', { outcome: 'ok' }),
     ).toBeGreaterThanOrEqual(4);
     expect(delta('parley_event_bus_publish_failures_total')).toBe(0);
+    expect(after.value('parley_event_bus_state', { state: 'up' })).toBe(1);
+    expect(delta('parley_event_bus_lost_total')).toBe(0);
 
     // The socket closed: the gauges come back down (the server hears of it shortly after).
     await expect

@@ -1,7 +1,7 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
-import { meterPublishes } from '../metrics/bus-metrics.js';
+import { meterEventBus } from '../metrics/bus-metrics.js';
 import { Metrics } from '../metrics/metrics.js';
 import { EventBus } from './event-bus.js';
 import { InProcessEventBus } from './in-process-event-bus.js';
@@ -23,7 +23,7 @@ import { RedisEventBus } from './redis-event-bus.js';
           config.redisUrl === null
             ? new InProcessEventBus()
             : await RedisEventBus.connect(config.redisUrl);
-        return metrics === undefined ? bus : meterPublishes(bus, metrics);
+        return metrics === undefined ? bus : meterEventBus(bus, metrics);
       },
     },
   ],

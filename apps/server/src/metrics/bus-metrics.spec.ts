@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EventsUnavailableError } from '../events/events.errors.js';
 import { InProcessEventBus } from '../events/in-process-event-bus.js';
-import { meterPublishes } from './bus-metrics.js';
+import { meterEventBus } from './bus-metrics.js';
 import { Metrics } from './metrics.js';
 
 async function value(metrics: Metrics, name: string, labels: Record<string, string> = {}) {
@@ -13,10 +13,11 @@ async function value(metrics: Metrics, name: string, labels: Record<string, stri
     .reduce((sum, sample) => sum + sample.value, 0);
 }
 
-describe('meterPublishes', () => {
-  it('times each publish and counts the failures, leaving the outcome as it was', async () => {
+describe('meterEventBus', () => {
+  it('times each publish, counts the failures and reports the state, leaving outcomes as they were', async () => {
     const metrics = new Metrics();
-    const bus = meterPublishes(new InProcessEventBus(), metrics);
+    const bus = meterEventBus(new InProcessEventBus(), metrics);
+    expect(await value(metrics, 'parley_event_bus_state', { state: 'up' })).toBe(1);
     await bus.publish('c', { type: 'ping' });
     await bus.publish('c', { type: 'ping' });
     await bus.close();
@@ -29,5 +30,6 @@ describe('meterPublishes', () => {
       Object.fromEntries(counts.map((sample) => [String(sample.labels.outcome), sample.value])),
     ).toEqual({ ok: 2, failed: 1 });
     expect(await value(metrics, 'parley_event_bus_publish_failures_total')).toBe(1);
+    expect(await value(metrics, 'parley_event_bus_state', { state: 'down' })).toBe(1);
   });
 });
