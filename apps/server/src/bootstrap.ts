@@ -28,8 +28,18 @@ export async function createApp(
     options.logger === undefined || options.logStream !== undefined
       ? createLogger(config.logLevel, options.logStream)
       : undefined;
+  const { http } = config;
   const adapter = new FastifyAdapter({
     bodyLimit: config.limits.bodyBytes,
+    // Slow-header and slow-body sockets are closed, idle ones too: a client cannot hold sockets
+    // (and file descriptors) open by trickling bytes. WebSockets leave these once upgraded.
+    connectionTimeout: http.idleTimeoutMs,
+    requestTimeout: http.requestTimeoutMs,
+    http: {
+      headersTimeout: http.headersTimeoutMs,
+      requestTimeout: http.requestTimeoutMs,
+      connectionsCheckingInterval: http.connectionsCheckIntervalMs,
+    },
     // request.ip (rate limits per address) from X-Forwarded-For only behind trusted proxies.
     ...(config.trustProxyHops === 0
       ? {}
@@ -45,6 +55,8 @@ export async function createApp(
     abortOnError: false,
   });
   app.useGlobalFilters(new HttpErrorFilter(config.limits.bodyBytes));
+  // Past the cap new sockets are closed at once, before the process runs out of descriptors.
+  (app.getHttpServer() as { maxConnections: number }).maxConnections = http.maxConnections;
   app.enableShutdownHooks();
   return app;
 }

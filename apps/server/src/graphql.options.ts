@@ -1,9 +1,16 @@
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
-import type { GraphQLError } from 'graphql';
+import { GraphQLError, parse, specifiedRules, validate } from 'graphql';
 import type { Context, ServerOptions } from 'graphql-ws';
 import { formatGraphqlError } from './common/graphql-errors.js';
+import {
+  isTokenLimitError,
+  QUERY_TOO_COMPLEX,
+  queryLimitRules,
+  queryParseOptions,
+} from './common/query-limits.js';
 import { bearerToken, type GraphqlContext } from './auth/auth.guard.js';
-import type { LiveSockets } from './auth/live-sockets.js';
+import { type LiveSockets, TOKEN_REVOKED_CLOSE_CODE } from './auth/live-sockets.js';
+import { DomainError, limitExceeded } from './common/domain.errors.js';
 import type { Config } from './config/config.js';
 
 /** graphql-ws hands the context factory its own context, which carries connectionParams. */
@@ -45,24 +52,34 @@ interface WsExtra {
 const unregisters = new WeakMap<object, () => void>();
 
 /**
- * Each socket is registered by the token it was opened with, so that revoking that token
- * (signOut, signOutEverywhere, on any instance) closes it at once with 4401 "Token revoked".
+ * A socket must bring a valid token in connection_init, or it is closed at once: 4401 without
+ * one, 4403 (graphql-ws's "Forbidden") with one that does not verify. Each socket is registered by
+ * its token, so that revoking that token (signOut, signOutEverywhere, on any instance) or its
+ * expiry closes it with 4401.
  */
 function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConnect' | 'onClose'> {
   return {
     onConnect: async (ctx: Context) => {
-      const extra = ctx.extra as WsExtra;
-      const socket = extra.socket;
-      if (socket === undefined) return true;
-      unregisters.set(
-        ctx,
-        await sockets.register(
-          bearerToken({ connectionParams: ctx.connectionParams ?? {} }),
-          (code, reason) => {
-            socket.close(code, reason);
-          },
-        ),
-      );
+      const { socket } = ctx.extra as WsExtra;
+      const token = bearerToken({ connectionParams: ctx.connectionParams ?? {} });
+      if (token === undefined) {
+        socket?.close(
+          TOKEN_REVOKED_CLOSE_CODE,
+          'Unauthorized: connectionParams needs a bearer token',
+        );
+        return false;
+      }
+      try {
+        unregisters.set(
+          ctx,
+          await sockets.register(token, (code, reason) => {
+            socket?.close(code, reason);
+          }),
+        );
+      } catch (error) {
+        if (error instanceof DomainError) return false;
+        throw error;
+      }
       return true;
     },
     onClose: (ctx: Context) => {
@@ -72,9 +89,44 @@ function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConn
   };
 }
 
+/**
+ * graphql-ws bounds each operation as Apollo does over HTTP: the parser's token limit (checked
+ * here, where a refusal can be answered as an error rather than by closing the socket), the
+ * same validation rules, and at most so many live subscriptions per socket.
+ */
+function graphqlWsLimits(
+  config: Pick<Config, 'queryLimits' | 'limits'>,
+): Pick<ServerOptions, 'onSubscribe' | 'validate'> {
+  const rules = [...specifiedRules, ...queryLimitRules(config.queryLimits)];
+  const parseOptions = queryParseOptions(config.queryLimits);
+  return {
+    onSubscribe: (ctx, _id, payload) => {
+      // graphql-ws has already reserved this one's slot in ctx.subscriptions.
+      if (Object.keys(ctx.subscriptions).length > config.limits.subscriptionsPerSocket) {
+        // The DomainError is what the one error mapping keeps the code and details of.
+        const limit = limitExceeded(
+          'Operations at once per socket',
+          config.limits.subscriptionsPerSocket,
+        );
+        return [new GraphQLError(limit.message, { originalError: limit })];
+      }
+      try {
+        parse(payload.query, parseOptions);
+      } catch (error) {
+        if (error instanceof GraphQLError && isTokenLimitError(error.message)) {
+          return [new GraphQLError(error.message, { extensions: { code: QUERY_TOO_COMPLEX } })];
+        }
+        // Other syntax errors: graphql-ws parses again and reports them itself.
+      }
+      return undefined;
+    },
+    validate: (schema, document) => validate(schema, document, rules),
+  };
+}
+
 /** Code-first GraphQL on Apollo (over Fastify), the schema printed sorted and stable. */
 export function graphqlOptions(
-  config: Pick<Config, 'development'>,
+  config: Pick<Config, 'development' | 'queryLimits' | 'limits'>,
   sockets: LiveSockets,
 ): ApolloDriverConfig {
   return {
@@ -88,12 +140,15 @@ export function graphqlOptions(
     graphiql: false,
     includeStacktraceInErrorResponses: config.development,
     formatError: (formatted, error) => formatGraphqlError(formatted, error, config.development),
+    parseOptions: queryParseOptions(config.queryLimits),
+    validationRules: queryLimitRules(config.queryLimits),
     // Subscriptions over graphql-ws on the same path; the token travels in connectionParams.
     subscriptions: {
       'graphql-ws': {
         path: '/graphql',
         ...graphqlWsErrorMapping(config),
         ...graphqlWsConnections(sockets),
+        ...graphqlWsLimits(config),
       },
     },
     context: (request: unknown): GraphqlContext =>

@@ -1,4 +1,5 @@
 import { Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { decodeJwt } from 'jose';
 import { DomainError } from '../common/domain.errors.js';
 import { TokenRevocations } from './token-revocations.js';
 import { TokenService } from './token.service.js';
@@ -7,6 +8,11 @@ import { TokenService } from './token.service.js';
 export const TOKEN_REVOKED_CLOSE_CODE = 4401;
 /** The close reason that goes with {@link TOKEN_REVOKED_CLOSE_CODE}. */
 export const TOKEN_REVOKED_CLOSE_REASON = 'Token revoked';
+/** The close reason of a socket whose token expired (same code: the client must sign in). */
+export const TOKEN_EXPIRED_CLOSE_REASON = 'Token expired';
+
+// setTimeout's longest delay; a token living longer is checked again then.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Socket {
   token: string;
@@ -42,23 +48,35 @@ export class LiveSockets implements OnModuleDestroy {
   }
 
   /**
-   * Registers a socket by the token in its connection params; returns its unregistration.
-   * A socket without a valid token is not registered: each of its operations is refused anyway.
+   * Registers a socket by the token in its connection params; returns its unregistration. A
+   * token that does not verify is refused with its DomainError (the socket is then closed). The
+   * socket is closed when the token expires, as it is when the token is revoked.
    */
-  async register(token: string | undefined, close: Socket['close']): Promise<() => void> {
-    if (token === undefined) return () => undefined;
-    let userId: string;
-    try {
-      userId = (await this.tokens.authenticate(token)).userId;
-    } catch (error) {
-      if (error instanceof DomainError) return () => undefined;
-      throw error;
-    }
+  async register(token: string, close: Socket['close']): Promise<() => void> {
+    const { userId } = await this.tokens.authenticate(token);
     const socket: Socket = { token, close };
     const sockets = this.byUser.get(userId) ?? new Set<Socket>();
     sockets.add(socket);
     this.byUser.set(userId, sockets);
+    const { exp } = decodeJwt(token);
+    let timer: NodeJS.Timeout | undefined;
+    const expireAt = (at: number) => {
+      timer = setTimeout(
+        () => {
+          if (Date.now() < at) {
+            expireAt(at);
+            return;
+          }
+          sockets.delete(socket);
+          close(TOKEN_REVOKED_CLOSE_CODE, TOKEN_EXPIRED_CLOSE_REASON);
+        },
+        Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
+      );
+      timer.unref();
+    };
+    if (exp !== undefined) expireAt(exp * 1000);
     return () => {
+      clearTimeout(timer);
       sockets.delete(socket);
       if (sockets.size === 0 && this.byUser.get(userId) === sockets) this.byUser.delete(userId);
     };

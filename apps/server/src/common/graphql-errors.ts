@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { unwrapResolverError } from '@apollo/server/errors';
-import type { GraphQLFormattedError } from 'graphql';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { isDatabaseUnavailable } from '../database/errors.js';
+import { isTokenLimitError, QUERY_TOO_COMPLEX } from './query-limits.js';
 import { DomainError } from './domain.errors.js';
 
 const logger = new Logger('GraphQL');
@@ -50,6 +51,9 @@ export function formatGraphqlError(
       extensions: { code: 'SERVICE_UNAVAILABLE', retryable: true },
     };
   }
+  if (isTooComplex(formatted, error)) {
+    return { ...base, message: formatted.message, extensions: { code: QUERY_TOO_COMPLEX } };
+  }
   const code = formatted.extensions?.code;
   if (typeof code === 'string' && APOLLO_CODES.has(code)) {
     return { ...base, message: formatted.message, extensions: { code } };
@@ -62,4 +66,15 @@ export function formatGraphqlError(
     message: development ? formatted.message : 'Internal server error',
     extensions: { code: 'INTERNAL_SERVER_ERROR', ...(stacktrace ? { stacktrace } : {}) },
   };
+}
+
+/**
+ * A refusal of the query-limit rules or of the parser's token limit: Apollo reports them under its
+ * own codes (GRAPHQL_VALIDATION_FAILED, GRAPHQL_PARSE_FAILED), graphql-ws with ours.
+ */
+function isTooComplex(formatted: GraphQLFormattedError, error: unknown): boolean {
+  if (formatted.extensions?.code === QUERY_TOO_COMPLEX) return true;
+  if (isTokenLimitError(formatted.message)) return true;
+  const cause = error instanceof GraphQLError ? error.originalError : undefined;
+  return cause instanceof GraphQLError && cause.extensions.code === QUERY_TOO_COMPLEX;
 }

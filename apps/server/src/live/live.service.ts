@@ -1,7 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In } from 'typeorm';
-import { DomainError } from '../common/domain.errors.js';
+import { DomainError, limitExceeded } from '../common/domain.errors.js';
+import { CONFIG } from '../config/config.module.js';
+import type { Config } from '../config/config.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
@@ -26,6 +28,18 @@ function typedStreamError(error: unknown): unknown {
     : error;
 }
 
+/** The events, then `release` however they end. */
+async function* releasing(
+  events: AsyncGenerator<DeviceEvent, void, undefined>,
+  release: () => void,
+): AsyncGenerator<DeviceEvent, void, undefined> {
+  try {
+    yield* events;
+  } finally {
+    release();
+  }
+}
+
 /** Publishers only put LiveEvents on Parley's channels. */
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
 
@@ -40,6 +54,8 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   constructor(
     private readonly events: AsyncGenerator<DeviceEvent, void, undefined>,
     private readonly stream: EventStream,
+    /** Gives the device's subscription slot back; safe to call more than once. */
+    private readonly release: () => void,
   ) {}
 
   next(): Promise<IteratorResult<DeviceEvent, void>> {
@@ -48,11 +64,13 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
 
   return(): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
+    this.release();
     return this.events.return(undefined);
   }
 
   throw(error: unknown): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
+    this.release();
     return this.events.throw(error);
   }
 
@@ -73,7 +91,27 @@ export class LiveService {
     private readonly devices: DevicesService,
     private readonly bus: EventBus,
     private readonly messages: MessagesService,
+    @Inject(CONFIG) private readonly config: Config,
   ) {}
+
+  /** Open streams per device on this instance. */
+  private readonly openStreams = new Map<string, number>();
+
+  /** Takes one of the device's subscription slots; the result gives it back, once. */
+  private takeSlot(deviceId: string): () => void {
+    const limit = this.config.limits.subscriptionsPerDevice;
+    const open = this.openStreams.get(deviceId) ?? 0;
+    if (open >= limit) throw limitExceeded('Live subscriptions per device', limit);
+    this.openStreams.set(deviceId, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.openStreams.get(deviceId) ?? 1) - 1;
+      if (left === 0) this.openStreams.delete(deviceId);
+      else this.openStreams.set(deviceId, left);
+    };
+  }
 
   /** The device's events, live from the moment this resolves. */
   async stream(
@@ -106,7 +144,18 @@ export class LiveService {
     // Read once the channels are live: what committed up to here the client pages with
     // messages(after:), what commits later comes live, in order, from here on.
     const baselines = await this.lastSeqs(seats.map((seat) => seat.conversationId));
-    return new DeviceEvents(this.follow(stream, userId, deviceId, baselines), stream);
+    let release: () => void;
+    try {
+      release = this.takeSlot(deviceId);
+    } catch (error) {
+      stream.close();
+      throw error;
+    }
+    return new DeviceEvents(
+      releasing(this.follow(stream, userId, deviceId, baselines), release),
+      stream,
+      release,
+    );
   }
 
   private async *follow(

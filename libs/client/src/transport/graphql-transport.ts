@@ -8,9 +8,10 @@ import {
   UnauthenticatedError,
 } from '../errors.js';
 
-// The server closes a live socket with this code when its token was revoked (signOut,
-// signOutEverywhere); graphql-ws uses it for "Unauthorized".
-const UNAUTHORIZED_CLOSE_CODE = 4401;
+// The server closes a live socket with 4401 ("Unauthorized") when it brought no token or its token
+// was revoked (signOut, signOutEverywhere) or expired, and with 4403 ("Forbidden") when the token
+// does not verify.
+const UNAUTHORIZED_CLOSE_CODES = new Set([4401, 4403]);
 
 /** What a live subscription reports. */
 export interface SubscriptionHandlers<T> {
@@ -114,7 +115,7 @@ export class GraphqlTransport {
           handlers.error(
             first !== undefined
               ? errorFromGraphql(first)
-              : closeCodeOf(error) === UNAUTHORIZED_CLOSE_CODE
+              : UNAUTHORIZED_CLOSE_CODES.has(closeCodeOf(error) as number)
                 ? new UnauthenticatedError(
                     'UNAUTHENTICATED',
                     `The server closed the live connection: ${describe(error)}`,
