@@ -240,6 +240,9 @@ describeE2E('rate limits', () => {
       const refused = await connectFrom(app, address, token);
       expect(refused).toMatchObject({ acked: false, closeCode: 4429 });
       expect(refused.closeReason).toMatch(/^Rate limited; retry after \d+ s$/);
+      // Operators see it (socket refusals are not GraphQL responses, so they are counted here).
+      const metrics = await (await fetch(app.url.replace(/\/graphql$/, '/metrics'))).text();
+      expect(metrics).toMatch(/^parley_rate_limit_refusals_total\{scope="connection"\} 1$/m);
       expect(await connectFrom(app, freshAddress(), token)).toEqual({ acked: true });
     });
   });
