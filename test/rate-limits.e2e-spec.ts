@@ -6,6 +6,7 @@ import type { RateLimitsConfig } from '../apps/server/src/config/config.js';
 import { RateLimitService } from '../apps/server/src/rate-limits/rate-limit.service.js';
 import { dataOf, errorCodeOf } from './support/graphql.js';
 import { ParleyDevice } from './support/parley-client.js';
+import { type OwnRedis, ownRedisSkipReason, startOwnRedis } from './support/own-redis.js';
 import {
   describeE2E,
   e2eSkipReason,
@@ -331,6 +332,56 @@ describeE2E('rate limits', () => {
       expect((await connectFrom(app, '127.0.0.1', dan.token)).acked).toBe(true);
     });
   });
+});
+
+const ownRedisSkip = e2eSkipReason ?? ownRedisSkipReason();
+if (ownRedisSkip !== undefined)
+  console.warn(`frozen-Redis rate-limit case skipped: ${ownRedisSkip}`);
+
+describe.skipIf(ownRedisSkip !== undefined)('rate limits while Redis is frozen', () => {
+  let redis: OwnRedis;
+  let app: TestApp;
+  beforeAll(async () => {
+    redis = await startOwnRedis();
+    app = await startTestApp({
+      redisUrl: redis.url,
+      trustProxyHops: 1,
+      rateLimits: rates({ signUpsPerAddressPerHour: 2 }),
+    });
+  });
+  afterAll(async () => {
+    redis.destroy();
+    await app.close();
+  });
+
+  it('neither stalls nor refuses: each instance counts in memory until Redis answers', async () => {
+    expect(app.app.get(RateLimitService).store).toBe('redis');
+    const timed = async (address: string) => {
+      const started = Date.now();
+      const response = await credentials(app, address, 'signUp', freshName('frozen'));
+      return { response, ms: Date.now() - started };
+    };
+    const healthy = await timed(freshAddress());
+    dataOf(healthy.response);
+    redis.freeze();
+    try {
+      const address = freshAddress();
+      const first = await timed(address);
+      const second = await timed(address);
+      dataOf(first.response);
+      dataOf(second.response);
+      // The limit still holds, counted in this instance's memory.
+      const third = await timed(address);
+      expect(errorCodeOf(third.response)).toBe('RATE_LIMITED');
+      console.log(
+        `sign-up with Redis frozen: ${first.ms} ms, ${second.ms} ms, refused in ${third.ms} ms (healthy: ${healthy.ms} ms)`,
+      );
+      // At most the 250 ms command timeout more than with a healthy Redis (and the hash).
+      for (const { ms } of [first, second, third]) expect(ms).toBeLessThan(healthy.ms + 1000);
+    } finally {
+      redis.thaw();
+    }
+  }, 60_000);
 });
 
 const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
