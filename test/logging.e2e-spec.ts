@@ -2,6 +2,7 @@ import type { LoggerService } from '@nestjs/common';
 import { expect, it } from 'vitest';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
 import { MlsMember } from './support/mls-member.js';
+import { ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp } from './support/test-app.js';
 
 /** Keeps every line the app logs, at every level. */
@@ -130,6 +131,18 @@ describeE2E('JSON logs', () => {
       expect(errorCodeOf(await app.gql(upload, { input: uploadInput }, token))).toBe(
         'INVALID_KEY_PACKAGE',
       );
+      // A message in a conversation: its ciphertext must not reach a log either.
+      const alice = await ParleyDevice.create(app);
+      const { conversationId, group } = await alice.createConversation();
+      const ciphertext = await group.encrypt('payload that stays out of the logs');
+      dataOf(
+        await alice.gql(
+          `mutation ($deviceId: ID!, $conversationId: ID!, $message: Bytes!) {
+            sendMessage(input: { deviceId: $deviceId, conversationId: $conversationId, message: $message }) { seq }
+          }`,
+          { conversationId, message: b64(ciphertext) },
+        ),
+      );
       // Variables in a query string (a GraphQL GET): the log keeps the path only.
       const query = new URLSearchParams({ query: signUp, variables: JSON.stringify({ input }) });
       await fetch(`${app.url}?${query.toString()}`, {
@@ -163,6 +176,7 @@ describeE2E('JSON logs', () => {
         operation: 'signUp',
         code: 'CONFLICT',
       });
+      expect(completed.map((line) => line.graphql?.operation)).toContain('sendMessage');
       // The database's complaint is logged with the id of the request that caused it.
       const failedQuery = parsed.find((line) => line.msg.includes('duplicate key'));
       expect(failedQuery?.context).toBe('Database');
@@ -175,6 +189,9 @@ describeE2E('JSON logs', () => {
         uploadInput.keyPackages[0] ?? '',
         Buffer.from(keyPackage ?? []).toString('hex'),
         'Bearer',
+        alice.token,
+        b64(ciphertext),
+        Buffer.from(ciphertext).toString('hex'),
       ];
       for (const line of lines) {
         for (const secret of secrets) expect(line).not.toContain(secret);
