@@ -251,3 +251,51 @@ describeE2E('abuse', () => {
     }
   });
 });
+
+describeE2E('request errors outside resolvers', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  /** A raw POST to /graphql: the status and the parsed body. */
+  async function post(
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{
+    status: number;
+    body: { errors?: { message: string; extensions?: { code?: string } }[] };
+  }> {
+    const response = await fetch(app.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as never };
+  }
+
+  it('gives each a GraphQL error with a code a client can switch on', async () => {
+    const ana = await signUpWithDevice(app);
+    const auth = { authorization: `Bearer ${ana.token}` };
+    const hashMismatch = await post(
+      {
+        query: '{ me { id } }',
+        extensions: { persistedQuery: { version: 1, sha256Hash: 'a'.repeat(64) } },
+      },
+      auth,
+    );
+    expect(hashMismatch.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+    const bigHeaders = await post({ query: '{ me { id } }' }, { 'x-padding': 'x'.repeat(20_000) });
+    expect(bigHeaders.status).toBe(431);
+    expect(bigHeaders.body.errors?.[0]?.extensions?.code).toBe('LIMIT_EXCEEDED');
+    const overHttp = await post(
+      { query: `subscription { events(deviceId: "${ana.deviceId}") { __typename } }` },
+      auth,
+    );
+    expect(overHttp.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+    expect(overHttp.status).toBe(400);
+  });
+});

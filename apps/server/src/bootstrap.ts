@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { DestinationStream } from 'pino';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module.js';
-import { HttpErrorFilter } from './common/http-errors.js';
+import { clientErrorHandler, HttpErrorFilter } from './common/http-errors.js';
 import type { Config } from './config/config.js';
 import { createLogger, PinoNestLogger } from './logging/logger.js';
 import { fastifyLogOptions, installRequestContext } from './logging/request-logging.js';
@@ -34,6 +34,7 @@ export async function createApp(
     // Slow-header and slow-body sockets are closed, idle ones too: a client cannot hold sockets
     // (and file descriptors) open by trickling bytes. WebSockets leave these once upgraded.
     connectionTimeout: http.idleTimeoutMs,
+    clientErrorHandler,
     requestTimeout: http.requestTimeoutMs,
     http: {
       headersTimeout: http.headersTimeoutMs,

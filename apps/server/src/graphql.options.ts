@@ -1,5 +1,6 @@
+import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
-import { GraphQLError, parse, specifiedRules, validate } from 'graphql';
+import { GraphQLError, OperationTypeNode, parse, specifiedRules, validate } from 'graphql';
 import type { Context, ServerOptions } from 'graphql-ws';
 import { formatGraphqlError } from './common/graphql-errors.js';
 import {
@@ -124,6 +125,25 @@ function graphqlWsLimits(
   };
 }
 
+/**
+ * A subscription posted over HTTP would run its resolver and fail to serialise the stream it
+ * returns: refuse it up front, saying where subscriptions are served.
+ */
+const subscriptionsOverWebSocketOnly: ApolloServerPlugin = {
+  requestDidStart() {
+    return Promise.resolve({
+      didResolveOperation({ operation }) {
+        if (operation?.operation === OperationTypeNode.SUBSCRIPTION) {
+          throw new GraphQLError('Subscriptions are served over graphql-ws on /graphql, not HTTP', {
+            extensions: { code: 'BAD_REQUEST', http: { status: 400, headers: new Map() } },
+          });
+        }
+        return Promise.resolve();
+      },
+    });
+  },
+};
+
 /** Code-first GraphQL on Apollo (over Fastify), the schema printed sorted and stable. */
 export function graphqlOptions(
   config: Pick<Config, 'development' | 'queryLimits' | 'limits'>,
@@ -141,6 +161,7 @@ export function graphqlOptions(
     includeStacktraceInErrorResponses: config.development,
     formatError: (formatted, error) => formatGraphqlError(formatted, error, config.development),
     parseOptions: queryParseOptions(config.queryLimits),
+    plugins: [subscriptionsOverWebSocketOnly],
     validationRules: queryLimitRules(config.queryLimits),
     // Subscriptions over graphql-ws on the same path; the token travels in connectionParams.
     subscriptions: {

@@ -58,6 +58,11 @@ export function formatGraphqlError(
   if (typeof code === 'string' && APOLLO_CODES.has(code)) {
     return { ...base, message: formatted.message, extensions: { code } };
   }
+  if ((code === undefined || code === 'INTERNAL_SERVER_ERROR') && isBadRequest(error)) {
+    // Apollo refuses some requests (a persisted query's hash that does not match) with HTTP 400
+    // and no code: the client's fault, so a code it can act on.
+    return { ...base, message: formatted.message, extensions: { code: 'BAD_REQUEST' } };
+  }
   logger.error(
     original instanceof Error ? (original.stack ?? original.message) : 'Non-error thrown',
   );
@@ -77,4 +82,11 @@ function isTooComplex(formatted: GraphQLFormattedError, error: unknown): boolean
   if (isTokenLimitError(formatted.message)) return true;
   const cause = error instanceof GraphQLError ? error.originalError : undefined;
   return cause instanceof GraphQLError && cause.extensions.code === QUERY_TOO_COMPLEX;
+}
+
+/** An error Apollo raised itself with an HTTP 4xx status. */
+function isBadRequest(error: unknown): boolean {
+  if (!(error instanceof GraphQLError)) return false;
+  const status = (error.extensions.http as { status?: unknown } | undefined)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }

@@ -1,4 +1,5 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
+import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
 
 function statusOf(exception: unknown): number {
@@ -41,4 +42,41 @@ export class HttpErrorFilter implements ExceptionFilter {
       .send({ errors: [{ message, extensions }] });
     return undefined;
   }
+}
+
+/** What Node reports of a connection it gave up on before any route saw a request. */
+const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    code: 'REQUEST_TIMEOUT',
+    message: 'The request did not arrive in time',
+  },
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    code: 'LIMIT_EXCEEDED',
+    message: 'The request headers are too large',
+  },
+};
+
+/**
+ * Fastify's clientErrorHandler: a timed-out request, oversized headers or a malformed request get
+ * the same JSON error shape and codes as every other error, then the connection is closed.
+ */
+export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = CLIENT_ERRORS[error.code ?? ''] ?? {
+    status: 400,
+    code: 'BAD_REQUEST',
+    message: 'The request is malformed',
+  };
+  if (socket.writable) {
+    const body = JSON.stringify({
+      errors: [{ message: known.message, extensions: { code: known.code } }],
+    });
+    socket.write(
+      `HTTP/1.1 ${String(known.status)} ${known.message}\r\nConnection: close\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
