@@ -42,6 +42,8 @@ export default defineConfig({
         test: {
           name: 'e2e:pglite',
           include: ['test/**/*.e2e-spec.ts'],
+          // The server and the CLI compiled once, for the suites that spawn them as processes.
+          globalSetup: ['test/support/build-once.ts'],
           env: { PARLEY_TEST_DB: 'pglite' },
           testTimeout: 120_000,
           hookTimeout: 120_000,
@@ -53,6 +55,8 @@ export default defineConfig({
         test: {
           name: 'e2e:postgres',
           include: ['test/**/*.e2e-spec.ts'],
+          // The server and the CLI compiled once, for the suites that spawn them as processes.
+          globalSetup: ['test/support/build-once.ts'],
           env: { PARLEY_TEST_DB: 'postgres' },
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -11,16 +11,14 @@ const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
 const cli = join(root, 'apps/cli/dist/main.js');
 
-// The CLI does not depend on the server's database, and two projects building apps/cli at once
-// would race on its output; so it runs in the PGlite project only.
+// The CLI does not depend on the server's database: it runs in the PGlite project only. It runs
+// compiled, as users run it, built once for all suites by test/support/build-once.ts.
 describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
   'the parley CLI',
   () => {
     let app: TestApp;
     let home: string;
     beforeAll(async () => {
-      // The CLI runs as users run it: compiled, as separate processes.
-      await run('npx', ['tsc', '-b', 'apps/cli'], { cwd: root });
       app = await startTestApp();
       home = await mkdtemp(join(tmpdir(), 'parley-cli-'));
     }, 300_000);

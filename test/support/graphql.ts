@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { GraphqlResponse, TestApp } from './test-app.js';
+import type { GraphqlEndpoint, GraphqlResponse } from './test-app.js';
 
 /** The data of a response that must have succeeded. */
 export function dataOf<T>(response: GraphqlResponse<T>): T {
@@ -28,7 +28,10 @@ export interface TestDevice {
 let counter = 0;
 
 /** Signs up a fresh user and registers one device. */
-export async function signUpWithDevice(app: TestApp, username?: string): Promise<TestDevice> {
+export async function signUpWithDevice(
+  app: GraphqlEndpoint,
+  username?: string,
+): Promise<TestDevice> {
   counter += 1;
   const name = username ?? `user${counter}_${Math.random().toString(36).slice(2, 8)}`;
   const { signUp } = dataOf(
@@ -43,7 +46,7 @@ export async function signUpWithDevice(app: TestApp, username?: string): Promise
 
 /** Registers another device for the token's user. */
 export async function registerDevice(
-  app: TestApp,
+  app: GraphqlEndpoint,
   token: string,
 ): Promise<{ deviceId: string; identity: string }> {
   const { registerDevice } = dataOf(

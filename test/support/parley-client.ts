@@ -3,7 +3,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { b64, dataOf, signUpWithDevice, type TestDevice } from './graphql.js';
 import { MlsGroup, MlsMember } from './mls-member.js';
-import type { GraphqlResponse, TestApp } from './test-app.js';
+import type { GraphqlEndpoint, GraphqlResponse } from './test-app.js';
 
 /** A log entry as the tests read it. */
 export interface Entry {
@@ -89,7 +89,7 @@ export class Subscription {
 /** A device running MLS against a Parley server: account, device, ts-mls client and API calls. */
 export class ParleyDevice implements TestDevice {
   private constructor(
-    private readonly app: TestApp,
+    private readonly app: GraphqlEndpoint,
     readonly userId: string,
     readonly token: string,
     readonly deviceId: string,
@@ -98,7 +98,7 @@ export class ParleyDevice implements TestDevice {
   ) {}
 
   /** Signs up a new user with one device and an MLS client. */
-  static async create(app: TestApp): Promise<ParleyDevice> {
+  static async create(app: GraphqlEndpoint): Promise<ParleyDevice> {
     const device = await signUpWithDevice(app);
     return new ParleyDevice(
       app,
@@ -111,7 +111,7 @@ export class ParleyDevice implements TestDevice {
   }
 
   /** Another device of an existing user. */
-  static async another(app: TestApp, of: ParleyDevice): Promise<ParleyDevice> {
+  static async another(app: GraphqlEndpoint, of: ParleyDevice): Promise<ParleyDevice> {
     const { registerDevice } = dataOf(
       await app.gql<{ registerDevice: { id: string; identity: string } }>(
         `mutation { registerDevice { id identity } }`,
@@ -130,7 +130,7 @@ export class ParleyDevice implements TestDevice {
   }
 
   /** The same device (and MLS state) talking to another server instance. */
-  via(app: TestApp): ParleyDevice {
+  via(app: GraphqlEndpoint): ParleyDevice {
     return new ParleyDevice(app, this.userId, this.token, this.deviceId, this.identity, this.mls);
   }
 

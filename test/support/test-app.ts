@@ -42,6 +42,9 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** What a test client needs of a server: its URL and a way to post GraphQL (in-process or not). */
+export type GraphqlEndpoint = Pick<TestApp, 'url' | 'gql'>;
+
 /** Creates an empty database on the PostgreSQL server and returns its URL and a dropper. */
 export async function freshPostgresDatabase(
   baseUrl: string,
