@@ -1,4 +1,6 @@
+import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { MetricsServer } from '../apps/server/src/metrics/metrics-server.js';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
 import { ParleyDevice } from './support/parley-client.js';
@@ -190,6 +192,40 @@ describeE2E(`metrics (${testDatabase})`, () => {
         return [now.value('parley_live_sockets'), now.value('parley_live_subscriptions')];
       })
       .toEqual([0, 0]);
+  });
+});
+
+describeE2E(`metrics of graphql-ws (${testDatabase})`, () => {
+  it('counts an operation refused before it ran under the code the client saw', async () => {
+    const app = await startTestApp();
+    const client = createClient({
+      url: app.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: async () => ({
+        authorization: `Bearer ${(await ParleyDevice.create(app)).token}`,
+      }),
+      retryAttempts: 0,
+    });
+    try {
+      const before = await scrape(metricsUrl(app));
+      const errors = await new Promise<unknown>((resolve) => {
+        client.subscribe(
+          { query: 'subscription { noSuchField }' },
+          { next: () => undefined, error: resolve, complete: () => undefined },
+        );
+      });
+      const code = (errors as { extensions?: { code?: string } }[])[0]?.extensions?.code;
+      expect(code).toMatch(/^[A-Z_]+$/);
+      const after = await scrape(metricsUrl(app));
+      const labels = { operation: '(unresolved)', code: code ?? '' };
+      const delta = (name: string) => after.value(name, labels) - before.value(name, labels);
+      expect(delta('parley_graphql_requests_total')).toBe(1);
+      expect(delta('parley_graphql_errors_total')).toBe(1);
+      expect(after.value('parley_live_subscriptions')).toBe(0);
+    } finally {
+      await client.dispose();
+      await app.close();
+    }
   });
 });
 

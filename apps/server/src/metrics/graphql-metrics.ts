@@ -39,12 +39,13 @@ function countErrors(
   metrics: Metrics,
   operation: string,
   errors: readonly GraphQLFormattedError[] | undefined,
+  scope = operation,
 ): string {
   if (errors === undefined || errors.length === 0) return 'OK';
   for (const error of errors) {
     const code = codeOf(error);
     metrics.graphqlErrors.inc({ operation, code });
-    if (code === 'RATE_LIMITED') metrics.rateLimitRefusals.inc({ scope: operation });
+    if (code === 'RATE_LIMITED') metrics.rateLimitRefusals.inc({ scope });
   }
   return codeOf(errors[0] as GraphQLFormattedError);
 }
@@ -157,8 +158,16 @@ export function meteredGraphqlWs<T extends WsHooks>(hooks: T, metrics: Metrics):
       const replaced = await hooks.onError?.(ctx, id, payload, errors);
       const entry = find(ctx, id);
       const operation = entry?.operation ?? '(unresolved)';
-      const code = countErrors(metrics, operation, replaced ?? errors.map((e) => e.toJSON()));
-      // Refused before it ran (parse, validation): counted here, as it never reached onOperation.
+      // Refused before it ran (parse, validation, a limit on subscribing): its root field is not
+      // known (the document was never checked against the schema), so a rate-limit refusal here
+      // is one of subscribing.
+      const code = countErrors(
+        metrics,
+        operation,
+        replaced ?? errors.map((e) => e.toJSON()),
+        entry === undefined ? 'subscribe' : operation,
+      );
+      // Counted here, as it never reached onOperation.
       if (entry === undefined) {
         metrics.graphqlRequests.inc({ type: 'unknown', operation, code });
       }
