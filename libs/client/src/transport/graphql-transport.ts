@@ -5,6 +5,7 @@ import {
   errorFromGraphql,
   NetworkError,
   type ParleyError,
+  RateLimitedError,
   UnauthenticatedError,
 } from '../errors.js';
 
@@ -12,6 +13,8 @@ import {
 // was revoked (signOut, signOutEverywhere) or expired, and with 4403 ("Forbidden") when the token
 // does not verify.
 const UNAUTHORIZED_CLOSE_CODES = new Set([4401, 4403]);
+// A connection refused for a rate limit (HTTP 429's number).
+const RATE_LIMITED_CLOSE_CODE = 4429;
 
 /** What a live subscription reports. */
 export interface SubscriptionHandlers<T> {
@@ -112,16 +115,7 @@ export class GraphqlTransport {
           const [first] = Array.isArray(error)
             ? (error as { message?: unknown; extensions?: Record<string, unknown> }[])
             : [];
-          handlers.error(
-            first !== undefined
-              ? errorFromGraphql(first)
-              : UNAUTHORIZED_CLOSE_CODES.has(closeCodeOf(error) as number)
-                ? new UnauthenticatedError(
-                    'UNAUTHENTICATED',
-                    `The server closed the live connection: ${describe(error)}`,
-                  )
-                : new NetworkError('NETWORK', `The live connection failed: ${describe(error)}`),
-          );
+          handlers.error(first !== undefined ? errorFromGraphql(first) : closeError(error));
         },
         complete: () => {
           handlers.complete();
@@ -135,6 +129,25 @@ export class GraphqlTransport {
     await this.ws?.dispose();
     this.ws = undefined;
   }
+}
+
+/** What a closed live connection means to the app, by the server's close code. */
+export function closeError(error: unknown): ParleyError {
+  const code = closeCodeOf(error);
+  if (UNAUTHORIZED_CLOSE_CODES.has(code as number)) {
+    return new UnauthenticatedError(
+      'UNAUTHENTICATED',
+      `The server closed the live connection: ${describe(error)}`,
+    );
+  }
+  if (code === RATE_LIMITED_CLOSE_CODE) {
+    // The reason reads "Rate limited; retry after N s".
+    const seconds = /retry after (\d+)/.exec(describe(error))?.[1];
+    return new RateLimitedError('RATE_LIMITED', `Too many live connections: ${describe(error)}`, {
+      retryAfterSeconds: Number(seconds ?? 1),
+    });
+  }
+  return new NetworkError('NETWORK', `The live connection failed: ${describe(error)}`);
 }
 
 function closeCodeOf(error: unknown): unknown {
