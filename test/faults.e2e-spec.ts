@@ -178,6 +178,8 @@ class Reader {
   readonly seqs = new Set<number>();
   live = 0;
   caughtUp = 0;
+  /** Live entries that came after a higher seq on the same stream (the stream is in order). */
+  outOfOrder = 0;
   connects = 0;
   readonly endings = new Tally();
   private stopping = false;
@@ -238,6 +240,7 @@ class Reader {
     this.connects += 1;
     return new Promise<string>((resolve) => {
       let ended = false;
+      let lastLive = 0;
       const end = (why: string) => {
         if (ended) return;
         ended = true;
@@ -284,6 +287,8 @@ class Reader {
             if (event?.__typename === 'SubscribedEvent') void catchUp();
             const entry = event?.entry;
             if (entry !== undefined && entry.conversationId === this.conversationId) {
+              if (entry.seq < lastLive) this.outOfOrder += 1;
+              lastLive = Math.max(lastLive, entry.seq);
               if (!this.seqs.has(entry.seq)) this.live += 1;
               this.seqs.add(entry.seq);
             }
@@ -528,6 +533,7 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
     lines.push(
       `  subscribers: ${readers.reduce((s, r) => s + r.live, 0)} entries live, ` +
         `${readers.reduce((s, r) => s + r.caughtUp, 0)} by catch-up, ` +
+        `${readers.reduce((s, r) => s + r.outOfOrder, 0)} live out of order, ` +
         `${readers.reduce((s, r) => s + r.connects, 0)} connections, complete ${completeIn} ms after the last send; ` +
         `streams ended: ${readers.map((r) => r.endings.toString()).join(' | ')}`,
       `  GraphQL error codes seen: ${graphqlCodes.toString()}`,
@@ -543,6 +549,7 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
       gaps: 0,
       misplaced: 0,
     });
+    expect(readers.map((reader) => reader.outOfOrder)).toEqual(readers.map(() => 0));
     expect(conversations.map(({ sender }) => sender.gaveUp)).toEqual(conversations.map(() => 0));
     // Every phase kept sending, and a frozen Redis did not slow sends down.
     for (const name of phases)
