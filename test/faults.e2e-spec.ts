@@ -1,6 +1,9 @@
 import { createClient } from 'graphql-ws';
+import pg from 'pg';
+import { DataSource, QueryRunnerAlreadyReleasedError } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { isDatabaseUnavailable } from '../apps/server/src/database/errors.js';
 import { b64, dataOf } from './support/graphql.js';
 import type { MlsGroup } from './support/mls-member.js';
 import { OwnParley, ownParleySkipReason, TransportError } from './support/own-parley.js';
@@ -355,11 +358,42 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
     postgres?.destroy();
   });
 
+  it('counts a connection lost between the statements of a transaction as the database being unavailable', async () => {
+    const url = (postgres as OwnPostgres).url;
+    const dataSource = new DataSource({ type: 'postgres', url });
+    await dataSource.initialize();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const failure = await dataSource
+        .transaction(async (manager) => {
+          const [row] = await manager.query<{ pid: number }[]>('SELECT pg_backend_pid() AS pid');
+          await admin.query('SELECT pg_terminate_backend($1)', [row?.pid]);
+          // The loss reaches the transaction's connection as an event between two statements.
+          await eventually(
+            () => Promise.resolve(manager.queryRunner?.isReleased === true),
+            5_000,
+            'query runner released',
+          );
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(failure).toBeInstanceOf(QueryRunnerAlreadyReleasedError);
+      // So the client is told SERVICE_UNAVAILABLE (retryable), not INTERNAL_SERVER_ERROR.
+      expect(isDatabaseUnavailable(failure)).toBe(true);
+    } finally {
+      await admin.end();
+      await dataSource.destroy();
+    }
+  });
+
   it('loses no acknowledged message, stores none twice, leaves no gap, and tells clients in typed errors', async () => {
     const [a, b] = instances as [OwnParley, OwnParley];
     const pair: [OwnParley, OwnParley] = [a, b];
     for (const instance of pair) instance.requestTimeoutMs = REQUEST_TIMEOUT_MS;
-    const pg = postgres as OwnPostgres;
+    const db = postgres as OwnPostgres;
     const bus = redis as OwnRedis;
 
     // Conversations of two members each: the sender on one instance, the reader on the other.
@@ -422,19 +456,19 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
     await sleep(2_000);
 
     phase = 'PostgreSQL kill -9';
-    pg.kill();
+    db.kill();
     await sleep(2_000);
     const pgStarted = Date.now();
-    pg.start();
+    db.start();
     await allHealthy();
     timings.push(`both healthy ${Date.now() - pgStarted} ms after PostgreSQL restart`);
     await sleep(2_000);
 
     phase = 'PostgreSQL SIGSTOP';
-    pg.freeze();
-    await sleep(6_000);
+    db.freeze();
+    await sleep(12_000);
     const thawed = Date.now();
-    pg.thaw();
+    db.thaw();
     await allHealthy();
     timings.push(`both healthy ${Date.now() - thawed} ms after PostgreSQL SIGCONT`);
     await sleep(2_000);
@@ -538,6 +572,7 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
         `streams ended: ${readers.map((r) => r.endings.toString()).join(' | ')}`,
       `  GraphQL error codes seen: ${graphqlCodes.toString()}`,
       `  failures without a GraphQL answer: ${transportFailures.toString()}`,
+      `  lines logged at level error: ${pair.map((i) => `${i.name} ${i.errorLines.length}`).join(', ')}`,
       `  ${timings.join('; ')}`,
     );
     console.log(lines.join('\n'));
@@ -561,6 +596,7 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
     const codes = [...graphqlCodes.counts.keys()];
     expect(
       codes.filter((code) => code === 'INTERNAL_SERVER_ERROR' || code.startsWith('UNTYPED')),
+      pair.flatMap((instance) => instance.errorLines).join('\n'),
     ).toEqual([]);
     // Readers were told in typed ways too: a graphql-ws close 4500 is an internal error.
     expect([...transportFailures.counts.keys()].filter((kind) => kind.includes('4500'))).toEqual(

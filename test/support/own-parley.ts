@@ -38,6 +38,8 @@ export class OwnParley {
   private readonly output: string[] = [];
   /** How long gql waits for an answer before it gives up (a TransportError 'timeout'). */
   requestTimeoutMs = 15_000;
+  /** Lines the process logged at level error (an internal error it answered, for instance). */
+  readonly errorLines: string[] = [];
   /** Exits that nobody asked for (a crash), with the last lines the process wrote. */
   readonly crashes: string[] = [];
 
@@ -72,7 +74,9 @@ export class OwnParley {
     });
     this.child = child;
     const keep = (chunk: Buffer) => {
-      this.output.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      const lines = chunk.toString('utf8').split('\n').filter(Boolean);
+      this.output.push(...lines);
+      this.errorLines.push(...lines.filter((line) => line.includes('"level":"error"')));
       this.output.splice(0, Math.max(0, this.output.length - 200));
     };
     child.stdout.on('data', keep);

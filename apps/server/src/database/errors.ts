@@ -1,4 +1,4 @@
-import { QueryFailedError } from 'typeorm';
+import { QueryFailedError, QueryRunnerAlreadyReleasedError } from 'typeorm';
 
 /** A unique constraint rejected the write (SQLSTATE 23505), on PostgreSQL and PGlite alike. */
 export function isUniqueViolation(error: unknown): boolean {
@@ -30,6 +30,11 @@ const UNAVAILABLE_ERRNOS = new Set([
  * out of connections): the request may succeed if retried shortly, and the client is told so.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  // A connection lost between two statements of a transaction (PostgreSQL killed or restarted
+  // after the last query answered, before COMMIT): pg emits the loss as an event, TypeORM releases
+  // the query runner on it, and COMMIT then fails with this error, nothing committed. Found by
+  // test/faults.e2e-spec.ts (kill -9 of PostgreSQL); it was an INTERNAL_SERVER_ERROR.
+  if (error instanceof QueryRunnerAlreadyReleasedError) return true;
   const cause: unknown = error instanceof QueryFailedError ? error.driverError : error;
   if (typeof cause !== 'object' || cause === null) return false;
   const { code, message } = cause as { code?: unknown; message?: unknown };
