@@ -181,6 +181,8 @@ class Reader {
   readonly seqs = new Set<number>();
   live = 0;
   caughtUp = 0;
+  /** New entries heard live, by the phase they came in. */
+  readonly liveByPhase = new Tally();
   /** Live entries that came after a higher seq on the same stream (the stream is in order). */
   outOfOrder = 0;
   connects = 0;
@@ -292,7 +294,10 @@ class Reader {
             if (entry !== undefined && entry.conversationId === this.conversationId) {
               if (entry.seq < lastLive) this.outOfOrder += 1;
               lastLive = Math.max(lastLive, entry.seq);
-              if (!this.seqs.has(entry.seq)) this.live += 1;
+              if (!this.seqs.has(entry.seq)) {
+                this.live += 1;
+                this.liveByPhase.add(phase);
+              }
               this.seqs.add(entry.seq);
             }
           },
@@ -585,6 +590,8 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
       misplaced: 0,
     });
     expect(readers.map((reader) => reader.outOfOrder)).toEqual(readers.map(() => 0));
+    // Live delivery came back after the last fault: not everything came by catch-up.
+    for (const reader of readers) expect(reader.liveByPhase.counts.get('after')).toBeGreaterThan(0);
     expect(conversations.map(({ sender }) => sender.gaveUp)).toEqual(conversations.map(() => 0));
     // Every phase kept sending, and a frozen Redis did not slow sends down.
     for (const name of phases)
