@@ -13,6 +13,7 @@ import { bearerToken, type GraphqlContext } from './auth/auth.guard.js';
 import { type LiveSockets, TOKEN_REVOKED_CLOSE_CODE } from './auth/live-sockets.js';
 import { DomainError, limitExceeded } from './common/domain.errors.js';
 import type { Config } from './config/config.js';
+import { isDatabaseUnavailable } from './database/errors.js';
 
 /** graphql-ws hands the context factory its own context, which carries connectionParams. */
 function isWebSocketContext(
@@ -53,6 +54,13 @@ interface WsExtra {
 const unregisters = new WeakMap<object, () => void>();
 
 /**
+ * WebSocket's "Try Again Later": the socket could not be checked because the database did not
+ * answer. graphql-ws clients reconnect after it, while the 4500 (internal error) graphql-ws would
+ * send for a thrown error is one they never retry.
+ */
+export const TRY_AGAIN_LATER_CLOSE_CODE = 1013;
+
+/**
  * A socket must bring a valid token in connection_init, or it is closed at once: 4401 without
  * one, 4403 (graphql-ws's "Forbidden") with one that does not verify. Each socket is registered by
  * its token, so that revoking that token (signOut, signOutEverywhere, on any instance) or its
@@ -79,6 +87,10 @@ function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConn
         );
       } catch (error) {
         if (error instanceof DomainError) return false;
+        if (isDatabaseUnavailable(error)) {
+          socket?.close(TRY_AGAIN_LATER_CLOSE_CODE, 'SERVICE_UNAVAILABLE: retry shortly');
+          return false;
+        }
         throw error;
       }
       return true;
