@@ -6,10 +6,11 @@ import type { MlsGroup } from './support/mls-member.js';
 import { ParleyDevice } from './support/parley-client.js';
 import {
   describeE2E,
-  e2eSkipReason,
   startTestApp,
+  startTwoInstances,
   type TestApp,
   testDatabase,
+  twoInstancesSkipReason,
 } from './support/test-app.js';
 
 interface Sent {
@@ -185,53 +186,44 @@ describeE2E(`idempotent sendMessage (${testDatabase})`, () => {
   });
 });
 
-const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
-const skipReason =
-  e2eSkipReason ??
-  (testDatabase !== 'postgres'
-    ? 'two instances need a shared PostgreSQL; this suite runs in e2e:postgres'
-    : redisUrl === undefined
-      ? 'PARLEY_TEST_REDIS_URL is not set'
-      : undefined);
-if (skipReason !== undefined) console.warn(`two-instance idempotency skipped: ${skipReason}`);
+if (twoInstancesSkipReason !== undefined)
+  console.warn(`two-instance idempotency skipped: ${twoInstancesSkipReason}`);
 
-describe.skipIf(skipReason !== undefined)('idempotent sendMessage on two instances', () => {
-  let a: TestApp;
-  let b: TestApp;
-  beforeAll(async () => {
-    a = await startTestApp({ redisUrl: redisUrl ?? null });
-    b = await startTestApp({
-      redisUrl: redisUrl ?? null,
-      database: a.config.database,
-      tokenSecret: a.config.tokenSecret,
+describe.skipIf(twoInstancesSkipReason !== undefined)(
+  'idempotent sendMessage on two instances',
+  () => {
+    let a: TestApp;
+    let b: TestApp;
+    beforeAll(async () => {
+      [a, b] = await startTwoInstances();
     });
-  });
-  afterAll(async () => {
-    await b.close();
-    await a.close();
-  });
+    afterAll(async () => {
+      await b.close();
+      await a.close();
+    });
 
-  it('stores bytes sent on both instances at once a single time, with one seq for all', async () => {
-    const { conversationId, members } = await group([a, b], 4);
-    const alice = members[0] as (typeof members)[0];
-    const rounds = 20;
-    for (let round = 0; round < rounds; round++) {
-      const bytes = await alice.group.encrypt(`round ${round}`);
-      // Every member sends the same bytes on A and on B at the same time.
-      const answers = await Promise.all(
-        members.flatMap((member) =>
-          [a, b].map(async (app) =>
-            dataOf(await send(member.device.via(app), conversationId, bytes)),
+    it('stores bytes sent on both instances at once a single time, with one seq for all', async () => {
+      const { conversationId, members } = await group([a, b], 4);
+      const alice = members[0] as (typeof members)[0];
+      const rounds = 20;
+      for (let round = 0; round < rounds; round++) {
+        const bytes = await alice.group.encrypt(`round ${round}`);
+        // Every member sends the same bytes on A and on B at the same time.
+        const answers = await Promise.all(
+          members.flatMap((member) =>
+            [a, b].map(async (app) =>
+              dataOf(await send(member.device.via(app), conversationId, bytes)),
+            ),
           ),
-        ),
+        );
+        expect(new Set(answers.map((answer) => answer.sendMessage.seq)).size).toBe(1);
+      }
+      const entries = await alice.device.entries(conversationId);
+      expect(entries.filter((entry) => entry.kind === 'APPLICATION')).toHaveLength(rounds);
+      expect(new Set(entries.map((entry) => entry.message)).size).toBe(entries.length);
+      console.log(
+        `idempotency (two instances): ${rounds * members.length * 2} sends of ${rounds} messages stored ${rounds} entries`,
       );
-      expect(new Set(answers.map((answer) => answer.sendMessage.seq)).size).toBe(1);
-    }
-    const entries = await alice.device.entries(conversationId);
-    expect(entries.filter((entry) => entry.kind === 'APPLICATION')).toHaveLength(rounds);
-    expect(new Set(entries.map((entry) => entry.message)).size).toBe(entries.length);
-    console.log(
-      `idempotency (two instances): ${rounds * members.length * 2} sends of ${rounds} messages stored ${rounds} entries`,
-    );
-  });
-});
+    });
+  },
+);

@@ -7,10 +7,11 @@ import type { MlsGroup } from './support/mls-member.js';
 import { ParleyDevice, type Subscription } from './support/parley-client.js';
 import {
   describeE2E,
-  e2eSkipReason,
   startTestApp,
+  startTwoInstances,
   type TestApp,
   testDatabase,
+  twoInstancesSkipReason,
 } from './support/test-app.js';
 
 /** Inversions (a seq lower than one before it), gaps and repeats in a sequence as heard. */
@@ -129,66 +130,58 @@ describeE2E(`in-order live stream (${testDatabase})`, () => {
 });
 
 const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
-const skipReason =
-  e2eSkipReason ??
-  (testDatabase !== 'postgres'
-    ? 'two instances need a shared PostgreSQL; this suite runs in e2e:postgres'
-    : redisUrl === undefined
-      ? 'PARLEY_TEST_REDIS_URL is not set'
-      : undefined);
-if (skipReason !== undefined) console.warn(`two-instance live order skipped: ${skipReason}`);
+if (twoInstancesSkipReason !== undefined)
+  console.warn(`two-instance live order skipped: ${twoInstancesSkipReason}`);
 
-describe.skipIf(skipReason !== undefined)('in-order live stream on two instances', () => {
-  let a: TestApp;
-  let b: TestApp;
-  beforeAll(async () => {
-    a = await startTestApp({ redisUrl: redisUrl ?? null });
-    b = await startTestApp({
-      redisUrl: redisUrl ?? null,
-      database: a.config.database,
-      tokenSecret: a.config.tokenSecret,
+describe.skipIf(twoInstancesSkipReason !== undefined)(
+  'in-order live stream on two instances',
+  () => {
+    let a: TestApp;
+    let b: TestApp;
+    beforeAll(async () => {
+      [a, b] = await startTwoInstances();
     });
-  });
-  afterAll(async () => {
-    await b.close();
-    await a.close();
-  });
+    afterAll(async () => {
+      await b.close();
+      await a.close();
+    });
 
-  it('delivers what senders on both instances post in seq order, with no gaps', async () => {
-    const { conversationId, members, added } = await group([a, b], 6);
-    const subscriber = members[0] as (typeof members)[0];
-    const live = await subscriber.device.subscribe();
-    // The bus as it is, for comparison: the order in which Redis hands this instance the events.
-    const raw = new Redis(redisUrl ?? '');
-    const rawSeqs: number[] = [];
-    raw.on('message', (_channel: string, text: string) => {
-      const event = JSON.parse(text) as { type?: string; seq?: string };
-      if (event.type === 'message') rawSeqs.push(Number(event.seq));
+    it('delivers what senders on both instances post in seq order, with no gaps', async () => {
+      const { conversationId, members, added } = await group([a, b], 6);
+      const subscriber = members[0] as (typeof members)[0];
+      const live = await subscriber.device.subscribe();
+      // The bus as it is, for comparison: the order in which Redis hands this instance the events.
+      const raw = new Redis(redisUrl ?? '');
+      const rawSeqs: number[] = [];
+      raw.on('message', (_channel: string, text: string) => {
+        const event = JSON.parse(text) as { type?: string; seq?: string };
+        if (event.type === 'message') rawSeqs.push(Number(event.seq));
+      });
+      await raw.subscribe(`conversation:${conversationId}`);
+      const perSender = 30;
+      // Every member posts on both instances at once.
+      await Promise.all(
+        members.flatMap((member) =>
+          [a, b].map(async (app) => {
+            for (let i = 0; i < perSender / 2; i++) {
+              await member.device.via(app).say(member.group, conversationId, `m${i}`);
+            }
+          }),
+        ),
+      );
+      const total = members.length * perSender;
+      await live.waitFor((event) => event.entry?.seq === added + total, 30_000);
+      const seqs = heardSeqs(live, conversationId);
+      const order = orderOf(seqs);
+      const bus = orderOf(rawSeqs);
+      console.log(
+        `live order (two instances, ${members.length} senders): ${seqs.length} entries heard, ${order.inversions} inversions, ${order.gaps} gaps; ` +
+          `the bus itself delivered ${rawSeqs.length} with ${bus.inversions} inversions`,
+      );
+      expect(order).toEqual({ inversions: 0, gaps: 0, repeats: 0 });
+      expect(seqs).toEqual(Array.from({ length: total }, (_, i) => added + 1 + i));
+      raw.disconnect();
+      await live.close();
     });
-    await raw.subscribe(`conversation:${conversationId}`);
-    const perSender = 30;
-    // Every member posts on both instances at once.
-    await Promise.all(
-      members.flatMap((member) =>
-        [a, b].map(async (app) => {
-          for (let i = 0; i < perSender / 2; i++) {
-            await member.device.via(app).say(member.group, conversationId, `m${i}`);
-          }
-        }),
-      ),
-    );
-    const total = members.length * perSender;
-    await live.waitFor((event) => event.entry?.seq === added + total, 30_000);
-    const seqs = heardSeqs(live, conversationId);
-    const order = orderOf(seqs);
-    const bus = orderOf(rawSeqs);
-    console.log(
-      `live order (two instances, ${members.length} senders): ${seqs.length} entries heard, ${order.inversions} inversions, ${order.gaps} gaps; ` +
-        `the bus itself delivered ${rawSeqs.length} with ${bus.inversions} inversions`,
-    );
-    expect(order).toEqual({ inversions: 0, gaps: 0, repeats: 0 });
-    expect(seqs).toEqual(Array.from({ length: total }, (_, i) => added + 1 + i));
-    raw.disconnect();
-    await live.close();
-  });
-});
+  },
+);

@@ -2,29 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataOf } from './support/graphql.js';
 import type { CommitBundle, MlsGroup } from './support/mls-member.js';
 import { ParleyDevice } from './support/parley-client.js';
-import { e2eSkipReason, startTestApp, type TestApp, testDatabase } from './support/test-app.js';
+import { startTwoInstances, type TestApp, twoInstancesSkipReason } from './support/test-app.js';
 
-const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
-const skipReason =
-  e2eSkipReason ??
-  (testDatabase !== 'postgres'
-    ? 'two instances need a shared PostgreSQL; this suite runs in e2e:postgres'
-    : redisUrl === undefined
-      ? 'PARLEY_TEST_REDIS_URL is not set'
-      : undefined);
-if (skipReason !== undefined) console.warn(`multi-instance suite skipped: ${skipReason}`);
+if (twoInstancesSkipReason !== undefined)
+  console.warn(`multi-instance suite skipped: ${twoInstancesSkipReason}`);
 
 /** Two server instances on one PostgreSQL database, joined by Redis pub/sub. */
-describe.skipIf(skipReason !== undefined)('two instances', () => {
+describe.skipIf(twoInstancesSkipReason !== undefined)('two instances', () => {
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    a = await startTestApp({ redisUrl: redisUrl ?? null });
-    b = await startTestApp({
-      redisUrl: redisUrl ?? null,
-      database: a.config.database,
-      tokenSecret: a.config.tokenSecret,
-    });
+    [a, b] = await startTwoInstances();
   });
   afterAll(async () => {
     await b.close();

@@ -12,9 +12,11 @@ import {
   e2eSkipReason,
   type GraphqlResponse,
   startTestApp,
-  testConfig,
+  startTwoInstances,
   type TestApp,
+  testConfig,
   testDatabase,
+  twoInstancesSkipReason,
 } from './support/test-app.js';
 
 const PASSWORD = 'correct horse battery';
@@ -384,14 +386,6 @@ describe.skipIf(ownRedisSkip !== undefined)('rate limits while Redis is frozen',
   }, 60_000);
 });
 
-const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
-const twoInstancesSkipReason =
-  e2eSkipReason ??
-  (testDatabase !== 'postgres'
-    ? 'two instances need a shared PostgreSQL; this case runs in e2e:postgres'
-    : redisUrl === undefined
-      ? 'PARLEY_TEST_REDIS_URL is not set'
-      : undefined);
 if (twoInstancesSkipReason !== undefined) {
   console.warn(`rate limits across two instances skipped: ${twoInstancesSkipReason}`);
 }
@@ -403,14 +397,7 @@ describe.skipIf(twoInstancesSkipReason !== undefined)(
     let b: TestApp;
     beforeAll(async () => {
       const rateLimits = rates({ signUpsPerAddressPerHour: 2, signInFreeFailures: 2 });
-      a = await startTestApp({ redisUrl: redisUrl ?? null, trustProxyHops: 1, rateLimits });
-      b = await startTestApp({
-        redisUrl: redisUrl ?? null,
-        trustProxyHops: 1,
-        rateLimits,
-        database: a.config.database,
-        tokenSecret: a.config.tokenSecret,
-      });
+      [a, b] = await startTwoInstances({ trustProxyHops: 1, rateLimits });
     });
     afterAll(async () => {
       await b.close();

@@ -19,10 +19,10 @@ import { ParleyDevice } from './support/parley-client.js';
 import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import {
   describeE2E,
-  e2eSkipReason,
   startTestApp,
+  startTwoInstances,
   type TestApp,
-  testDatabase,
+  twoInstancesSkipReason,
 } from './support/test-app.js';
 
 /** A live event as these tests read it. */
@@ -553,27 +553,14 @@ describeE2E('signing out with an app’s own JWTs', () => {
   });
 });
 
-const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
-const twoInstancesSkip =
-  e2eSkipReason ??
-  (testDatabase !== 'postgres'
-    ? 'two instances need a shared PostgreSQL; this suite runs in e2e:postgres'
-    : redisUrl === undefined
-      ? 'PARLEY_TEST_REDIS_URL is not set'
-      : undefined);
-if (twoInstancesSkip !== undefined)
-  console.warn(`revocation across instances skipped: ${twoInstancesSkip}`);
+if (twoInstancesSkipReason !== undefined)
+  console.warn(`revocation across instances skipped: ${twoInstancesSkipReason}`);
 
-describe.skipIf(twoInstancesSkip !== undefined)('revocation across two instances', () => {
+describe.skipIf(twoInstancesSkipReason !== undefined)('revocation across two instances', () => {
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    a = await startTestApp({ redisUrl: redisUrl ?? null });
-    b = await startTestApp({
-      redisUrl: redisUrl ?? null,
-      database: a.config.database,
-      tokenSecret: a.config.tokenSecret,
-    });
+    [a, b] = await startTwoInstances();
   });
   afterAll(async () => {
     await b.close();

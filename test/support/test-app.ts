@@ -141,3 +141,28 @@ export async function startTestApp(
     },
   };
 }
+
+const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
+
+/** Why suites of two instances (one PostgreSQL database, Redis between them) skip in this run. */
+export const twoInstancesSkipReason =
+  e2eSkipReason ??
+  (testDatabase !== 'postgres'
+    ? 'two instances need a shared PostgreSQL; they run in e2e:postgres'
+    : redisUrl === undefined
+      ? 'PARLEY_TEST_REDIS_URL is not set'
+      : undefined);
+
+/** Two instances on one fresh PostgreSQL database, joined by Redis pub/sub, sharing a token secret. */
+export async function startTwoInstances(
+  overrides: Partial<Config> = {},
+): Promise<[TestApp, TestApp]> {
+  const a = await startTestApp({ ...overrides, redisUrl: redisUrl ?? null });
+  const b = await startTestApp({
+    ...overrides,
+    redisUrl: redisUrl ?? null,
+    database: a.config.database,
+    tokenSecret: a.config.tokenSecret,
+  });
+  return [a, b];
+}
