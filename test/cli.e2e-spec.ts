@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { eventually } from './support/sdk-clients.js';
 import { e2eSkipReason, startTestApp, type TestApp, testDatabase } from './support/test-app.js';
 
@@ -19,6 +19,8 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
     let app: TestApp;
     let home: string;
     beforeAll(async () => {
+      const buildFailure = inject('buildFailure');
+      if (buildFailure !== null) throw new Error(buildFailure);
       app = await startTestApp();
       home = await mkdtemp(join(tmpdir(), 'parley-cli-'));
     }, 300_000);

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './own-postgres.js';
 import type { GraphqlResponse } from './test-app.js';
@@ -7,11 +6,6 @@ import type { GraphqlResponse } from './test-app.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** The compiled server, as `npm start` runs it (built once by test/support/build-once.ts). */
 export const serverMain = `${root}apps/server/dist/main.js`;
-
-/** Why no Parley process can be spawned here, or undefined if it can. */
-export function ownParleySkipReason(): string | undefined {
-  return existsSync(serverMain) ? undefined : `${serverMain} is not built`;
-}
 
 /** A transport failure: no GraphQL answer at all (refused, reset, timed out, not JSON). */
 export class TransportError extends Error {

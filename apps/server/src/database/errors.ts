@@ -1,4 +1,8 @@
-import { QueryFailedError, QueryRunnerAlreadyReleasedError } from 'typeorm';
+import {
+  QueryFailedError,
+  QueryRunnerAlreadyReleasedError,
+  QueryRunnerProviderAlreadyReleasedError,
+} from 'typeorm';
 
 /** A unique constraint rejected the write (SQLSTATE 23505), on PostgreSQL and PGlite alike. */
 export function isUniqueViolation(error: unknown): boolean {
@@ -31,10 +35,15 @@ const UNAVAILABLE_ERRNOS = new Set([
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   // A connection lost between two statements of a transaction (PostgreSQL killed or restarted
-  // after the last query answered, before COMMIT): pg emits the loss as an event, TypeORM releases
-  // the query runner on it, and COMMIT then fails with this error, nothing committed. Found by
-  // test/faults.e2e-spec.ts (kill -9 of PostgreSQL); it was an INTERNAL_SERVER_ERROR.
-  if (error instanceof QueryRunnerAlreadyReleasedError) return true;
+  // after a query answered): pg emits the loss as an event, TypeORM releases the query runner on
+  // it, and the next statement or the COMMIT fails with one of these, nothing committed. Found by
+  // test/faults.e2e-spec.ts (kill -9 of PostgreSQL); they were INTERNAL_SERVER_ERROR.
+  if (
+    error instanceof QueryRunnerAlreadyReleasedError ||
+    error instanceof QueryRunnerProviderAlreadyReleasedError
+  ) {
+    return true;
+  }
   const cause: unknown = error instanceof QueryFailedError ? error.driverError : error;
   if (typeof cause !== 'object' || cause === null) return false;
   const { code, message } = cause as { code?: unknown; message?: unknown };
