@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   EventsUnavailableError,
@@ -7,7 +6,7 @@ import {
 import { EventBus } from '../apps/server/src/events/event-bus.js';
 import { dataOf } from './support/graphql.js';
 import type { MlsGroup } from './support/mls-member.js';
-import { freePort } from './support/own-postgres.js';
+import { type OwnRedis, ownRedisSkipReason, startOwnRedis } from './support/own-redis.js';
 import { ParleyDevice, type Subscription } from './support/parley-client.js';
 import {
   describeE2E,
@@ -17,61 +16,8 @@ import {
   testDatabase,
 } from './support/test-app.js';
 
-/** Why this machine cannot run a Redis of the test's own, or undefined if it can. */
-function ownRedisSkipReason(): string | undefined {
-  if (e2eSkipReason !== undefined) return e2eSkipReason;
-  const found = spawnSync('redis-server', ['--version']);
-  return found.error === undefined && found.status === 0
-    ? undefined
-    : 'redis-server is not installed';
-}
-const redisSkipReason = ownRedisSkipReason();
+const redisSkipReason = e2eSkipReason ?? ownRedisSkipReason();
 if (redisSkipReason !== undefined) console.warn(`Redis fault suite skipped: ${redisSkipReason}`);
-
-/** A Redis of the test's own on a free port, without persistence, that it may freeze or kill. */
-class OwnRedis {
-  private process: ChildProcess | null = null;
-  private constructor(readonly port: number) {}
-
-  static async start(): Promise<OwnRedis> {
-    const redis = new OwnRedis(await freePort());
-    await redis.launch();
-    return redis;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  /** Starts (again) on the same port and waits until it answers. */
-  async launch(): Promise<void> {
-    this.process = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: 'ignore' },
-    );
-    await eventually(
-      () =>
-        spawnSync('redis-cli', ['-p', String(this.port), 'ping'])
-          .stdout.toString()
-          .trim() === 'PONG',
-      10_000,
-    );
-  }
-
-  freeze(): void {
-    this.process?.kill('SIGSTOP');
-  }
-
-  thaw(): void {
-    this.process?.kill('SIGCONT');
-  }
-
-  kill(): void {
-    this.process?.kill('SIGKILL');
-    this.process = null;
-  }
-}
 
 async function eventually(
   condition: () => boolean | Promise<boolean>,
@@ -149,13 +95,13 @@ describe.skipIf(redisSkipReason !== undefined)(
     let redis: OwnRedis;
     let app: TestApp;
     beforeAll(async () => {
-      redis = await OwnRedis.start();
+      redis = await startOwnRedis();
       app = await startTestApp({ redisUrl: redis.url });
     });
     afterAll(async () => {
       redis.thaw();
       await app.close().catch(() => undefined);
-      redis.kill();
+      redis.destroy();
     });
 
     it('keeps sendMessage fast with Redis frozen, tells live subscribers EVENTS_UNAVAILABLE, loses nothing', async () => {
@@ -232,7 +178,7 @@ describe.skipIf(redisSkipReason !== undefined)(
       expect(down.http).toBe(200);
       expect(down.body.info?.events).toMatchObject({ bus: 'down' });
 
-      await redis.launch();
+      await redis.start();
       await eventually(async () => (await health(app)).body.info?.events?.bus !== 'down', 15_000);
       const again = await bob.subscribe();
       const seqs = (await bob.entries(conversationId)).map((entry) => entry.seq);
