@@ -18,7 +18,7 @@ import {
 } from './support/own-postgres.js';
 import { type OwnRedis, ownRedisSkipReason, startOwnRedis } from './support/own-redis.js';
 import { EVENTS_SUBSCRIPTION, type LiveEvent, ParleyDevice } from './support/parley-client.js';
-import { testDatabase } from './support/test-app.js';
+import { RELAXED_RATE_LIMITS_ENV, testDatabase } from './support/test-app.js';
 
 /*
  * The fault suite: its own PostgreSQL and Redis, two Parley instances as real processes, live
@@ -349,21 +349,8 @@ describe.skipIf(skipReason !== undefined)('under injected faults', () => {
       PARLEY_TOKEN_SECRET: 'fault suite secret, shared by both instances',
       PARLEY_LOG_LEVEL: 'warn',
       PARLEY_METRICS: 'off',
-      // Rate limits out of the way of steady senders and reconnecting subscribers (as testConfig).
-      ...Object.fromEntries(
-        [
-          'SIGN_INS_PER_ADDRESS_PER_MINUTE',
-          'SIGN_UPS_PER_ADDRESS_PER_HOUR',
-          'MESSAGES_PER_DEVICE_PER_MINUTE',
-          'COMMIT_BUNDLES_PER_DEVICE_PER_MINUTE',
-          'KEY_PACKAGE_UPLOADS_PER_DEVICE_PER_MINUTE',
-          'CONNECTIONS_PER_ADDRESS_PER_MINUTE',
-          'CONNECTIONS_PER_USER_PER_MINUTE',
-          'SUBSCRIPTIONS_PER_USER_PER_MINUTE',
-          'SUBSCRIPTIONS_PER_ADDRESS_PER_MINUTE',
-        ].map((name) => [`PARLEY_RATE_${name}`, '1000000']),
-      ),
-      PARLEY_RATE_SIGN_IN_FREE_FAILURES: '1000',
+      // Rate limits out of the way of steady senders and reconnecting subscribers.
+      ...RELAXED_RATE_LIMITS_ENV,
     };
     // The first boot migrates; the second finds the schema in place.
     instances.push(await OwnParley.start('A', env));

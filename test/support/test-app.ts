@@ -67,29 +67,36 @@ export async function freshPostgresDatabase(
   };
 }
 
+/**
+ * Rate limits out of the way of suites that sign up many users and open many sockets from one
+ * address, as environment variables (for in-process apps and child processes alike).
+ */
+export const RELAXED_RATE_LIMITS_ENV: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(
+    [
+      'SIGN_INS_PER_ADDRESS_PER_MINUTE',
+      'SIGN_UPS_PER_ADDRESS_PER_HOUR',
+      'MESSAGES_PER_DEVICE_PER_MINUTE',
+      'COMMIT_BUNDLES_PER_DEVICE_PER_MINUTE',
+      'KEY_PACKAGE_UPLOADS_PER_DEVICE_PER_MINUTE',
+      'CONNECTIONS_PER_ADDRESS_PER_MINUTE',
+      'CONNECTIONS_PER_USER_PER_MINUTE',
+      'SUBSCRIPTIONS_PER_USER_PER_MINUTE',
+      'SUBSCRIPTIONS_PER_ADDRESS_PER_MINUTE',
+    ].map((name) => [`PARLEY_RATE_${name}`, '1000000']),
+  ),
+  PARLEY_RATE_SIGN_IN_FREE_FAILURES: '1000',
+};
+
 /** The configuration tests run with: the default one, a test domain, and any overrides. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
   const base = loadConfig({
     PARLEY_DOMAIN: 'parley.test',
     PARLEY_TOKEN_SECRET: randomBytes(32).toString('hex'),
     PARLEY_DATA_DIR: ':memory:',
-    // Rate limits out of the way of suites that sign up many users from one address (the
-    // rate-limit suite sets its own), under a key prefix of their own, so that counters an
-    // earlier run left in a shared Redis count for nothing.
-    ...Object.fromEntries(
-      [
-        'SIGN_INS_PER_ADDRESS_PER_MINUTE',
-        'SIGN_UPS_PER_ADDRESS_PER_HOUR',
-        'MESSAGES_PER_DEVICE_PER_MINUTE',
-        'COMMIT_BUNDLES_PER_DEVICE_PER_MINUTE',
-        'KEY_PACKAGE_UPLOADS_PER_DEVICE_PER_MINUTE',
-        'CONNECTIONS_PER_ADDRESS_PER_MINUTE',
-        'CONNECTIONS_PER_USER_PER_MINUTE',
-        'SUBSCRIPTIONS_PER_USER_PER_MINUTE',
-        'SUBSCRIPTIONS_PER_ADDRESS_PER_MINUTE',
-      ].map((name) => [`PARLEY_RATE_${name}`, '1000000']),
-    ),
-    PARLEY_RATE_SIGN_IN_FREE_FAILURES: '1000',
+    // Rate limits out of the way (the rate-limit suite sets its own), under a key prefix of their
+    // own, so that counters an earlier run left in a shared Redis count for nothing.
+    ...RELAXED_RATE_LIMITS_ENV,
     PARLEY_RATE_KEY_PREFIX: `parley-test-${randomBytes(6).toString('hex')}`,
   });
   return { ...base, port: 0, ...overrides };
