@@ -8,6 +8,7 @@ const plugins = [swc.vite({ module: { type: 'es6' } })];
 // Workspace packages resolve to their sources in tests, so no build is needed first.
 const resolve = {
   alias: {
+    '@parley/protocol': source('./libs/protocol/src/index.ts'),
     '@parley/mls': source('./libs/mls/src/index.ts'),
     '@parley/client': source('./libs/client/src/index.ts'),
     '@parley/engine-openmls': source('./libs/engine-openmls/src/index.ts'),
