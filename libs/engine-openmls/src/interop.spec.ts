@@ -103,4 +103,64 @@ describe('OpenMLS and ts-mls engines in one group', () => {
     );
     expect(new Set(secrets.map(hex)).size).toBe(1);
   });
+
+  it('take ts-mls members into a group OpenMLS created, which then commit in it', async () => {
+    // core-crypto's groups require the basic and x509 credential types of every leaf
+    // (required_capabilities); ts-mls leaves declare both, so OpenMLS accepts them.
+    const [ana, dee] = await Promise.all([openMls.create(identity()), openMls.create(identity())]);
+    const [ben, cy] = await Promise.all([tsMls.create(identity()), tsMls.create(identity())]);
+    const groupId = text(`openmls-made-${hex(crypto.getRandomValues(new Uint8Array(8)))}`);
+    const group = new SimulatedGroup(groupId);
+    expect(await ana.createGroup(groupId)).toEqual({ groupInfo: null });
+    expect(await ana.addMembers(groupId, [await keyPackage(ben)], group.sender())).toBe('accepted');
+    const welcome = group.last().bundle.welcome;
+    if (welcome === undefined) throw new Error('no Welcome');
+    await ben.joinFromWelcome(welcome);
+
+    // The ts-mls member commits in the OpenMLS group: an UpdatePath (its new leaf must meet the
+    // group's required capabilities too), then an add of one member of each engine.
+    let from = group.log.length;
+    expect(await ben.update(groupId, group.sender())).toBe('accepted');
+    expect(
+      await ben.addMembers(groupId, [await keyPackage(cy), await keyPackage(dee)], group.sender()),
+    ).toBe('accepted');
+    const secondWelcome = group.last().bundle.welcome;
+    if (secondWelcome === undefined) throw new Error('no Welcome');
+    await cy.joinFromWelcome(secondWelcome);
+    await dee.joinFromWelcome(secondWelcome);
+    expect((await catchUp(ana, group, from)).map((r) => r.kind)).toEqual(['commit', 'commit']);
+    await catchUp(ben, group, from);
+    const everyone = [ana, ben, cy, dee];
+    from = group.log.length;
+    group.post(await cy.encrypt(groupId, text('from ts-mls')));
+    group.post(await dee.encrypt(groupId, text('from OpenMLS')));
+    for (const engine of everyone) {
+      expect((await catchUp(engine, group, from)).map(said)).toEqual([
+        'from ts-mls',
+        'from OpenMLS',
+      ]);
+    }
+
+    // Removals both ways: ts-mls removes an OpenMLS member, OpenMLS removes a ts-mls one.
+    from = group.log.length;
+    expect(await ben.removeMembers(groupId, [dee.identity], group.sender())).toBe('accepted');
+    expect(await catchUp(dee, group, from)).toMatchObject([{ kind: 'commit', removedSelf: true }]);
+    for (const engine of [ana, ben, cy]) await catchUp(engine, group, from);
+    from = group.log.length;
+    expect(await ana.removeMembers(groupId, [cy.identity], group.sender())).toBe('accepted');
+    expect(await catchUp(cy, group, from)).toMatchObject([{ kind: 'commit', removedSelf: true }]);
+    await catchUp(ben, group, from);
+    await catchUp(ana, group, from);
+    from = group.log.length;
+    group.post(await ben.encrypt(groupId, text('two left')));
+    for (const engine of [ana, ben]) {
+      expect((await catchUp(engine, group, from)).map(said)).toEqual(['two left']);
+      expect(await engine.epoch(groupId)).toBe(5n);
+      expect(await engine.members(groupId)).toEqual([ana.identity, ben.identity]);
+    }
+    const secrets = await Promise.all(
+      [ana, ben].map((engine) => engine.exportSecret(groupId, 'exporter', new Uint8Array(), 32)),
+    );
+    expect(hex(secrets[0] ?? new Uint8Array())).toBe(hex(secrets[1] ?? new Uint8Array()));
+  });
 });

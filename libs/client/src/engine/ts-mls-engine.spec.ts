@@ -8,6 +8,8 @@ import {
   verifyGroupInfo,
   type KeyPackagePolicy,
 } from '@parley/mls';
+import { decodeMlsMessage } from 'ts-mls';
+import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStateStore } from '../state/file-state-store.js';
 import { StateDecryptionError } from '../state/sealed-state.js';
@@ -137,6 +139,18 @@ function texts(processed: ProcessedMessage[]): string[] {
   return processed.flatMap((p) => (p.kind === 'application' ? [fromText.decode(p.plaintext)] : []));
 }
 
+/** The credential types each leaf of a GroupInfo's ratchet tree declares, in leaf order. */
+function leafCredentialTypes(groupInfo: Uint8Array | undefined): string[][] {
+  const message = groupInfo === undefined ? undefined : decodeMlsMessage(groupInfo, 0)?.[0];
+  if (message?.wireformat !== 'mls_group_info') throw new Error('not a GroupInfo');
+  const extension = message.groupInfo.extensions.find((e) => e.extensionType === 'ratchet_tree');
+  const tree = extension === undefined ? undefined : decodeRatchetTree(extension.extensionData, 0);
+  if (tree === undefined) throw new Error('the GroupInfo carries no ratchet tree');
+  return tree[0].flatMap((node) =>
+    node?.nodeType === 'leaf' ? [[...node.leaf.capabilities.credentials]] : [],
+  );
+}
+
 function groupIdOf(label: string): Uint8Array {
   return text.encode(`group:${label}`);
 }
@@ -177,6 +191,36 @@ describe('TsMlsEngine key packages', () => {
     const engine = await tsMlsEngineFactory.create(identity(1));
     const [a, b] = await engine.generateKeyPackages(2);
     expect(a?.length).toBe(b?.length);
+  });
+
+  it('declares the basic and x509 credential types in every leaf it makes', async () => {
+    // A group created by core-crypto requires both (its required_capabilities extension), and
+    // OpenMLS refuses key packages and leaves that lack one. ts-mls copies the capabilities of
+    // the key package into the creator's leaf and into the leaf of every UpdatePath.
+    const [alice, bob] = await devices(2);
+    const wanted = ['basic', 'x509'];
+    for (const bytes of [
+      ...(await alice.generateKeyPackages(2)),
+      await lastResortKeyPackage(alice),
+    ]) {
+      const message = decodeMlsMessage(bytes, 0)?.[0];
+      if (message?.wireformat !== 'mls_key_package') throw new Error('not a key package');
+      expect(message.keyPackage.leafNode.capabilities.credentials).toEqual(wanted);
+    }
+    const groupId = groupIdOf('credential-types');
+    const relay = new Relay(groupId);
+    const { groupInfo } = await alice.createGroup(groupId);
+    if (groupInfo === null) throw new Error('ts-mls exports the GroupInfo of epoch 0');
+    expect(leafCredentialTypes(groupInfo)).toEqual([wanted]);
+    let bundle: CommitBundle | undefined;
+    const keep: CommitSender = (made) => {
+      bundle = made;
+      return relay.send(made);
+    };
+    expect(await alice.addMembers(groupId, [await keyPackage(bob)], keep)).toBe('accepted');
+    expect(leafCredentialTypes(bundle?.groupInfo)).toEqual([wanted, wanted]);
+    expect(await alice.update(groupId, keep)).toBe('accepted');
+    expect(leafCredentialTypes(bundle?.groupInfo)).toEqual([wanted, wanted]);
   });
 
   it('refuses ciphersuites it cannot run', async () => {

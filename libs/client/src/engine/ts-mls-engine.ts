@@ -66,6 +66,16 @@ export const LAST_RESORT_EXTENSION_TYPE = 0x000a;
 /** The ciphersuite of every key package and group unless the factory is told otherwise. */
 export const DEFAULT_CIPHERSUITE = 1;
 
+/**
+ * Credential types every leaf of this engine declares it supports. Parley's own credentials are
+ * basic only, but a group created by core-crypto (OpenMLS) carries a required_capabilities
+ * extension listing basic and x509, and OpenMLS refuses to add a key package whose leaf does not
+ * declare both ("Credentials are not acceptable", RFC 9420 §11.1). ts-mls decodes x509
+ * credentials and checks their leaves' signatures like any other; no x509 member can arrive
+ * through Parley anyway, since the delivery service accepts basic-credential key packages only.
+ */
+export const SUPPORTED_CREDENTIAL_TYPES = Object.freeze(['basic', 'x509'] as const);
+
 /** Default key-package lifetime: from one hour ago (clock skew) to 30 days ahead. */
 export const DEFAULT_KEY_PACKAGE_LIFETIME = Object.freeze({
   beforeSeconds: 60 * 60,
@@ -792,12 +802,14 @@ export class TsMlsEngine implements MlsEngine {
     // ts-mls's defaultCapabilities() appends random GREASE values; fixed ones keep the encoding
     // deterministic. last_resort is a non-default extension, so the leaf declares it (RFC 9420
     // §7.2: a leaf lists the non-default extensions it supports; OpenMLS checks this).
+    // The same capabilities become the leaf of a group this engine creates, and every leaf of
+    // its commits' UpdatePaths (ts-mls copies them from the old leaf).
     const capabilities: Capabilities = {
       versions: ['mls10'],
       ciphersuites: [this.suite],
       extensions: [LAST_RESORT_EXTENSION_TYPE],
       proposals: [],
-      credentials: ['basic'],
+      credentials: [...SUPPORTED_CREDENTIAL_TYPES],
     };
     // last_resort sits in KeyPackage.extensions (not the leaf node's), with empty data.
     const extensions: Extension[] = lastResort
