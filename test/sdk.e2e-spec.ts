@@ -1,5 +1,6 @@
 import {
   type Conversation,
+  LeftConversationError,
   MemoryStateStore,
   type MlsEngineFactory,
   type ParleyClient,
@@ -130,6 +131,10 @@ describeE2E.each(engines)('SDK with the %s engine', (_name, engine) => {
     const benView = await joined(ben.client, group.id);
     const cyView = await joined(cy.client, group.id);
     await cyView.leave();
+    // A left conversation stays listed, with its status and history, until forgotten.
+    expect(cyView.status).toBe('left');
+    await expect(cyView.send('after leaving')).rejects.toBeInstanceOf(LeftConversationError);
+    await cy.client.forget(group.id);
     expect(cy.client.conversations().map((conversation) => conversation.id)).not.toContain(
       group.id,
     );

@@ -55,6 +55,26 @@ export class EventsInterruptedError extends ParleyError {}
 export class NetworkError extends ParleyError {}
 /** The server failed; nothing the client can fix. */
 export class ServerError extends ParleyError {}
+/** The server (or its database) is unavailable for now; the same call may succeed later. */
+export class ServiceUnavailableError extends ParleyError {}
+
+/** The error of a call cut short (or refused) because the client was closed. */
+export function closedError(): ParleyError {
+  return new ParleyError('CLOSED', 'The client was closed');
+}
+
+/**
+ * Whether the same call may succeed later without any change: the server could not be reached,
+ * was unavailable, or limited the rate (the server marks such answers `retryable`).
+ */
+export function isRetryable(error: unknown): boolean {
+  return (
+    error instanceof NetworkError ||
+    error instanceof ServiceUnavailableError ||
+    error instanceof RateLimitedError ||
+    (error instanceof ParleyError && error.details.retryable === true)
+  );
+}
 
 const byCode: Readonly<
   Record<
@@ -82,6 +102,7 @@ const byCode: Readonly<
   EXTERNAL_COMMIT_UNSUPPORTED: InvalidCommitError,
   INVALID_MESSAGE: InvalidMessageError,
   DEVICE_REVOKED: DeviceRevokedError,
+  SERVICE_UNAVAILABLE: ServiceUnavailableError,
   SLOW_CONSUMER: EventsInterruptedError,
   EVENTS_UNAVAILABLE: EventsInterruptedError,
 };

@@ -10,7 +10,16 @@ export type {
 } from './engine/mls-engine.js';
 export * from './errors.js';
 export { GraphqlTransport, type TransportOptions } from './transport/graphql-transport.js';
-export { ParleyClient, type ParleyClientOptions } from './client/parley-client.js';
+export {
+  type ConnectionChange,
+  type DeviceInfo,
+  ParleyClient,
+  type ParleyClientOptions,
+  type WhoAmI,
+} from './client/parley-client.js';
+export type { OutgoingMessage } from './client/outbox.js';
+export type { ConversationStatus } from './client/client-state.js';
+export { normalizeServerUrl } from './transport/server-url.js';
 export {
   Conversation,
   HistoryGapError,

@@ -34,13 +34,42 @@ export interface StoredMessage {
   sentAt: string;
 }
 
+/** Whether this device is in a conversation, was removed from it, or left it. */
+export type ConversationStatus = 'active' | 'removed' | 'left';
+
 /** What a client remembers of one conversation. */
 export interface ConversationRecord {
   groupId: Uint8Array;
+  status: ConversationStatus;
   /** Everything up to here is processed. */
   cursor: number;
   /** The newest decrypted messages, oldest first. */
   history: StoredMessage[];
+}
+
+/** A failure as saved with a failed outgoing message. */
+export interface SavedError {
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/**
+ * A message handed to `send` that the server has not accepted yet (pending), or refused for good
+ * (failed). Its ciphertext, once made, is kept and sent again as it is: the server answers the
+ * same bytes with the same entry, so a retry never stores a message twice.
+ */
+export interface OutboxRecord {
+  conversationId: string;
+  /** The envelope's id. */
+  id: string;
+  text: string;
+  /** When it was handed to send (ISO), also the envelope's `sentAt`. */
+  createdAt: string;
+  state: 'pending' | 'failed';
+  /** The PrivateMessage, once encrypted (saved together with the engine state that made it). */
+  ciphertext: Uint8Array | null;
+  error: SavedError | null;
 }
 
 /** Everything a client must remember to continue after a restart. */
@@ -52,6 +81,8 @@ export interface ClientState {
   engine: string | null;
   engineState: Uint8Array | null;
   conversations: Map<string, ConversationRecord>;
+  /** Outgoing messages not yet accepted or failed for good, oldest first. */
+  outbox: OutboxRecord[];
 }
 
 /** A client that has not signed in yet. */
@@ -64,24 +95,34 @@ export function emptyClientState(): ClientState {
     engine: null,
     engineState: null,
     conversations: new Map(),
+    outbox: [],
   };
 }
 
+interface SerializedOutboxRecord extends Omit<OutboxRecord, 'ciphertext'> {
+  ciphertext: string | null;
+}
+
+// Version 1 had no conversation status (every conversation was active) and no outbox.
 interface SerializedState {
-  version: 1;
+  version: 2;
   token: string | null;
   userId: string | null;
   deviceId: string | null;
   identity: string | null;
   engine: string | null;
   engineState: string | null;
-  conversations: Record<string, { groupId: string; cursor: number; history: StoredMessage[] }>;
+  conversations: Record<
+    string,
+    { groupId: string; status?: ConversationStatus; cursor: number; history: StoredMessage[] }
+  >;
+  outbox?: SerializedOutboxRecord[];
 }
 
 /** State to bytes (JSON), for a StateStore. */
 export function serializeClientState(state: ClientState): Uint8Array {
   const serialized: SerializedState = {
-    version: 1,
+    version: 2,
     token: state.token,
     userId: state.userId,
     deviceId: state.deviceId,
@@ -91,9 +132,18 @@ export function serializeClientState(state: ClientState): Uint8Array {
     conversations: Object.fromEntries(
       [...state.conversations].map(([id, record]) => [
         id,
-        { groupId: toBase64(record.groupId), cursor: record.cursor, history: record.history },
+        {
+          groupId: toBase64(record.groupId),
+          status: record.status,
+          cursor: record.cursor,
+          history: record.history,
+        },
       ]),
     ),
+    outbox: state.outbox.map((record) => ({
+      ...record,
+      ciphertext: record.ciphertext === null ? null : toBase64(record.ciphertext),
+    })),
   };
   return new TextEncoder().encode(JSON.stringify(serialized));
 }
@@ -103,7 +153,7 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
   const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Omit<SerializedState, 'version'> & {
     version: unknown;
   };
-  if (parsed.version !== 1) {
+  if (parsed.version !== 1 && parsed.version !== 2) {
     throw new Error(`Unknown client state version ${String(parsed.version)}`);
   }
   return {
@@ -116,8 +166,17 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
     conversations: new Map(
       Object.entries(parsed.conversations).map(([id, record]) => [
         id,
-        { groupId: fromBase64(record.groupId), cursor: record.cursor, history: record.history },
+        {
+          groupId: fromBase64(record.groupId),
+          status: record.status ?? 'active',
+          cursor: record.cursor,
+          history: record.history,
+        },
       ]),
     ),
+    outbox: (parsed.outbox ?? []).map((record) => ({
+      ...record,
+      ciphertext: record.ciphertext === null ? null : fromBase64(record.ciphertext),
+    })),
   };
 }

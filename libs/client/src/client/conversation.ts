@@ -1,24 +1,18 @@
 import { fromBase64, toBase64 } from '../bytes.js';
-import {
-  decodeEnvelope,
-  encodeEnvelope,
-  type Envelope,
-  InvalidEnvelopeError,
-  textEnvelope,
-} from '../content/envelope.js';
+import { decodeEnvelope, type Envelope, InvalidEnvelopeError } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
-import { ParleyError, StaleEpochError } from '../errors.js';
+import { NotAMemberError, ParleyError, StaleEpochError } from '../errors.js';
 import {
   AcknowledgeDocument,
   ClaimKeyPackagesDocument,
   LeaveConversationDocument,
   type LogEntryFieldsFragment,
   MessagesDocument,
-  SendMessageDocument,
   SubmitCommitBundleDocument,
 } from '../graphql/generated.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
-import type { StoredMessage } from './client-state.js';
+import type { ConversationStatus, StoredMessage } from './client-state.js';
+import type { OutboxConversation, OutgoingMessage } from './outbox.js';
 
 /** A decrypted message of a conversation, in log order. */
 export interface ReceivedMessage {
@@ -83,10 +77,21 @@ export interface ConversationContext {
   readonly transport: GraphqlTransport;
   readonly engine: MlsEngine;
   readonly deviceId: string;
-  /** Forgets the conversation (this device left it) and saves the client's state. */
-  forget(conversationId: string): Promise<void>;
-  /** Records the new cursor and history, and saves the client's state. */
-  persist(conversationId: string, cursor: number, history: StoredMessage[]): Promise<void>;
+  /** Records the new cursor, history and status, and saves the client's state. */
+  persist(
+    conversationId: string,
+    cursor: number,
+    history: StoredMessage[],
+    status: ConversationStatus,
+  ): Promise<void>;
+  /** Hands a text to the client's durable outbox. */
+  send(conversationId: string, text: string): Promise<{ seq: number; id: string }>;
+  /** The outbox's pending and failed messages of the conversation. */
+  outbox(conversationId: string): OutgoingMessage[];
+  /** Sends an outbox message again. */
+  retry(conversationId: string, id: string): Promise<{ seq: number; id: string }>;
+  /** Drops an outbox message. */
+  discard(conversationId: string, id: string): Promise<void>;
 }
 
 // Claims name at most this many users at once (the server's default limit is 100).
@@ -108,11 +113,14 @@ export function parseIdentity(identity: string): { userId: string; deviceId: str
  * order, one at a time (a serial queue), so that commits and messages meet the MLS state in the
  * order the server fixed; the device's own changes run in the same queue.
  */
-export class Conversation {
+export class Conversation implements OutboxConversation {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly inbox: ReceivedMessage[] = [];
   private readonly readers = new Set<() => void>();
   private failure: ParleyError | null = null;
+  // The client closed: message iterators end (without an error).
+  private ended = false;
+  private currentStatus: ConversationStatus;
 
   /** @internal Made by ParleyClient. */
   constructor(
@@ -123,7 +131,10 @@ export class Conversation {
     readonly groupId: Uint8Array,
     private cursor: number,
     history: StoredMessage[] = [],
+    status: ConversationStatus = 'active',
   ) {
+    this.currentStatus = status;
+    if (status !== 'active') this.failure = this.statusError(status);
     this.inbox.push(
       ...history.map((stored) => ({
         ...stored,
@@ -143,21 +154,67 @@ export class Conversation {
     return this.cursor;
   }
 
-  /** Encrypts and sends a text message; resolves once the server stored it. */
+  /**
+   * Whether this device is in the conversation ('active'), was removed from it by another
+   * member's commit ('removed') or left it ('left'). History stays readable in every status.
+   */
+  get status(): ConversationStatus {
+    return this.currentStatus;
+  }
+
+  /**
+   * Sends a text message through the durable outbox: saved as pending (then with its
+   * ciphertext) before it goes on the wire, retried with the same bytes while the server cannot
+   * be reached; resolves with its log position once the server stored it. Rejects with the
+   * failure when the server refuses it for good, with `ParleyError('CLOSED')` when the client
+   * closes first (the message then stays pending and goes after the next connect()), and at
+   * once with RemovedFromConversationError / LeftConversationError.
+   */
   send(text: string): Promise<{ seq: number; id: string }> {
+    const refusal = this.refusal();
+    if (refusal !== null) return Promise.reject(refusal);
+    return this.context.send(this.id, text);
+  }
+
+  /** Messages handed to send that are pending or failed, oldest first. */
+  outbox(): OutgoingMessage[] {
+    return this.context.outbox(this.id);
+  }
+
+  /** Sends a failed outgoing message again; resolves like {@link send}. */
+  retry(id: string): Promise<{ seq: number; id: string }> {
+    const refusal = this.refusal();
+    if (refusal !== null) return Promise.reject(refusal);
+    return this.context.retry(this.id, id);
+  }
+
+  /** Drops a pending or failed outgoing message (one on the wire right now cannot be). */
+  discard(id: string): Promise<void> {
+    return this.context.discard(this.id, id);
+  }
+
+  /** @internal Why the conversation takes no more messages or changes, or null. */
+  refusal(): ParleyError | null {
+    return this.currentStatus === 'active' ? null : this.statusError(this.currentStatus);
+  }
+
+  /** @internal Encrypts an outgoing message in the conversation's order (outbox). */
+  encryptOutgoing(plaintext: Uint8Array): Promise<Uint8Array> {
     return this.enqueue(async () => {
       this.throwIfFailed();
-      const envelope = textEnvelope(text);
-      const message = await this.context.engine.encrypt(this.groupId, encodeEnvelope(envelope));
-      const { sendMessage } = await this.context.transport.request(SendMessageDocument, {
-        input: {
-          deviceId: this.context.deviceId,
-          conversationId: this.id,
-          message: toBase64(message),
-        },
-      });
-      return { seq: sendMessage.seq, id: envelope.id };
+      return this.context.engine.encrypt(this.groupId, plaintext);
     });
+  }
+
+  /**
+   * @internal The server no longer counts this device a member (a commit removed it, or its
+   * seat is gone): the conversation ends for it, and the status is saved.
+   */
+  async markRemoved(): Promise<void> {
+    if (this.currentStatus !== 'active') return;
+    this.currentStatus = 'removed';
+    this.fail(new RemovedFromConversationError(this.id));
+    await this.saved();
   }
 
   /**
@@ -174,6 +231,7 @@ export class Conversation {
         yield message;
         continue;
       }
+      if (this.ended) return;
       if (this.failure !== null) throw this.failure;
       await new Promise<void>((resolve) => {
         this.readers.add(resolve);
@@ -195,7 +253,7 @@ export class Conversation {
    * group yet, from key packages claimed from Parley; retries if another commit wins the epoch.
    */
   addUsers(userIds: string[], onProgress?: (progress: Progress) => void): Promise<void> {
-    return this.enqueue(async () => {
+    return this.guarded(async () => {
       const present = new Set((await this.members()).map((member) => member.identity));
       const keyPackages: Uint8Array[] = [];
       for (let i = 0; i < userIds.length; i += USERS_PER_CLAIM) {
@@ -225,6 +283,8 @@ export class Conversation {
 
   /** Removes every device of the users; retries if another commit wins the epoch. */
   removeUsers(userIds: string[]): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal !== null) return Promise.reject(refusal);
     const users = new Set(userIds);
     return this.removeWhere(
       (member) => users.has(member.userId) && member.deviceId !== this.context.deviceId,
@@ -236,13 +296,14 @@ export class Conversation {
    * the next commit of any of them removes its leaf (MLS lets no member commit its own removal).
    */
   leave(): Promise<void> {
-    return this.enqueue(async () => {
+    return this.guarded(async () => {
       await this.context.transport.request(LeaveConversationDocument, {
         deviceId: this.context.deviceId,
         conversationId: this.id,
       });
+      this.currentStatus = 'left';
       this.fail(new LeftConversationError(this.id));
-      await this.context.forget(this.id);
+      await this.saved();
     });
   }
 
@@ -259,7 +320,7 @@ export class Conversation {
    * could be missing members added since.
    */
   removeUnlisted(listed: ReadonlySet<string>, epoch: number): Promise<void> {
-    return this.enqueue(() =>
+    return this.guarded(() =>
       this.commitWithRetry(async (send) => {
         if ((await this.context.engine.epoch(this.groupId)) !== BigInt(epoch)) return 'accepted';
         const identities = (await this.members())
@@ -274,7 +335,7 @@ export class Conversation {
 
   /** Commits Removes for the members that match, read afresh on every attempt. */
   private removeWhere(matches: (member: Member) => boolean): Promise<void> {
-    return this.enqueue(() =>
+    return this.guarded(() =>
       this.commitWithRetry(async (send) => {
         const identities = (await this.members()).filter(matches).map((member) => member.identity);
         // Nobody left to remove (another member's commit did it first): nothing to commit.
@@ -287,7 +348,7 @@ export class Conversation {
 
   /** Commits fresh keys for this device (post-compromise security). */
   updateKeys(): Promise<void> {
-    return this.enqueue(() =>
+    return this.guarded(() =>
       this.commitWithRetry((send) => this.context.engine.update(this.groupId, send)),
     );
   }
@@ -299,8 +360,13 @@ export class Conversation {
     );
   }
 
-  /** Processes what the log holds after this device's cursor. */
-  catchUp(): Promise<void> {
+  /**
+   * Processes what the log holds after this device's cursor; resolves with how many entries it
+   * processed. A conversation this device is no longer a member of gets status 'removed' (no
+   * error: the client's other conversations go on).
+   */
+  catchUp(): Promise<number> {
+    if (this.currentStatus !== 'active') return Promise.resolve(0);
     return this.enqueue(() => this.readLog());
   }
 
@@ -321,25 +387,47 @@ export class Conversation {
    * Stops the message iterators: the client is closing, or (with that error) this device was
    * deleted or signed out.
    */
-  close(error: ParleyError = new ParleyError('CLOSED', 'The client was closed')): void {
-    this.fail(error);
+  close(error?: ParleyError): void {
+    if (error === undefined) {
+      this.ended = true;
+      this.fail(new ParleyError('CLOSED', 'The client was closed'));
+    } else {
+      this.fail(error);
+    }
   }
 
-  private async readLog(): Promise<void> {
+  /**
+   * Reads and processes the log after the cursor; returns how many entries it processed. The
+   * server answers NOT_A_MEMBER once a commit removed this device (its seat goes with the
+   * commit, so the device never reads that commit): the conversation then ends as 'removed'.
+   */
+  private async readLog(): Promise<number> {
+    let processed = 0;
     for (;;) {
-      const { messages } = await this.context.transport.request(MessagesDocument, {
-        deviceId: this.context.deviceId,
-        conversationId: this.id,
-        after: this.cursor,
-        first: PAGE,
-      });
+      if (this.failure !== null) return processed;
+      let messages;
+      try {
+        ({ messages } = await this.context.transport.request(MessagesDocument, {
+          deviceId: this.context.deviceId,
+          conversationId: this.id,
+          after: this.cursor,
+          first: PAGE,
+        }));
+      } catch (error) {
+        if (error instanceof NotAMemberError) {
+          await this.markRemoved();
+          return processed;
+        }
+        throw error;
+      }
       if (messages.gap !== null) {
         this.fail(new HistoryGapError(messages.gap.fromSeq, messages.gap.toSeq));
-        return;
+        return processed;
       }
       for (const entry of messages.entries) await this.apply(entry);
+      processed += messages.entries.length;
       if (messages.entries.length > 0) await this.saved();
-      if (!messages.hasMore) return;
+      if (!messages.hasMore) return processed;
     }
   }
 
@@ -351,7 +439,7 @@ export class Conversation {
     );
     this.cursor = entry.seq;
     if (processed.kind === 'commit' && processed.removedSelf) {
-      this.fail(new RemovedFromConversationError(this.id));
+      await this.markRemoved();
       return;
     }
     if (processed.kind !== 'application') return;
@@ -430,7 +518,8 @@ export class Conversation {
         ...rest,
         sentAt: sentAt.toISOString(),
       }));
-    await this.context.persist(this.id, this.cursor, history);
+    await this.context.persist(this.id, this.cursor, history, this.currentStatus);
+    if (this.currentStatus !== 'active') return;
     // Best effort: the cursor only tells the server what may be deleted later.
     this.context.transport
       .request(AcknowledgeDocument, {
@@ -458,6 +547,22 @@ export class Conversation {
   private wake(): void {
     for (const resolve of this.readers) resolve();
     this.readers.clear();
+  }
+
+  private statusError(status: ConversationStatus): ParleyError {
+    return status === 'left'
+      ? new LeftConversationError(this.id)
+      : new RemovedFromConversationError(this.id);
+  }
+
+  /** Queues a change of the group; refused at once when this device is no longer in it. */
+  private guarded<T>(work: () => Promise<T>): Promise<T> {
+    const refusal = this.refusal();
+    if (refusal !== null) return Promise.reject(refusal);
+    return this.enqueue(async () => {
+      this.throwIfFailed();
+      return work();
+    });
   }
 
   private enqueue<T>(work: () => Promise<T>): Promise<T> {

@@ -1,13 +1,25 @@
 import { fromBase64, toBase64 } from '../bytes.js';
 import type { MlsEngine, MlsEngineFactory } from '../engine/mls-engine.js';
-import { DeviceRevokedError, ParleyError, UnauthenticatedError } from '../errors.js';
+import {
+  BadInputError,
+  closedError,
+  DeviceRevokedError,
+  isRetryable,
+  NetworkError,
+  ParleyError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from '../errors.js';
 import {
   AcknowledgeWelcomeDocument,
   ConversationsDocument,
   CreateConversationDocument,
+  DeleteDeviceDocument,
+  DevicesDocument,
   EventsDocument,
   type EventsSubscription,
   KeyPackageCountDocument,
+  MeDocument,
   RegisterDeviceDocument,
   SignInDocument,
   SignOutDocument,
@@ -19,8 +31,10 @@ import {
   WelcomesDocument,
 } from '../graphql/generated.js';
 import { GraphqlTransport } from '../transport/graphql-transport.js';
+import { normalizeServerUrl } from '../transport/server-url.js';
 import {
   type ClientState,
+  type ConversationStatus,
   deserializeClientState,
   emptyClientState,
   MemoryStateStore,
@@ -29,10 +43,14 @@ import {
   type StoredMessage,
 } from './client-state.js';
 import { Conversation, type Progress } from './conversation.js';
+import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
 
 /** How a client is set up. */
 export interface ParleyClientOptions {
-  /** The server's GraphQL URL, e.g. http://127.0.0.1:4000/graphql. */
+  /**
+   * The server: its base URL (http://127.0.0.1:4000) or GraphQL URL
+   * (http://127.0.0.1:4000/graphql); see {@link normalizeServerUrl}.
+   */
   url: string;
   /** The MLS engine to create or restore this device's MLS state with. */
   engine: MlsEngineFactory;
@@ -42,12 +60,43 @@ export interface ParleyClientOptions {
   webSocketImpl?: unknown;
   /** How many key packages to keep on the server; refilled when the server says they run low. */
   keyPackageTarget?: number;
-  /** Called with errors of the background work (live events, reconnects) that nobody awaits. */
+  /**
+   * Called with errors of the background work that nobody awaits (processing live events,
+   * committing the removal of leavers, a live connection that ended for good). Connection drops
+   * and reconnects are reported through {@link ParleyClient.onConnection} instead.
+   */
   onError?: (error: unknown) => void;
+  /** How long one query or mutation may take before it fails with a NetworkError (30 s). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * A change of the live connection: `offline` once per drop (not once per failed retry) with
+ * why and when the next try is; `online` once connected (again), with how many log entries were
+ * processed while catching up.
+ */
+export type ConnectionChange =
+  | { state: 'offline'; error: ParleyError; retryInMs: number }
+  | { state: 'online'; caughtUp: number; reconnected: boolean };
+
+/** One device of the signed-in user, as {@link ParleyClient.devices} lists them. */
+export interface DeviceInfo {
+  id: string;
+  name: string;
+  createdAt: Date;
+  /** Whether it is this client's device. */
+  current: boolean;
+}
+
+/** Who this client is: the signed-in user and this device. */
+export interface WhoAmI {
+  userId: string;
+  username: string | null;
+  deviceId: string | null;
+  identity: string | null;
 }
 
 const DEFAULT_KEY_PACKAGE_TARGET = 20;
-const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 
 type LiveEvent = EventsSubscription['events'];
 
@@ -62,9 +111,16 @@ export class ParleyClient {
   private engineInstance: MlsEngine | null = null;
   private readonly conversationsById = new Map<string, Conversation>();
   private readonly joinedListeners = new Set<(conversation: Conversation) => void>();
+  private readonly connectionListeners = new Set<(change: ConnectionChange) => void>();
+  private readonly outboxQueue: Outbox;
   private stopLive: (() => void) | null = null;
   private reconnectAttempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  // Rejects the connect() under way (close() cuts it short).
+  private abortConnect: ((error: ParleyError) => void) | null = null;
+  private connection: 'idle' | 'online' | 'offline' | 'stopped' = 'idle';
   private closed = false;
+  private closing: Promise<void> | null = null;
   private saving: Promise<void> = Promise.resolve();
   private welcomes: Promise<void> = Promise.resolve();
   private readonly knownUsernames = new Map<string, string | null>();
@@ -78,11 +134,28 @@ export class ParleyClient {
       url: options.url,
       ...(state.token === null ? {} : { token: state.token }),
       ...(options.webSocketImpl === undefined ? {} : { webSocketImpl: options.webSocketImpl }),
+      ...(options.requestTimeoutMs === undefined
+        ? {}
+        : { requestTimeoutMs: options.requestTimeoutMs }),
+    });
+    this.outboxQueue = new Outbox({
+      transport: this.transport,
+      deviceId: () => this.device().deviceId,
+      records: () => this.state.outbox,
+      conversation: (id) => this.conversationsById.get(id),
+      save: () => this.save(),
+      report: (error) => {
+        this.report(error);
+      },
     });
   }
 
-  /** A client with the state its store holds (signed in and registered, if it was before). */
+  /**
+   * A client with the state its store holds (signed in and registered, if it was before).
+   * Messages left pending by an earlier run go after the next {@link connect}.
+   */
   static async open(options: ParleyClientOptions): Promise<ParleyClient> {
+    options = { ...options, url: normalizeServerUrl(options.url) };
     const store = options.store ?? new MemoryStateStore();
     const saved = await store.load();
     const state = saved === undefined ? emptyClientState() : deserializeClientState(saved);
@@ -97,7 +170,7 @@ export class ParleyClient {
       }
       client.engineInstance = engine;
       for (const [id, record] of state.conversations) {
-        client.adopt(id, record.groupId, record.cursor, record.history);
+        client.adopt(id, record.groupId, record.cursor, record.history, record.status);
       }
     }
     return client;
@@ -152,6 +225,40 @@ export class ParleyClient {
   async signOutEverywhere(): Promise<void> {
     await this.transport.request(SignOutEverywhereDocument, {});
     await this.forgetToken();
+  }
+
+  /** The signed-in user (with username, if it has one) and this device. */
+  async me(): Promise<WhoAmI> {
+    const { me } = await this.transport.request(MeDocument, {});
+    return {
+      userId: me.id,
+      username: me.username ?? null,
+      deviceId: this.state.deviceId,
+      identity: this.state.identity,
+    };
+  }
+
+  /** The signed-in user's devices, oldest first. */
+  async devices(): Promise<DeviceInfo[]> {
+    const { devices } = await this.transport.request(DevicesDocument, {});
+    return devices.map((device) => ({
+      id: device.id,
+      name: device.name,
+      createdAt: new Date(device.createdAt),
+      current: device.id === this.state.deviceId,
+    }));
+  }
+
+  /**
+   * Deletes one of the user's devices; its conversations' members commit its removal. Deleting
+   * this very device ends the client as revoked (live connection stopped, conversations closed
+   * with DeviceRevokedError).
+   */
+  async deleteDevice(deviceId: string): Promise<void> {
+    await this.transport.request(DeleteDeviceDocument, { deviceId });
+    if (deviceId === this.state.deviceId) {
+      this.stop(new DeviceRevokedError('DEVICE_REVOKED', 'This device was deleted'));
+    }
   }
 
   /** A user's id by username (case-insensitive); NotFoundError if there is none. */
@@ -214,80 +321,89 @@ export class ParleyClient {
 
   /**
    * Opens the live subscription and catches up: joins pending Welcomes and reads every
-   * conversation's log after its cursor. Resolves once caught up; stays live until close().
+   * conversation's log after its cursor, then sends the messages the outbox holds. Resolves once
+   * caught up (a conversation this device was removed from only gets status 'removed'); rejects
+   * when the server cannot be reached or refuses (nothing is left running then). Stays live
+   * until close(), reconnecting by itself after a drop (see {@link onConnection}).
    */
   async connect(): Promise<void> {
+    if (this.closed) throw closedError();
     const { deviceId } = this.device();
-    await new Promise<void>((resolve, reject) => {
-      let subscribed = false;
-      // Whether this subscription is still the client's: one stopped on purpose (sign-out)
-      // reports its end, which must not start a reconnect.
-      const current = () => this.stopLive === stop;
-      const stop = this.transport.subscribe(
-        EventsDocument,
-        { deviceId },
-        {
-          next: ({ events }) => {
-            if (events.__typename === 'SubscribedEvent') {
-              subscribed = true;
-              this.reconnectAttempt = 0;
-              this.sync().then(resolve, reject);
-              return;
-            }
-            this.onEvent(events).catch((error: unknown) => {
-              this.report(error);
-            });
-          },
-          error: (error) => {
-            if (!subscribed) reject(error);
-            else if (!current()) return;
-            else if (isTerminal(error)) this.stop(error);
-            else this.reconnect(error);
-          },
-          complete: () => {
-            if (!subscribed) reject(new ParleyError('CLOSED', 'The server ended the subscription'));
-            else if (current()) this.reconnect(null);
-          },
-        },
-      );
-      this.stopLive = stop;
-    });
+    if (this.stopLive !== null && this.connection === 'online') {
+      await this.sync();
+      return;
+    }
+    const caughtUp = await this.openLive(deviceId);
+    const reconnected = this.connection === 'offline';
+    this.connection = 'online';
+    this.reconnectAttempt = 0;
+    this.emitConnection({ state: 'online', caughtUp, reconnected });
+    this.outboxQueue.resume();
+    this.outboxQueue.wake();
   }
 
-  /** Joins pending Welcomes and processes every conversation's log after its cursor. */
-  async sync(): Promise<void> {
+  /** Calls `listener` on every change of the live connection; returns an unsubscriber. */
+  onConnection(listener: (change: ConnectionChange) => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
+  }
+
+  /** Calls `listener` on every change of an outgoing message; returns an unsubscriber. */
+  onOutbox(listener: (message: OutgoingMessage) => void): () => void {
+    return this.outboxQueue.onChange(listener);
+  }
+
+  /**
+   * Joins pending Welcomes and processes every conversation's log after its cursor; resolves
+   * with how many log entries it processed. A conversation this device is no longer in gets
+   * status 'removed'; a failure of one conversation (other than the network's or the device's)
+   * goes to `onError`, not to the caller, so that the others keep working.
+   */
+  async sync(): Promise<number> {
     await this.joinWelcomes();
     // Members who left while nobody was there to remove them are removed now.
     const { conversations } = await this.transport.request(ConversationsDocument, {
       deviceId: this.device().deviceId,
     });
     for (const summary of conversations) {
+      const conversation = this.conversationsById.get(summary.id);
+      if (conversation === undefined || conversation.status !== 'active') continue;
       const leaving = summary.members
         .filter((member) => member.leaving)
         .map((member) => member.deviceId);
-      const conversation = this.conversationsById.get(summary.id);
-      if (leaving.length > 0 && conversation !== undefined) {
+      if (leaving.length > 0) {
         conversation.removeDevices(leaving).catch((error: unknown) => {
           this.report(error);
         });
       }
       // Deleted devices are not listed at all (their seat waits for the removal commit).
       const listed = new Set(summary.members.map((member) => member.deviceId));
-      if (
-        conversation !== undefined &&
-        (await conversation.members()).some((member) => !listed.has(member.deviceId))
-      ) {
+      if ((await conversation.members()).some((member) => !listed.has(member.deviceId))) {
         conversation.removeUnlisted(listed, summary.epoch).catch((error: unknown) => {
           this.report(error);
         });
       }
     }
-    await Promise.all(
+    const results = await Promise.allSettled(
       [...this.conversationsById.values()].map((conversation) => conversation.catchUp()),
     );
+    let processed = 0;
+    for (const result of results) {
+      if (result.status === 'fulfilled') {
+        processed += result.value;
+      } else if (isConnectionFailure(result.reason)) {
+        throw result.reason;
+      } else {
+        this.report(result.reason);
+      }
+    }
+    return processed;
   }
 
-  /** The conversations this device is in. */
+  /**
+   * The conversations this device is in, and those it was removed from or left (see
+   * `status`) until {@link forget} drops them.
+   */
   conversations(): Conversation[] {
     return [...this.conversationsById.values()];
   }
@@ -297,6 +413,21 @@ export class ParleyClient {
     const conversation = this.conversationsById.get(id);
     if (conversation === undefined) throw new ParleyError('NOT_FOUND', `Not in conversation ${id}`);
     return conversation;
+  }
+
+  /**
+   * Drops a conversation this device was removed from or left, with its history and outbox
+   * messages; an active one must be left first.
+   */
+  async forget(id: string): Promise<void> {
+    const conversation = this.conversation(id);
+    if (conversation.status === 'active') {
+      throw new BadInputError('STILL_A_MEMBER', `Leave conversation ${id} before forgetting it`);
+    }
+    this.conversationsById.delete(id);
+    this.state.conversations.delete(id);
+    this.outboxQueue.forget(id);
+    await this.save();
   }
 
   /** Calls `listener` for each conversation this device joins from a Welcome; returns an unsubscriber. */
@@ -330,14 +461,29 @@ export class ParleyClient {
     return conversation;
   }
 
-  /** Stops live events and background work; saved state stays. */
-  async close(): Promise<void> {
+  /**
+   * Ends the client: a connect() under way and waiting sends reject with `ParleyError('CLOSED')`
+   * (their messages stay pending in the saved state), message iterators end, the reconnect
+   * timer, requests in flight and sockets stop, and the last save completes. Afterwards nothing
+   * of the client keeps the process alive. Saved state stays.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.abortConnect?.(closedError());
     this.stopLive?.();
     this.stopLive = null;
+    const outbox = this.outboxQueue.close();
     for (const conversation of this.conversationsById.values()) conversation.close();
-    await this.transport.close();
-    await this.saving;
+    await this.transport.shutdown();
+    await outbox;
+    await this.saving.catch(() => undefined);
   }
 
   private async onEvent(event: LiveEvent): Promise<void> {
@@ -352,7 +498,11 @@ export class ParleyClient {
         // The commit itself arrives as a log entry. When this device was added (or created the
         // conversation), the event comes once its channel is live: reading the log now closes
         // the window between the change and that moment.
-        if (event.addedDeviceIds.includes(this.device().deviceId)) {
+        // When it was removed, reading the log finds that out (NOT_A_MEMBER): status 'removed'.
+        if (
+          event.addedDeviceIds.includes(this.device().deviceId) ||
+          event.removedDeviceIds.includes(this.device().deviceId)
+        ) {
           await this.conversationsById.get(event.conversationId)?.catchUp();
         }
         return;
@@ -383,7 +533,15 @@ export class ParleyClient {
       const { welcomes } = await this.transport.request(WelcomesDocument, { deviceId });
       for (const welcome of welcomes) {
         if (!this.conversationsById.has(welcome.conversationId)) {
-          const { groupId } = await engine.joinFromWelcome(fromBase64(welcome.welcome));
+          let groupId: Uint8Array;
+          try {
+            ({ groupId } = await engine.joinFromWelcome(fromBase64(welcome.welcome)));
+          } catch (error) {
+            // One Welcome this engine cannot take must not stop the device: reported, kept on
+            // the server (not acknowledged), and the others are joined.
+            this.report(error);
+            continue;
+          }
           const conversation = this.adopt(welcome.conversationId, groupId, welcome.commitSeq);
           await this.save();
           for (const listener of this.joinedListeners) listener(conversation);
@@ -400,10 +558,129 @@ export class ParleyClient {
   }
 
   /**
+   * Opens the subscription and catches up; resolves with how many entries were processed.
+   * Whatever fails before that (socket, catch-up) stops the subscription and rejects.
+   */
+  private openLive(deviceId: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      let subscribed = false;
+      // An object, so that the compiler sees the handlers change it.
+      const progress = { settled: false };
+      const fail = (error: unknown) => {
+        if (progress.settled) return;
+        progress.settled = true;
+        this.abortConnect = null;
+        if (this.stopLive === stop) this.stopLive = null;
+        stop();
+        reject(error instanceof Error ? error : new ParleyError('NETWORK', String(error)));
+      };
+      this.abortConnect = fail;
+      const stop = this.transport.subscribe(
+        EventsDocument,
+        { deviceId },
+        {
+          next: ({ events }) => {
+            if (events.__typename === 'SubscribedEvent') {
+              if (subscribed) return;
+              subscribed = true;
+              this.sync().then((caughtUp) => {
+                if (progress.settled) return;
+                progress.settled = true;
+                this.abortConnect = null;
+                resolve(caughtUp);
+              }, fail);
+              return;
+            }
+            this.onEvent(events).catch((error: unknown) => {
+              this.report(error);
+            });
+          },
+          error: (error) => {
+            if (!progress.settled) {
+              fail(error);
+              return;
+            }
+            if (this.stopLive !== stop) return;
+            this.stopLive = null;
+            if (isTerminal(error)) this.stop(error);
+            else this.dropped(error);
+          },
+          complete: () => {
+            if (!progress.settled) {
+              fail(
+                new NetworkError(
+                  'NETWORK',
+                  `The server at ${this.transport.url} ended the live connection`,
+                ),
+              );
+              return;
+            }
+            if (this.stopLive !== stop) return;
+            this.stopLive = null;
+            this.dropped(
+              new NetworkError('NETWORK', `The live connection to ${this.transport.url} ended`),
+            );
+          },
+        },
+      );
+      // A subscription refused at once (closed transport) has settled already.
+      if (!progress.settled) this.stopLive = stop;
+    });
+  }
+
+  /** The live connection dropped: reported once, then retried with backoff until it is back. */
+  private dropped(error: ParleyError): void {
+    if (this.closed) return;
+    const delay = this.nextDelay(error);
+    if (this.connection === 'online') {
+      this.connection = 'offline';
+      this.emitConnection({ state: 'offline', error, retryInMs: delay });
+    }
+    this.scheduleReconnect(delay);
+  }
+
+  private scheduleReconnect(delay: number): void {
+    if (this.closed || this.reconnectTimer !== null) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closed) return;
+      // A fresh socket; the SubscribedEvent then triggers the catch-up from the cursors.
+      void this.transport
+        .close()
+        .then(() => this.connect())
+        .catch((failure: unknown) => {
+          if (this.closed) return;
+          if (failure instanceof ParleyError && isTerminal(failure)) this.stop(failure);
+          else this.scheduleReconnect(this.nextDelay(failure));
+        });
+    }, delay);
+  }
+
+  /** Exponential backoff with jitter, at least what a rate limit asks. */
+  private nextDelay(error: unknown): number {
+    this.reconnectAttempt += 1;
+    return retryDelay(this.reconnectAttempt, error instanceof RateLimitedError ? error : undefined);
+  }
+
+  private emitConnection(change: ConnectionChange): void {
+    for (const listener of this.connectionListeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.report(error);
+      }
+    }
+  }
+
+  /**
    * The live connection ended for good: this device was deleted, or its token was revoked.
    * Reconnecting cannot help, so it stops; message iterators end with the same error.
    */
   private stop(error: ParleyError): void {
+    this.connection = 'stopped';
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.stopLive?.();
     this.stopLive = null;
     this.report(error);
     for (const conversation of this.conversationsById.values()) conversation.close(error);
@@ -419,52 +696,42 @@ export class ParleyClient {
     await this.save();
   }
 
-  private reconnect(error: unknown): void {
-    this.stopLive = null;
-    if (this.closed) return;
-    if (error !== null) this.report(error);
-    const delay =
-      RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)] ?? 5000;
-    this.reconnectAttempt += 1;
-    setTimeout(() => {
-      if (this.closed) return;
-      // A fresh socket; the SubscribedEvent then triggers the catch-up from the cursors.
-      void this.transport.close().then(() =>
-        this.connect().catch((failure: unknown) => {
-          this.reconnect(failure);
-        }),
-      );
-    }, delay);
-  }
-
   private adopt(
     id: string,
     groupId: Uint8Array,
     cursor: number,
     history: StoredMessage[] = [],
+    status: ConversationStatus = 'active',
   ): Conversation {
     const conversation = new Conversation(
       {
         transport: this.transport,
         engine: this.device().engine,
         deviceId: this.device().deviceId,
-        forget: (conversationId) => {
-          this.conversationsById.delete(conversationId);
-          this.state.conversations.delete(conversationId);
+        persist: (conversationId, seq, kept, now) => {
+          // A conversation forgotten meanwhile stays forgotten.
+          if (this.conversationsById.get(conversationId) !== conversation) return Promise.resolve();
+          this.state.conversations.set(conversationId, {
+            groupId,
+            status: now,
+            cursor: seq,
+            history: kept,
+          });
           return this.save();
         },
-        persist: (conversationId, seq, kept) => {
-          this.state.conversations.set(conversationId, { groupId, cursor: seq, history: kept });
-          return this.save();
-        },
+        send: (conversationId, text) => this.outboxQueue.add(conversationId, text),
+        outbox: (conversationId) => this.outboxQueue.list(conversationId),
+        retry: (conversationId, messageId) => this.outboxQueue.retry(conversationId, messageId),
+        discard: (conversationId, messageId) => this.outboxQueue.discard(conversationId, messageId),
       },
       id,
       groupId,
       cursor,
       history,
+      status,
     );
     this.conversationsById.set(id, conversation);
-    this.state.conversations.set(id, { groupId, cursor, history });
+    this.state.conversations.set(id, { groupId, status, cursor, history });
     return conversation;
   }
 
@@ -506,4 +773,12 @@ export class ParleyClient {
 /** Live errors after which reconnecting is pointless: the device is gone or the token revoked. */
 function isTerminal(error: ParleyError): boolean {
   return error instanceof DeviceRevokedError || error instanceof UnauthenticatedError;
+}
+
+/** Failures of a catch-up that concern the whole connection, not one conversation. */
+function isConnectionFailure(error: unknown): boolean {
+  return (
+    isRetryable(error) ||
+    (error instanceof ParleyError && (isTerminal(error) || error.code === 'CLOSED'))
+  );
 }

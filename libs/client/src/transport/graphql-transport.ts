@@ -2,9 +2,10 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import {
+  closedError,
   errorFromGraphql,
   NetworkError,
-  type ParleyError,
+  ParleyError,
   RateLimitedError,
   UnauthenticatedError,
 } from '../errors.js';
@@ -29,18 +30,49 @@ export interface TransportOptions {
   token?: string;
   /** Node before 22 has no global WebSocket: pass `ws`'s. */
   webSocketImpl?: unknown;
+  /** How long one query or mutation may take before it fails with a NetworkError (30 s). */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+// A server that accepts the socket but never acknowledges it fails the connection after this.
+const CONNECTION_ACK_TIMEOUT_MS = 30_000;
+// How long close() waits for a socket's closing handshake before it cuts the socket.
+const SOCKET_CLOSE_GRACE_MS = 1_000;
+
+/** The parts of a WebSocket (browser or `ws`) that shutting down needs. */
+interface ClosableSocket {
+  readonly readyState: number;
+  close(code?: number, reason?: string): void;
+  terminate?: () => void;
+  addEventListener(type: 'close', listener: () => void): void;
+}
+
+type WebSocketClass = new (url: string, protocols?: string | string[]) => ClosableSocket;
 
 /**
  * Queries and mutations over HTTP, subscriptions over graphql-ws, both with the bearer token;
- * server errors become typed {@link ParleyError}s.
+ * server errors become typed {@link ParleyError}s, transport failures {@link NetworkError}s whose
+ * message a person can read.
  */
 export class GraphqlTransport {
   private token: string | undefined;
   private ws: Client | undefined;
+  private shutDown = false;
+  // Aborts every request in flight when the client closes.
+  private readonly aborter = new AbortController();
+  // Every socket opened, so that shutting down can wait for (or force) their end.
+  private readonly sockets = new Set<ClosableSocket>();
+  // The last socket error, which explains the 1006 close that follows it.
+  private lastSocketError: unknown = undefined;
 
   constructor(private readonly options: TransportOptions) {
     this.token = options.token;
+  }
+
+  /** The GraphQL URL this transport talks to. */
+  get url(): string {
+    return this.options.url;
   }
 
   /** Uses this token (none: signed out) from now on; a new socket is opened for later subscriptions. */
@@ -55,34 +87,52 @@ export class GraphqlTransport {
     document: TypedDocumentNode<TResult, TVariables>,
     variables: TVariables,
   ): Promise<TResult> {
+    if (this.shutDown) throw closedError();
+    const timeoutMs = this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const signal = AbortSignal.any([this.aborter.signal, AbortSignal.timeout(timeoutMs)]);
+    const url = this.options.url;
     let response: Response;
     try {
-      response = await fetch(this.options.url, {
+      response = await fetch(url, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
           ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }),
         },
         body: JSON.stringify({ query: print(document), variables }),
+        signal,
       });
     } catch (error) {
-      throw new NetworkError('NETWORK', `Cannot reach ${this.options.url}: ${String(error)}`);
+      throw this.failure(error, timeoutMs);
     }
     let body: {
       data?: TResult | null;
       errors?: { message?: unknown; extensions?: Record<string, unknown> }[];
     };
+    let text: string;
     try {
-      body = (await response.json()) as typeof body;
+      text = await response.text();
+    } catch (error) {
+      throw this.failure(error, timeoutMs);
+    }
+    try {
+      body = JSON.parse(text) as typeof body;
     } catch {
       throw new NetworkError(
         'NETWORK',
-        `The server answered HTTP ${response.status} without GraphQL`,
+        `The server at ${url} answered HTTP ${response.status}, not GraphQL (is it a Parley server?)`,
+        { status: response.status },
       );
     }
     const [first] = body.errors ?? [];
     if (first !== undefined) throw errorFromGraphql(first);
-    if (body.data == null) throw new NetworkError('NETWORK', 'The server answered without data');
+    if (body.data == null) {
+      throw new NetworkError(
+        'NETWORK',
+        `The server at ${url} answered HTTP ${response.status} without data (is it a Parley server?)`,
+        { status: response.status },
+      );
+    }
     return body.data;
   }
 
@@ -92,17 +142,11 @@ export class GraphqlTransport {
     variables: TVariables,
     handlers: SubscriptionHandlers<TResult>,
   ): () => void {
-    this.ws ??= createClient({
-      url: this.options.url.replace(/^http/, 'ws'),
-      connectionParams: () =>
-        this.token === undefined ? {} : { authorization: `Bearer ${this.token}` },
-      ...(this.options.webSocketImpl === undefined
-        ? {}
-        : { webSocketImpl: this.options.webSocketImpl }),
-      // The SDK resumes from its cursors itself; a dead socket is reported, not silently retried.
-      retryAttempts: 0,
-      lazy: true,
-    });
+    if (this.shutDown) {
+      handlers.error(closedError());
+      return () => undefined;
+    }
+    this.ws ??= this.createSocketClient();
     return this.ws.subscribe<TResult>(
       { query: print(document), variables },
       {
@@ -115,7 +159,13 @@ export class GraphqlTransport {
           const [first] = Array.isArray(error)
             ? (error as { message?: unknown; extensions?: Record<string, unknown> }[])
             : [];
-          handlers.error(first !== undefined ? errorFromGraphql(first) : closeError(error));
+          handlers.error(
+            first !== undefined
+              ? errorFromGraphql(first)
+              : this.shutDown
+                ? closedError()
+                : closeError(error, this.options.url, this.lastSocketError),
+          );
         },
         complete: () => {
           handlers.complete();
@@ -124,41 +174,234 @@ export class GraphqlTransport {
     );
   }
 
-  /** Closes the socket, if any. */
+  /** Closes the socket, if any (a later subscription opens a new one). */
   async close(): Promise<void> {
-    await this.ws?.dispose();
+    const ws = this.ws;
     this.ws = undefined;
+    await ws?.dispose();
+  }
+
+  /**
+   * Ends the transport for good: requests in flight are aborted (they reject with CLOSED), later
+   * ones are refused, and every socket is closed — cut if its closing handshake takes longer
+   * than a second — so that nothing of the transport keeps the process alive.
+   */
+  async shutdown(): Promise<void> {
+    this.shutDown = true;
+    this.aborter.abort();
+    await this.close();
+    await Promise.all(
+      [...this.sockets].map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            // WebSocket.CLOSED is 3 in browsers and in `ws`.
+            if (socket.readyState === 3) {
+              resolve();
+              return;
+            }
+            const timer = setTimeout(() => {
+              socket.terminate?.();
+              resolve();
+            }, SOCKET_CLOSE_GRACE_MS);
+            socket.addEventListener('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            socket.close(1000, 'Normal Closure');
+          }),
+      ),
+    );
+    this.sockets.clear();
+  }
+
+  private createSocketClient(): Client {
+    const Base = (this.options.webSocketImpl ??
+      (globalThis as { WebSocket?: unknown }).WebSocket) as WebSocketClass | undefined;
+    if (Base === undefined) {
+      throw new ParleyError(
+        'NO_WEBSOCKET',
+        'There is no WebSocket here: pass webSocketImpl (e.g. the ws package)',
+      );
+    }
+    const sockets = this.sockets;
+    // A subclass that remembers its sockets, including one still connecting when close() runs.
+    class TrackedWebSocket extends Base {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols);
+        sockets.add(this);
+        this.addEventListener('close', () => sockets.delete(this));
+      }
+    }
+    this.lastSocketError = undefined;
+    return createClient({
+      url: this.options.url.replace(/^http/, 'ws'),
+      connectionParams: () =>
+        this.token === undefined ? {} : { authorization: `Bearer ${this.token}` },
+      webSocketImpl: TrackedWebSocket,
+      // The SDK resumes from its cursors itself; a dead socket is reported, not silently retried.
+      retryAttempts: 0,
+      lazy: true,
+      connectionAckWaitTimeout: CONNECTION_ACK_TIMEOUT_MS,
+      on: {
+        error: (error) => {
+          this.lastSocketError = error;
+        },
+        connected: () => {
+          this.lastSocketError = undefined;
+        },
+      },
+    });
+  }
+
+  private failure(error: unknown, timeoutMs: number): ParleyError {
+    if (this.shutDown) return closedError();
+    if (error instanceof Error && error.name === 'TimeoutError') {
+      return new NetworkError(
+        'NETWORK',
+        `The server at ${this.options.url} did not answer within ${Math.round(timeoutMs / 1000)} s`,
+        { reason: 'timeout' },
+      );
+    }
+    const reason = networkReason(error);
+    return new NetworkError(
+      'NETWORK',
+      `Cannot reach the server at ${this.options.url} (${reason.text})`,
+      reason.code === undefined ? {} : { cause: reason.code },
+    );
   }
 }
 
-/** What a closed live connection means to the app, by the server's close code. */
-export function closeError(error: unknown): ParleyError {
+const REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ECONNABORTED: 'connection aborted',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EPIPE: 'connection closed',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'no answer in time',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
+  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate',
+  CERT_HAS_EXPIRED: 'certificate expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'certificate for another host',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate not trusted',
+};
+
+/**
+ * Why a connection failed, in words: the system error code (fetch hides it in `cause`, `ws` in
+ * its ErrorEvent's `error`, happy eyeballs in an AggregateError's `errors`) read as a phrase.
+ */
+export function networkReason(error: unknown): { text: string; code?: string } {
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  let fallback: string | undefined;
+  while (typeof current === 'object' && current !== null && !seen.has(current)) {
+    seen.add(current);
+    const record = current as {
+      code?: unknown;
+      message?: unknown;
+      cause?: unknown;
+      error?: unknown;
+      errors?: unknown;
+    };
+    if (typeof record.code === 'string') {
+      return { text: REASONS[record.code] ?? record.code.toLowerCase(), code: record.code };
+    }
+    if (
+      fallback === undefined &&
+      typeof record.message === 'string' &&
+      record.message !== '' &&
+      record.message !== 'fetch failed'
+    ) {
+      fallback = record.message;
+    }
+    current =
+      record.cause ??
+      record.error ??
+      (Array.isArray(record.errors) ? (record.errors as unknown[])[0] : undefined);
+  }
+  return { text: fallback ?? 'no answer' };
+}
+
+const CLOSE_MEANINGS: Readonly<Record<number, string>> = {
+  1000: 'closed normally',
+  1001: 'the server is going away',
+  1006: 'connection lost',
+  1011: 'server error',
+  1012: 'the server is restarting',
+  1013: 'the server is busy; try again later',
+  4400: 'the server refused a message',
+  4408: 'no acknowledgement in time',
+  4499: 'connection terminated',
+  4500: 'server error',
+  4504: 'no acknowledgement in time',
+};
+
+/**
+ * What a closed or failed live connection means to the app, by the server's close code; `error`
+ * is what graphql-ws reports (a CloseEvent, a `ws` ErrorEvent or an Error), `lastSocketError` the
+ * socket error that preceded a close, which names its cause.
+ */
+export function closeError(
+  error: unknown,
+  url = 'the server',
+  lastSocketError?: unknown,
+): ParleyError {
   const code = closeCodeOf(error);
   if (UNAUTHORIZED_CLOSE_CODES.has(code as number)) {
     return new UnauthenticatedError(
       'UNAUTHENTICATED',
-      `The server closed the live connection: ${describe(error)}`,
+      `The server closed the live connection: ${describeClose(error)}`,
     );
   }
   if (code === RATE_LIMITED_CLOSE_CODE) {
     // The reason reads "Rate limited; retry after N s".
-    const seconds = /retry after (\d+)/.exec(describe(error))?.[1];
-    return new RateLimitedError('RATE_LIMITED', `Too many live connections: ${describe(error)}`, {
-      retryAfterSeconds: Number(seconds ?? 1),
-    });
+    const seconds = /retry after (\d+)/.exec(describeClose(error))?.[1];
+    return new RateLimitedError(
+      'RATE_LIMITED',
+      `Too many live connections: ${describeClose(error)}`,
+      {
+        retryAfterSeconds: Number(seconds ?? 1),
+      },
+    );
   }
-  return new NetworkError('NETWORK', `The live connection failed: ${describe(error)}`);
+  if (typeof code === 'number') {
+    const cause =
+      code === 1006 && lastSocketError !== undefined ? networkReason(lastSocketError) : null;
+    return new NetworkError(
+      'NETWORK',
+      cause === null
+        ? `The live connection to ${url} ended: ${describeClose(error)}`
+        : `Cannot reach the server at ${url} (${cause.text})`,
+      { closeCode: code, ...(cause?.code === undefined ? {} : { cause: cause.code }) },
+    );
+  }
+  const reason = networkReason(error);
+  return new NetworkError(
+    'NETWORK',
+    `Cannot reach the server at ${url} (${reason.text})`,
+    reason.code === undefined ? {} : { cause: reason.code },
+  );
 }
 
 function closeCodeOf(error: unknown): unknown {
   return typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
 }
 
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (typeof error === 'object' && error !== null && 'code' in error) {
-    const reason = 'reason' in error && typeof error.reason === 'string' ? error.reason : '';
-    return `closed with ${String(error.code)}${reason === '' ? '' : ` (${reason})`}`;
-  }
-  return String(error);
+function describeClose(error: unknown): string {
+  const code = closeCodeOf(error);
+  const reason =
+    typeof error === 'object' &&
+    error !== null &&
+    'reason' in error &&
+    typeof error.reason === 'string'
+      ? error.reason
+      : '';
+  const meaning = typeof code === 'number' ? CLOSE_MEANINGS[code] : undefined;
+  return `closed with ${String(code)} (${reason === '' ? (meaning ?? 'no reason given') : reason})`;
 }
