@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MlsMember, tamperSignature, toHex } from './support/mls-member.js';
+import { toHex } from '@parley/protocol';
+import { MlsMember, tamperSignature } from './support/mls-member.js';
 import {
   b64,
   dataOf,

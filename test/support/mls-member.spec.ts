@@ -1,3 +1,4 @@
+import { LAST_RESORT_EXTENSION_TYPE, formatIdentity, toHex } from '@parley/protocol';
 import { describe, expect, it } from 'vitest';
 import {
   decodeMlsMessage,
@@ -10,19 +11,28 @@ import { encodeKeyPackageTBS, verifyKeyPackage } from 'ts-mls/keyPackage.js';
 import { verifyLeafNodeSignatureKeyPackage } from 'ts-mls/leafNode.js';
 import {
   DEFAULT_CIPHERSUITE,
-  LAST_RESORT_EXTENSION_TYPE,
   MlsMember,
   decodeKeyPackageMessage,
-  deviceIdentity,
   keyPackageRef,
   tamperSignature,
-  toHex,
 } from './mls-member.js';
 
 const domain = 'parley.test';
-const alice = deviceIdentity('2f1c3c1e-3b0a-4c55-9d0e-6a8f7e5b4c3d', 'a1b2c3d4', domain);
-const bob = deviceIdentity('7d9e2a4b-1f3c-4e8d-a0b1-c2d3e4f5a6b7', '0f0e0d0c', domain);
-const carol = deviceIdentity('c0ffee00-1234-4abc-8def-0123456789ab', 'deadbeef', domain);
+const alice = formatIdentity({
+  userId: '2f1c3c1e-3b0a-4c55-9d0e-6a8f7e5b4c3d',
+  deviceId: 'a1b2c3d4e5f60718',
+  domain,
+});
+const bob = formatIdentity({
+  userId: '7d9e2a4b-1f3c-4e8d-a0b1-c2d3e4f5a6b7',
+  deviceId: '1f0e0d0c0b0a0908',
+  domain,
+});
+const carol = formatIdentity({
+  userId: 'c0ffee00-1234-4abc-8def-0123456789ab',
+  deviceId: 'deadbeefcafe0001',
+  domain,
+});
 
 const utf8 = new TextDecoder();
 const nowSeconds = (): bigint => BigInt(Math.floor(Date.now() / 1000));

@@ -29,6 +29,7 @@ import {
   type PrivateKeyPackage,
   type Proposal,
 } from 'ts-mls';
+import { LAST_RESORT_EXTENSION_TYPE, toHex } from '@parley/protocol';
 // Not re-exported from the package root; reachable through the package's "./*.js" export map.
 import { signFramedContentTBS, toTbs } from 'ts-mls/framedContent.js';
 import { signGroupInfo } from 'ts-mls/groupInfo.js';
@@ -38,9 +39,6 @@ import { treeHashRoot } from 'ts-mls/treeHash.js';
 
 /** Ciphersuite 1, the one every Parley device uses unless a test asks otherwise. */
 export const DEFAULT_CIPHERSUITE: CiphersuiteName = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519';
-
-/** Extension type of `last_resort` (draft-ietf-mls-extensions; IANA MLS Extension Types 0x000A). */
-export const LAST_RESORT_EXTENSION_TYPE = 0x000a;
 
 /** Default key-package validity: from one hour ago (tolerates clock skew) to 30 days ahead. */
 export const DEFAULT_LIFETIME_MS = { before: 60 * 60 * 1000, after: 30 * 24 * 60 * 60 * 1000 };
@@ -89,18 +87,8 @@ export type ProcessedMessage =
   | { kind: 'proposal' }
   | { kind: 'application'; plaintext: Uint8Array; own: boolean };
 
-/** The MLS basic-credential identity of a device: `<userUUID>:<deviceIdHex>@<domain>`. */
-export function deviceIdentity(userId: string, deviceIdHex: string, domain: string): string {
-  return `${userId}:${deviceIdHex}@${domain}`;
-}
-
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
-
-/** Lowercase hex of some bytes (map keys, readable assertions). */
-export function toHex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('hex');
-}
 
 // ts-mls builds a CiphersuiteImpl asynchronously (it may import optional peers); build each once.
 const suiteImpls = new Map<CiphersuiteName, Promise<CiphersuiteImpl>>();

@@ -1,4 +1,5 @@
 import { MlsError, validateKeyPackage } from '@parley/mls';
+import { LAST_RESORT_EXTENSION_TYPE } from '@parley/protocol';
 import { describe, expect, it } from 'vitest';
 
 import { DEFAULT_KEY_PACKAGE_LIFETIME_SECONDS, createOpenMlsEngineFactory } from './index.js';
@@ -27,7 +28,7 @@ describe('key packages of the OpenMLS engine', () => {
       expect(lifetime).toBe(DEFAULT_KEY_PACKAGE_LIFETIME_SECONDS);
       // OpenMLS backdates not_before by an hour.
       expect(Date.now() - validated.notBefore.getTime()).toBeGreaterThanOrEqual(3_590_000);
-      expect(validated.lastResort).toBe(false);
+      expect(validated.extensionTypes).not.toContain(LAST_RESORT_EXTENSION_TYPE);
       refs.add(hex(validated.ref));
     }
     expect(refs.size).toBe(3);

@@ -20,7 +20,6 @@ export {
   type WireFormat,
 } from './codec.js';
 export {
-  LAST_RESORT_EXTENSION_TYPE,
   validateKeyPackage,
   type KeyPackagePolicy,
   type ValidatedKeyPackage,

@@ -4,7 +4,6 @@ import { signLeafNodeKeyPackage } from 'ts-mls/leafNode.js';
 import { describe, expect, it } from 'vitest';
 
 import {
-  LAST_RESORT_EXTENSION_TYPE,
   MlsError,
   SUPPORTED_CIPHERSUITES,
   refHash,
@@ -65,7 +64,7 @@ describe('validateKeyPackage accepts real key packages', () => {
       );
       expect(result.notBefore).toEqual(new Date(validLifetime.notBefore * 1000));
       expect(result.notAfter).toEqual(new Date(validLifetime.notAfter * 1000));
-      expect(result.lastResort).toBe(false);
+      expect(result.extensionTypes).toEqual([]);
     });
   }
 
@@ -83,12 +82,17 @@ describe('validateKeyPackage accepts real key packages', () => {
     expect([...suites].sort()).toEqual([1, 2, 3]);
   });
 
-  it('flags the last_resort extension (type 0x000A)', async () => {
+  it('reports the key package extensions by number, in wire order (last_resort is 0x000A)', async () => {
     const client = await makeKeyPackage(1, {
       ...validLifetime,
-      extensions: [{ extensionType: LAST_RESORT_EXTENSION_TYPE, extensionData: new Uint8Array() }],
+      extensions: [
+        { extensionType: 0x000a, extensionData: new Uint8Array() },
+        { extensionType: 0xff00, extensionData: new Uint8Array([1, 2, 3]) },
+      ],
     });
-    expect((await validateKeyPackage(client.bytes, policy)).lastResort).toBe(true);
+    expect((await validateKeyPackage(client.bytes, policy)).extensionTypes).toEqual([
+      0x000a, 0xff00,
+    ]);
   });
 
   it('accepts a lifetime that starts within the clock skew', async () => {

@@ -22,12 +22,6 @@ import {
 } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
 
-/**
- * Extension type of `last_resort` (draft-ietf-mls-extensions): 0x000A, the value OpenMLS and
- * mls-rs ship. ts-mls has no name for it and decodes it as a plain number.
- */
-export const LAST_RESORT_EXTENSION_TYPE = 0x000a;
-
 /** Policy for key-package validation. */
 export interface KeyPackagePolicy {
   /** Numeric MLS ciphersuite ids the server accepts; each must also be in SUPPORTED_CIPHERSUITES. */
@@ -56,8 +50,11 @@ export interface ValidatedKeyPackage {
   notBefore: Date;
   /** Leaf node lifetime end. */
   notAfter: Date;
-  /** Whether the key package carries the last_resort extension. */
-  lastResort: boolean;
+  /**
+   * The types of the key package's own extensions (not the leaf's), in wire order. What a type
+   * means to Parley (0x000A: last resort) is the caller's to decide, in `@parley/protocol`.
+   */
+  extensionTypes: number[];
 }
 
 // Prefix of a KeyPackage up to its leaf node, decoded without insisting on leaf_node_source.
@@ -201,8 +198,9 @@ async function validate(
     signatureKey: copyBytes(keyPackage.leafNode.signaturePublicKey),
     notBefore: lifetime.notBefore,
     notAfter: lifetime.notAfter,
-    lastResort: keyPackage.extensions.some(
-      (extension) => extensionTypeToNumber(extension.extensionType) === LAST_RESORT_EXTENSION_TYPE,
+    // ts-mls has names only for RFC 9420's types and decodes others (last_resort) as numbers.
+    extensionTypes: keyPackage.extensions.map((extension) =>
+      extensionTypeToNumber(extension.extensionType),
     ),
   };
 }

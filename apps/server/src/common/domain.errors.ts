@@ -1,26 +1,10 @@
-/** Stable error codes clients can switch on; they appear as GraphQL `extensions.code`. */
-export type ErrorCode =
-  | 'BAD_USER_INPUT'
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'LIMIT_EXCEEDED'
-  | 'RATE_LIMITED'
-  | 'INVALID_KEY_PACKAGE'
-  | 'NOT_A_MEMBER'
-  | 'STALE_EPOCH'
-  | 'FUTURE_EPOCH'
-  | 'INVALID_COMMIT'
-  | 'INVALID_GROUP_INFO'
-  | 'INVALID_WELCOME'
-  | 'INVALID_MESSAGE'
-  | 'EXTERNAL_COMMIT_UNSUPPORTED'
-  | 'DEVICE_REVOKED'
-  | 'SERVICE_UNAVAILABLE'
-  // A live stream ended early; the client resumes from its cursors (events/events.errors.ts).
-  | 'EVENTS_UNAVAILABLE'
-  | 'SLOW_CONSUMER';
+import type { DomainErrorCode } from '@parley/protocol';
+
+/**
+ * Stable error codes clients can switch on; they appear as GraphQL `extensions.code`. The list
+ * lives in `@parley/protocol`, which the SDK maps from, so both sides name the same codes.
+ */
+export type ErrorCode = DomainErrorCode;
 
 /** A failure the client caused or can act on; anything else is an internal error. */
 export class DomainError extends Error {

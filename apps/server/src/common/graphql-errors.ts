@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { unwrapResolverError } from '@apollo/server/errors';
+import type { ErrorCode } from '@parley/protocol';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { isDatabaseUnavailable } from '../database/errors.js';
 import { isTokenLimitError, QUERY_TOO_COMPLEX } from './query-limits.js';
@@ -8,7 +9,7 @@ import { DomainError } from './domain.errors.js';
 const logger = new Logger('GraphQL');
 
 // Codes Apollo itself assigns to requests that never reached a resolver.
-const APOLLO_CODES = new Set([
+const APOLLO_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
   'BAD_USER_INPUT',
@@ -48,7 +49,7 @@ export function formatGraphqlError(
     return {
       ...base,
       message: 'The service is briefly unavailable; retry shortly',
-      extensions: { code: 'SERVICE_UNAVAILABLE', retryable: true },
+      extensions: { code: 'SERVICE_UNAVAILABLE' satisfies ErrorCode, retryable: true },
     };
   }
   if (isTooComplex(formatted, error)) {
@@ -61,7 +62,11 @@ export function formatGraphqlError(
   if ((code === undefined || code === 'INTERNAL_SERVER_ERROR') && isBadRequest(error)) {
     // Apollo refuses some requests (a persisted query's hash that does not match) with HTTP 400
     // and no code: the client's fault, so a code it can act on.
-    return { ...base, message: formatted.message, extensions: { code: 'BAD_REQUEST' } };
+    return {
+      ...base,
+      message: formatted.message,
+      extensions: { code: 'BAD_REQUEST' satisfies ErrorCode },
+    };
   }
   logger.error(
     original instanceof Error ? (original.stack ?? original.message) : 'Non-error thrown',
@@ -69,7 +74,10 @@ export function formatGraphqlError(
   return {
     ...base,
     message: development ? formatted.message : 'Internal server error',
-    extensions: { code: 'INTERNAL_SERVER_ERROR', ...(stacktrace ? { stacktrace } : {}) },
+    extensions: {
+      code: 'INTERNAL_SERVER_ERROR' satisfies ErrorCode,
+      ...(stacktrace ? { stacktrace } : {}),
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
 import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
+import type { ErrorCode } from '@parley/protocol';
 
 function statusOf(exception: unknown): number {
   if (exception instanceof HttpException) return exception.getStatus();
@@ -24,12 +25,14 @@ export class HttpErrorFilter implements ExceptionFilter {
     if (host.getType() !== 'http') return exception;
     const status = statusOf(exception);
     const tooLarge = status === 413;
-    const extensions = tooLarge
-      ? { code: 'LIMIT_EXCEEDED', limit: this.bodyLimit }
-      : {
-          code:
-            status === 404 ? 'NOT_FOUND' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR',
-        };
+    const code: ErrorCode = tooLarge
+      ? 'LIMIT_EXCEEDED'
+      : status === 404
+        ? 'NOT_FOUND'
+        : status < 500
+          ? 'BAD_REQUEST'
+          : 'INTERNAL_SERVER_ERROR';
+    const extensions = tooLarge ? { code, limit: this.bodyLimit } : { code };
     const message = tooLarge
       ? `Request body exceeds the limit of ${this.bodyLimit} bytes`
       : status < 500 && exception instanceof Error
@@ -45,7 +48,7 @@ export class HttpErrorFilter implements ExceptionFilter {
 }
 
 /** What Node reports of a connection it gave up on before any route saw a request. */
-const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+const CLIENT_ERRORS: Record<string, { status: number; code: ErrorCode; message: string }> = {
   ERR_HTTP_REQUEST_TIMEOUT: {
     status: 408,
     code: 'REQUEST_TIMEOUT',
@@ -64,7 +67,9 @@ const CLIENT_ERRORS: Record<string, { status: number; code: string; message: str
  */
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const known = CLIENT_ERRORS[error.code ?? ''] ?? {
+  const known: { status: number; code: ErrorCode; message: string } = CLIENT_ERRORS[
+    error.code ?? ''
+  ] ?? {
     status: 400,
     code: 'BAD_REQUEST',
     message: 'The request is malformed',

@@ -11,10 +11,11 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
+import type { RequestErrorCode } from '@parley/protocol';
 import type { QueryLimitsConfig } from '../config/config.js';
 
 /** The code of every refusal below, so clients can tell "too complex" from "malformed". */
-export const QUERY_TOO_COMPLEX = 'QUERY_TOO_COMPLEX';
+export const QUERY_TOO_COMPLEX = 'QUERY_TOO_COMPLEX' satisfies RequestErrorCode;
 
 // graphql-js's own messages when its token or comment limit stops the parser ("more that" is theirs).
 const TOO_MANY_TOKENS = /^Syntax Error: Document contains more th(?:at|an) \d+ (?:tokens|comments)/;

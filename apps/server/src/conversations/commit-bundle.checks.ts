@@ -16,6 +16,7 @@ import {
   verifyLeafChanges,
   verifyTranscript,
 } from '@parley/mls';
+import { toHex } from '@parley/protocol';
 import { DomainError } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
 import { invalidCommit, invalidGroupInfo, invalidWelcome } from './conversations.errors.js';
@@ -41,8 +42,6 @@ export interface DecodedBundle {
   /** KeyPackageRefs the Welcome is encrypted to; null without a Welcome. */
   welcomeRefs: Uint8Array[] | null;
 }
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /** Only member commits with Add and Remove proposals by value are accepted. */
 export function checkCommitShape(commit: InspectedCommit): void {
@@ -241,8 +240,8 @@ export function checkWelcome(
   }
   if (welcomeRefs === null)
     throw invalidWelcome('MISSING', 'A commit that adds members needs their Welcome');
-  const expected = new Set(addedRefs.map(hex));
-  const actual = new Set(welcomeRefs.map(hex));
+  const expected = new Set(addedRefs.map(toHex));
+  const actual = new Set(welcomeRefs.map(toHex));
   if (
     welcomeRefs.length !== addedRefs.length ||
     actual.size !== expected.size ||

@@ -9,6 +9,7 @@ import {
   decodeGroupInfo,
   verifyGroupInfo,
 } from '@parley/mls';
+import { toHex } from '@parley/protocol';
 import { DataSource, type EntityManager, In } from 'typeorm';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
@@ -56,8 +57,6 @@ import {
   decodeBundle,
 } from './commit-bundle.checks.js';
 import { CommitResultEntity } from './commit-result.entity.js';
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
  * Longest MLS group id accepted. RFC 9420 allows up to 2^30 bytes, but a group id only needs to
@@ -660,7 +659,7 @@ export class ConversationsService {
     });
     const deviceById = new Map(devices.map((device) => [device.id, device]));
     return adds.map((add) => {
-      const row = byRef.get(hex(add.keyPackageRef));
+      const row = byRef.get(toHex(add.keyPackageRef));
       if (row === undefined || (row.claimedAt === null && !row.lastResort)) {
         throw invalidCommit(
           'UNCLAIMED_KEY_PACKAGE',

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
+import { formatIdentity, parseIdentity } from '@parley/protocol';
 import { DataSource, type EntityManager } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, forbidden, limitExceeded, notFound } from '../common/domain.errors.js';
@@ -28,17 +29,20 @@ export class DevicesService {
     private readonly events: EventBus,
   ) {}
 
-  /** The MLS basic-credential identity of a device. */
+  /** The MLS basic-credential identity of a device (its form is `@parley/protocol`'s). */
   identityOf(device: Pick<DeviceEntity, 'id' | 'userId'>): string {
-    return `${device.userId}:${device.id}@${this.config.domain}`;
+    return formatIdentity({
+      userId: device.userId,
+      deviceId: device.id,
+      domain: this.config.domain,
+    });
   }
 
-  /** The user and device an MLS identity names, if it is of this server's form and domain. */
+  /** The user and device an MLS identity names, if it is of the protocol's form and this domain. */
   parseIdentity(identity: Uint8Array): { userId: string; deviceId: string } | null {
-    const text = Buffer.from(identity).toString('utf8');
-    const match = /^([0-9a-f-]{36}):([0-9a-f]{16})@(.+)$/.exec(text);
-    if (match?.[3] !== this.config.domain) return null;
-    return { userId: match[1] ?? '', deviceId: match[2] ?? '' };
+    const parsed = parseIdentity(identity);
+    if (parsed?.domain !== this.config.domain) return null;
+    return { userId: parsed.userId, deviceId: parsed.deviceId };
   }
 
   /** Registers a new device of the user, within the per-user device limit. */

@@ -1,5 +1,7 @@
+import type { DomainErrorCode } from '@parley/protocol';
+
 /** Why a stream ended early; either way the client resumes from its cursor (`messages(after:)`). */
-export type EventStreamErrorCode = 'SLOW_CONSUMER' | 'EVENTS_UNAVAILABLE';
+export type EventStreamErrorCode = Extract<DomainErrorCode, 'SLOW_CONSUMER' | 'EVENTS_UNAVAILABLE'>;
 
 /** A stream ended before its consumer closed it; live delivery stopped, the log did not. */
 export abstract class EventStreamError extends Error {

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { validateKeyPackage, type ValidatedKeyPackage } from '@parley/mls';
+import { LAST_RESORT_EXTENSION_TYPE } from '@parley/protocol';
 import { DataSource, type EntityManager, In } from 'typeorm';
 import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, limitExceeded, notFound } from '../common/domain.errors.js';
@@ -321,10 +322,11 @@ export class KeyPackagesService {
       );
       // The marker decides how claims treat a key package (consumed, or reused when nothing else
       // is left), so it must agree with the slot it was uploaded in.
-      if (slot === 'lastResort' && !validated.lastResort) {
+      const lastResort = validated.extensionTypes.includes(LAST_RESORT_EXTENSION_TYPE);
+      if (slot === 'lastResort' && !lastResort) {
         throw invalidKeyPackage(slot, 'NOT_LAST_RESORT', 'it lacks the last_resort extension');
       }
-      if (slot !== 'lastResort' && validated.lastResort) {
+      if (slot !== 'lastResort' && lastResort) {
         throw invalidKeyPackage(
           slot,
           'UNEXPECTED_LAST_RESORT',

@@ -7,16 +7,15 @@ import {
   type OperationDefinitionNode,
 } from 'graphql';
 import type { Context, ServerOptions } from 'graphql-ws';
+import { isErrorCode } from '@parley/protocol';
 import { requestContext } from '../logging/logger.js';
 import type { Metrics } from './metrics.js';
 
-// Codes are Parley's and Apollo's own (uppercase words); anything else is bucketed, so that no
-// client can grow the label set.
-const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
-
+// Codes are those the protocol lists; anything else is bucketed, so that no client can grow the
+// label set.
 function codeOf(error: GraphQLFormattedError): string {
   const code = error.extensions?.code;
-  return typeof code === 'string' && CODE.test(code) ? code : 'OTHER';
+  return isErrorCode(code) ? code : 'OTHER';
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   verifyGroupInfo,
   type KeyPackagePolicy,
 } from '@parley/mls';
+import { LAST_RESORT_EXTENSION_TYPE } from '@parley/protocol';
 import { decodeMlsMessage } from 'ts-mls';
 import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -177,13 +178,13 @@ describe('TsMlsEngine key packages', () => {
       expect(validated.ciphersuite).toBe(1);
       expect(fromText.decode(validated.identity)).toBe(identity(1));
       expect(validated.signatureKey).toEqual(signatureKey);
-      expect(validated.lastResort).toBe(false);
+      expect(validated.extensionTypes).not.toContain(LAST_RESORT_EXTENSION_TYPE);
       const lifetime = (validated.notAfter.getTime() - validated.notBefore.getTime()) / 1000;
       expect(lifetime).toBeCloseTo(30 * DAY + 3600, -1);
       expect(validated.notBefore.getTime()).toBeLessThan(Date.now());
     }
     const lastResort = await validateKeyPackage(await lastResortKeyPackage(engine), policy());
-    expect(lastResort.lastResort).toBe(true);
+    expect(lastResort.extensionTypes).toContain(LAST_RESORT_EXTENSION_TYPE);
     expect(lastResort.signatureKey).toEqual(signatureKey);
   });
 

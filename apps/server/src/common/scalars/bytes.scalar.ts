@@ -1,9 +1,8 @@
+import { isBase64 } from '@parley/protocol';
 import { GraphQLError, GraphQLScalarType, Kind } from 'graphql';
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 function parse(value: unknown): Buffer {
-  if (typeof value !== 'string' || !BASE64.test(value)) {
+  if (typeof value !== 'string' || !isBase64(value)) {
     throw new GraphQLError('Bytes must be a padded standard base64 string', {
       extensions: { code: 'BAD_USER_INPUT' },
     });
