@@ -1,110 +1,253 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ParleyError } from '@parley/client';
+import type { ParleyClient } from '@parley/client';
 import { chat } from './commands/chat.js';
 import { conversations } from './commands/conversations.js';
 import { create } from './commands/create.js';
+import { devices } from './commands/devices.js';
 import { history } from './commands/history.js';
 import { invite } from './commands/invite.js';
+import { leave } from './commands/leave.js';
 import { register } from './commands/register.js';
 import { remove } from './commands/remove.js';
 import { send } from './commands/send.js';
 import { signin } from './commands/signin.js';
 import { signup } from './commands/signup.js';
 import { whoami } from './commands/whoami.js';
-import {
-  type Command,
-  defaultStatePath,
-  type GlobalOptions,
-  openClient,
-  UsageError,
-} from './context.js';
+import { type Command, defaultStatePath, type GlobalOptions, openClient } from './context.js';
+import { describeError, EXIT, EXIT_CODES_HELP, UsageError } from './errors.js';
+import { ProfileLock } from './lock.js';
 
 const commands: Record<string, Command> = {
   signup,
   signin,
   register,
+  whoami,
+  devices,
   create,
   invite,
   remove,
+  leave,
   send,
   chat,
   conversations,
   history,
-  whoami,
 };
 
-function help(): string {
+const version = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+const DEFAULT_SERVER = 'http://127.0.0.1:4000';
+const GLOBAL_USAGE =
+  'usage: parley [--server URL] [--profile NAME | --state FILE] [--json] [--debug] <command> [arguments]';
+
+function usage(): string {
   const lines = Object.entries(commands).map(
-    ([name, command]) => `  parley ${name} ${command.usage}`.padEnd(56) + command.summary,
+    ([name, command]) => `  ${`${name} ${command.usage}`.padEnd(42)} ${command.summary}`,
   );
   return [
-    'usage: parley [--server URL] [--profile NAME | --state FILE] [--json] <command> [arguments]',
+    GLOBAL_USAGE,
     '',
+    'commands:',
     ...lines,
+    `  ${'help [command]'.padEnd(42)} this text, or a command's options and examples`,
     '',
-    'The device state is encrypted under PARLEY_PASSPHRASE (or --passphrase).',
+    'options:',
+    `  --server URL       the server, http://host:4000 or …/graphql (PARLEY_SERVER; default ${DEFAULT_SERVER})`,
+    '  --profile NAME     the device state ~/.parley/NAME.state (default: default)',
+    '  --state FILE       the device state file, instead of a profile',
+    '  --passphrase TEXT  encrypts the state on disk (better: PARLEY_PASSPHRASE)',
+    '  --json             one JSON object per line; errors as {"error":{…}} on stderr',
+    '  --debug            stack traces of internal errors',
+    '  --version, --help',
+    '',
+    'PARLEY_PASSWORD saves typing the account password (signup, signin); one process at a time',
+    'may use a profile (a lock next to its state file).',
+    '',
+    EXIT_CODES_HELP,
   ].join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      server: {
-        type: 'string',
-        default: process.env.PARLEY_SERVER ?? 'http://127.0.0.1:4000/graphql',
-      },
-      profile: { type: 'string', default: 'default' },
-      state: { type: 'string' },
-      passphrase: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  const [name, ...args] = positionals;
-  const command = name === undefined ? undefined : commands[name];
-  if (values.help || command === undefined) {
-    process.stdout.write(`${help()}\n`);
-    return name === undefined || values.help ? 0 : 2;
-  }
-  const passphrase = values.passphrase ?? process.env.PARLEY_PASSPHRASE;
-  if (passphrase === undefined || passphrase === '') {
-    throw new UsageError(
-      'Set PARLEY_PASSPHRASE (or --passphrase): it encrypts this device’s keys on disk',
-    );
-  }
-  const options: GlobalOptions = {
-    server: values.server,
-    json: values.json,
-    state: values.state ?? defaultStatePath(values.profile),
-    passphrase,
-  };
-  await command.run({
-    args,
-    options,
-    client: () => openClient(options),
-    print: (text, json) => {
-      process.stdout.write(`${options.json ? JSON.stringify(json) : text}\n`);
-    },
-    progress: (text) => {
-      if (!options.json) process.stderr.write(`${text}\n`);
-    },
-  });
-  return 0;
+function commandHelp(name: string, command: Command): string {
+  return [
+    `usage: parley [options] ${name} ${command.usage}`.trimEnd(),
+    '',
+    `${command.summary[0]?.toUpperCase() ?? ''}${command.summary.slice(1)}.`,
+    ...(command.details === undefined ? [] : ['', ...command.details]),
+    '',
+    'examples:',
+    ...command.examples.map((example) => `  ${example}`),
+    '',
+    'Global options and exit codes: parley --help',
+  ].join('\n');
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    const known = error instanceof UsageError || error instanceof ParleyError;
-    process.stderr.write(`parley: ${error instanceof Error ? error.message : String(error)}\n`);
-    if (!known && error instanceof Error && error.stack !== undefined) {
-      process.stderr.write(`${error.stack}\n`);
+function unknownCommand(name: string): UsageError {
+  return new UsageError(`unknown command ${name} (parley help lists the commands)`);
+}
+
+/** What a run holds that must be let go however it ends: the client and the profile lock. */
+class Session {
+  client: ParleyClient | null = null;
+  lock: ProfileLock | null = null;
+  /** How error messages name the device state. */
+  stateLabel = 'this profile';
+  /** Set by a command (chat) that ends itself on Ctrl-C instead of being killed. */
+  onInterrupt: (() => void) | null = null;
+
+  async end(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    if (client !== null) {
+      // close() ends every SDK promise and socket; a close that itself stalled must not keep
+      // the process (and the profile lock) forever.
+      await Promise.race([
+        client.close().catch(() => undefined),
+        new Promise((resolve) => setTimeout(resolve, 3_000).unref()),
+      ]);
     }
-    process.exitCode = known ? 1 : 70;
-  },
-);
+    await this.lock?.release();
+    this.lock = null;
+  }
+}
+
+async function main(argv: string[], session: Session): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        server: { type: 'string' },
+        profile: { type: 'string' },
+        state: { type: 'string' },
+        passphrase: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        debug: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'V', default: false },
+      },
+    });
+  } catch (error) {
+    // parseArgs explains itself in its first sentence ("Unknown option '--x'").
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`${message.split('. ')[0] ?? message} (parley --help lists the options)`);
+  }
+  const { values, positionals } = parsed;
+  const [name, ...args] = positionals;
+  if (values.version) {
+    process.stdout.write(values.json ? `${JSON.stringify({ version })}\n` : `parley ${version}\n`);
+    return;
+  }
+  if (name === undefined || name === 'help') {
+    const topic = name === 'help' ? args[0] : undefined;
+    if (topic === undefined) {
+      process.stdout.write(`${usage()}\n`);
+      return;
+    }
+    const command = commands[topic];
+    if (command === undefined) throw unknownCommand(topic);
+    process.stdout.write(`${commandHelp(topic, command)}\n`);
+    return;
+  }
+  const command = commands[name];
+  if (command === undefined) throw unknownCommand(name);
+  if (values.help) {
+    process.stdout.write(`${commandHelp(name, command)}\n`);
+    return;
+  }
+  if (values.profile !== undefined && values.state !== undefined)
+    throw new UsageError('give --profile or --state, not both');
+  const profile = values.profile ?? 'default';
+  const options: GlobalOptions = {
+    server: values.server ?? process.env.PARLEY_SERVER ?? DEFAULT_SERVER,
+    json: values.json,
+    debug: values.debug,
+    state: values.state ?? defaultStatePath(profile),
+    stateLabel: values.state === undefined ? `profile ${profile}` : `state file ${values.state}`,
+    passphrase: values.passphrase ?? process.env.PARLEY_PASSPHRASE,
+  };
+  session.stateLabel = options.stateLabel;
+  const text = (line: string, json: Record<string, unknown>, stream: NodeJS.WriteStream) => {
+    stream.write(`${options.json ? JSON.stringify(json) : line}\n`);
+  };
+  const code = await command.run({
+    args,
+    options,
+    client: async () => {
+      if (session.client !== null) return session.client;
+      const passphrase = options.passphrase;
+      if (passphrase === undefined || passphrase === '')
+        throw new UsageError(
+          'Set PARLEY_PASSPHRASE (or --passphrase): it encrypts this device’s keys on disk',
+        );
+      session.lock ??= await ProfileLock.acquire(options.state, options.stateLabel);
+      session.client = await openClient({ ...options, passphrase }, (error) => {
+        const outcome = describeError(error, options.stateLabel);
+        text(
+          `parley: ${outcome.message}`,
+          { error: { code: outcome.code, message: outcome.message } },
+          process.stderr,
+        );
+      });
+      return session.client;
+    },
+    print: (line, json) => {
+      text(line, json, process.stdout);
+    },
+    progress: (line) => {
+      if (!options.json) process.stderr.write(`${line}\n`);
+    },
+    notice: (line, json = {}) => {
+      text(`parley: ${line}`, { notice: line, ...json }, process.stderr);
+    },
+    onInterrupt: (handler) => {
+      session.onInterrupt = handler;
+    },
+  });
+  if (code !== undefined && code !== EXIT.ok) process.exitCode = code;
+}
+
+async function run(): Promise<void> {
+  const argv = process.argv.slice(2);
+  // Known before parsing, so that even an argument error can be reported as asked.
+  const json = argv.includes('--json');
+  const debug = argv.includes('--debug');
+  const session = new Session();
+  process.on('SIGINT', () => {
+    if (session.onInterrupt !== null) session.onInterrupt();
+    // Nothing to finish: the state is saved atomically and pending messages are already stored.
+    else process.exit(EXIT.interrupted);
+  });
+  try {
+    await main(argv, session);
+  } catch (error) {
+    const outcome = describeError(error, session.stateLabel);
+    process.stderr.write(
+      json
+        ? `${JSON.stringify({ error: { code: outcome.code, message: outcome.message, exitCode: outcome.exitCode } })}\n`
+        : `parley: ${outcome.message}\n`,
+    );
+    if (debug && error instanceof Error && error.stack !== undefined)
+      process.stderr.write(`${error.stack}\n`);
+    process.exitCode = outcome.exitCode;
+  } finally {
+    await session.end();
+  }
+  // Last resort: whatever handle is still open (a socket nobody closed), parley ends now that
+  // its work is done. Unref'd, so a clean exit does not wait for it.
+  setTimeout(() => {
+    if (debug)
+      process.stderr.write(
+        `parley: exiting with handles still open: ${process.getActiveResourcesInfo().join(', ')}\n`,
+      );
+    process.exit();
+  }, 1_000).unref();
+}
+
+await run();

@@ -1,35 +1,252 @@
-import { createInterface } from 'node:readline';
+import type { OutgoingMessage, ParleyError } from '@parley/client';
+import { CliError, describeError, EXIT } from '../errors.js';
 import { type Command, resolveConversation, UsageError } from '../context.js';
-import { formatMessage } from '../format.js';
+import { formatMessage, formatOwn } from '../format.js';
+import { type LineHandle, openScreen, type Screen } from '../screen.js';
+
+/** A line typed in this chat (or left pending by an earlier one), as the outbox reports it. */
+interface Typed {
+  text: string;
+  id: string | null;
+  state: 'typed' | 'pending' | 'sent' | 'failed';
+  handle: LineHandle | null;
+}
+
+// On /quit or Ctrl-D with the server reachable, lines still in flight get this long to go out.
+const FLUSH_MS = 3_000;
 
 /** `parley chat <conversation>`: live and interactive; each line typed is sent. */
 export const chat: Command = {
-  summary: 'chat live: shows who said what, sends each line you type (/quit or Ctrl-D ends)',
+  summary: 'chat live: who said what; each line you type is sent (/quit, Ctrl-D, Ctrl-C end)',
   usage: '<conversation>',
-  async run({ args, client, print }) {
-    const [prefix] = args;
-    if (prefix === undefined) throw new UsageError('chat needs a conversation');
+  details: [
+    'Your lines are stored in the profile (encrypted) before they go out: while the server is',
+    'unreachable they show as [pending ] and are sent, in order, once it is back; a line the',
+    'server refuses for good shows as [failed  ] with the reason. Lines still pending when the',
+    'chat ends go out the next time the profile connects (any command).',
+    'Without a terminal (a pipe) each sent line is printed once, as "me:"; with --json, outbox',
+    'changes are objects {"outbox": "pending" | "sent" | "failed", …}.',
+  ],
+  examples: [
+    'parley --profile ana chat 3f2a',
+    "printf 'hello\\n/quit\\n' | parley --profile ana chat 3f2a",
+  ],
+  async run({ args, options, client, print, onInterrupt }) {
+    const [prefix, ...rest] = args;
+    if (prefix === undefined || rest.length > 0)
+      throw new UsageError('chat takes one conversation: parley chat <conversation>');
     const parley = await client();
-    await parley.connect();
-    const conversation = parley.conversation(resolveConversation(parley, prefix));
-    const show = async () => {
-      for await (const message of conversation.messages({ from: 'start' })) {
-        const names = await parley.usernames(
-          message.senderUserId === null ? [] : [message.senderUserId],
+
+    let screen: Screen | null = null;
+    // Lines for people go through the screen (above the prompt); with --json, objects.
+    const say = (text: string, json: Record<string, unknown>, stream: 'stdout' | 'stderr') => {
+      if (options.json) {
+        (stream === 'stdout' ? process.stdout : process.stderr).write(`${JSON.stringify(json)}\n`);
+      } else if (screen !== null) screen.line(text, stream);
+      else (stream === 'stdout' ? process.stdout : process.stderr).write(`${text}\n`);
+    };
+    const notice = (text: string, json: Record<string, unknown> = {}) => {
+      say(`parley: ${text}`, { notice: text, ...json }, 'stderr');
+    };
+
+    // Written by the connection listener: the flush at the end waits only while online.
+    const connection = { online: true };
+    parley.onConnection((change) => {
+      connection.online = change.state === 'online';
+      if (change.state === 'offline')
+        notice(`offline (${change.error.message}); reconnecting, your lines are kept until then`, {
+          connection: 'offline',
+        });
+      else if (change.reconnected)
+        notice(
+          `back online; caught up ${change.caughtUp} log ${change.caughtUp === 1 ? 'entry' : 'entries'}`,
+          { connection: 'online', caughtUp: change.caughtUp },
         );
-        print(formatMessage(message, names), { ...message, sentAt: message.sentAt.toISOString() });
+    });
+    await parley.connect();
+    const conversation = resolveConversation(parley, prefix);
+    if (conversation.status !== 'active')
+      throw new CliError(
+        conversation.status === 'removed' ? 'REMOVED' : 'LEFT',
+        `This device ${conversation.status === 'removed' ? 'was removed from' : 'left'} conversation ${conversation.id}; its history stays readable (parley history ${conversation.id.slice(0, 8)})`,
+        EXIT.failed,
+      );
+
+    const members = await conversation.members();
+    const names = await parley.usernames([...new Set(members.map((member) => member.userId))]);
+    const others = [
+      ...new Set(
+        members
+          .filter((member) => member.userId !== parley.userId)
+          .map((member) => names.get(member.userId) ?? member.userId.slice(0, 8)),
+      ),
+    ];
+    const self = parley.userId === null ? null : (names.get(parley.userId) ?? null);
+
+    let finish: (code: number) => void = () => undefined;
+    const ended = new Promise<number>((resolve) => {
+      finish = resolve;
+    });
+    let ending = false;
+    const end = (code: number) => {
+      if (ending) return;
+      ending = true;
+      finish(code);
+    };
+    onInterrupt(() => {
+      end(EXIT.interrupted);
+    });
+
+    // Own lines: shown once, from the outbox (pending → sent / failed), never again from the log.
+    const typed = new Map<string, Typed>();
+    const awaitingId: Typed[] = [];
+    const show = (entry: Typed, message: OutgoingMessage | null, error: ParleyError | null) => {
+      const state = message?.state ?? (error === null ? 'sent' : 'failed');
+      if (entry.state === state || entry.state === 'sent' || entry.state === 'failed') return;
+      entry.state = state;
+      if (options.json) {
+        print('', {
+          outbox: state,
+          conversationId: conversation.id,
+          id: entry.id,
+          text: entry.text,
+          seq: message?.seq ?? null,
+          error: error?.message ?? message?.error?.message ?? null,
+        });
+        return;
+      }
+      if (screen === null) return;
+      const text =
+        state === 'pending'
+          ? formatOwn('pending', entry.text)
+          : state === 'sent'
+            ? formatOwn(new Date(), entry.text)
+            : formatOwn('failed', entry.text);
+      // Without a terminal a line cannot be rewritten: only its outcome is printed.
+      if (state === 'pending' && !screen.live) return;
+      if (entry.handle === null) entry.handle = screen.mutable(text);
+      else entry.handle.update(text);
+      if (state === 'failed') {
+        const reason = error ?? message?.error ?? null;
+        notice(
+          `not sent: "${entry.text.length > 40 ? `${entry.text.slice(0, 40)}…` : entry.text}" (${reason === null ? 'failed' : describeError(reason, options.stateLabel).message})`,
+        );
       }
     };
-    const shown = show().catch((error: unknown) => {
-      process.stderr.write(`parley: ${error instanceof Error ? error.message : String(error)}\n`);
+    parley.onOutbox((message) => {
+      if (message.conversationId !== conversation.id) return;
+      let entry = typed.get(message.id);
+      if (entry === undefined) {
+        // The next line handed to send: the outbox keeps their order.
+        const index = awaitingId.findIndex((waiting) => waiting.text === message.text);
+        const claimed = index === -1 ? undefined : awaitingId.splice(index, 1)[0];
+        entry = claimed ?? { text: message.text, id: message.id, state: 'typed', handle: null };
+        entry.id = message.id;
+        typed.set(message.id, entry);
+      }
+      show(entry, message, message.error);
     });
-    const lines = createInterface({ input: process.stdin, terminal: false });
-    for await (const line of lines) {
-      const text = line.trim();
-      if (text === '/quit') break;
-      if (text !== '') await conversation.send(text);
+
+    const replayedUpTo = conversation.history().at(-1)?.seq ?? 0;
+    screen = openScreen(
+      {
+        line: (raw) => {
+          const text = raw.trim();
+          if (text === '' || ending) return;
+          if (text === '/quit') {
+            end(EXIT.ok);
+            return;
+          }
+          const entry: Typed = { text, id: null, state: 'typed', handle: null };
+          awaitingId.push(entry);
+          conversation.send(text).then(
+            ({ id }) => {
+              entry.id ??= id;
+              show(entry, null, null);
+            },
+            (error: unknown) => {
+              const failure = error as ParleyError;
+              // Closed while pending: it stays stored and goes out on the next connect.
+              if (failure.code === 'CLOSED') return;
+              const index = awaitingId.indexOf(entry);
+              if (index !== -1) awaitingId.splice(index, 1);
+              show(entry, null, failure);
+            },
+          );
+        },
+        end: () => {
+          end(EXIT.ok);
+        },
+        interrupt: () => {
+          end(EXIT.interrupted);
+        },
+      },
+      options.json,
+    );
+
+    const quit = options.json
+      ? ''
+      : ' — type and press Enter to send; /quit, Ctrl-D or Ctrl-C ends';
+    say(
+      `chat ${conversation.id.slice(0, 8)} with ${others.length === 0 ? 'nobody else yet' : others.join(', ')}${self === null ? '' : ` (you are ${self})`}${quit}`,
+      { chat: conversation.id, members: others, you: self },
+      'stderr',
+    );
+
+    // Lines left pending (or failed) by an earlier run: shown as such, sent now that it is live.
+    for (const message of conversation.outbox()) {
+      const entry: Typed = { text: message.text, id: message.id, state: 'typed', handle: null };
+      typed.set(message.id, entry);
+      show(entry, message, message.error);
     }
-    await parley.close();
-    await shown;
+
+    const showMessages = async () => {
+      for await (const message of conversation.messages({ from: 'start' })) {
+        if (ending) return;
+        if (message.own && message.seq > replayedUpTo) continue;
+        const senders = await parley.usernames(
+          message.senderUserId === null ? [] : [message.senderUserId],
+        );
+        say(
+          formatMessage(message, senders),
+          { ...message, sentAt: message.sentAt.toISOString() },
+          'stdout',
+        );
+      }
+      if (!ending && conversation.status !== 'active') {
+        notice(
+          `this device ${conversation.status === 'removed' ? 'was removed from' : 'left'} the conversation; the chat ends`,
+          { status: conversation.status },
+        );
+        end(EXIT.failed);
+      }
+    };
+    showMessages().catch((error: unknown) => {
+      if (ending) return;
+      notice(describeError(error, options.stateLabel).message);
+      end(EXIT.failed);
+    });
+
+    const code = await ended;
+    if (code === EXIT.ok && connection.online) {
+      // A clean end with the server there: let lines in flight land (bounded).
+      const deadline = Date.now() + FLUSH_MS;
+      while (
+        Date.now() < deadline &&
+        [...typed.values(), ...awaitingId].some(
+          (entry) => entry.state === 'typed' || entry.state === 'pending',
+        )
+      )
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    screen.close();
+    screen = null;
+    const waiting = conversation.outbox().filter((message) => message.state === 'pending').length;
+    if (waiting > 0)
+      notice(
+        `${waiting} message${waiting === 1 ? '' : 's'} still pending: stored in ${options.stateLabel}, sent the next time it connects`,
+        { pending: waiting },
+      );
+    return code;
   },
 };

@@ -1,10 +1,16 @@
-import type { Command } from '../context.js';
+import { type Command, UsageError } from '../context.js';
 
-/** `parley conversations`: the conversations this device is in. */
+/** `parley conversations`: the conversations this device is in (or was removed from). */
 export const conversations: Command = {
-  summary: 'list the conversations of this device',
+  summary: 'list the conversations of this device, with their members',
   usage: '',
-  async run({ client, print }) {
+  details: [
+    'A conversation this device was removed from or left is listed with (removed) or (left);',
+    'its history stays readable.',
+  ],
+  examples: ['parley --profile ana conversations', 'parley --profile ana --json conversations'],
+  async run({ args, client, print }) {
+    if (args.length > 0) throw new UsageError('conversations takes no arguments');
     const parley = await client();
     await parley.connect();
     for (const conversation of parley.conversations()) {
@@ -13,14 +19,16 @@ export const conversations: Command = {
       const people = [
         ...new Set(members.map((member) => names.get(member.userId) ?? member.userId)),
       ];
-      print(`${conversation.id}  ${people.join(', ')}`, {
+      const status = conversation.status === 'active' ? '' : `  (${conversation.status})`;
+      print(`${conversation.id}  ${people.join(', ')}${status}`, {
         conversationId: conversation.id,
+        status: conversation.status,
         members: members.map((member) => ({
           ...member,
           username: names.get(member.userId) ?? null,
         })),
       });
     }
-    await parley.close();
+    return undefined;
   },
 };

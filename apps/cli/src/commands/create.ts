@@ -1,23 +1,26 @@
-import { type Command, userIds } from '../context.js';
+import { type Command, progressLine, UsageError, userIds } from '../context.js';
 
 /** `parley create <username...>`: a group with every device of the users. */
 export const create: Command = {
   summary: 'create an encrypted group with these users (every device of each)',
   usage: '<username> [username...]',
+  details: ['Prints the conversation id; its first characters are enough for other commands.'],
+  examples: ['parley --profile ana create ben', 'parley --profile ana create ben cat'],
   async run({ args, client, print, progress }) {
+    if (args.length === 0) throw new UsageError('create needs at least one username');
     const parley = await client();
     await parley.connect();
     const ids = await userIds(parley, args);
     const conversation = await parley.createConversation(ids, ({ stage, done, total }) => {
-      progress(
-        stage === 'claiming' ? `claiming key packages: ${done}/${total} users` : `${stage}…`,
-      );
+      // The SDK adds the creator's own other devices: the count includes them.
+      const line = progressLine(stage, done, total, true);
+      if (line !== null) progress(line);
     });
     const members = await conversation.members();
     print(`created conversation ${conversation.id} with ${members.length} devices`, {
       conversationId: conversation.id,
       devices: members.length,
     });
-    await parley.close();
+    return undefined;
   },
 };

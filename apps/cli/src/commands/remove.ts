@@ -4,18 +4,19 @@ import { type Command, resolveConversation, UsageError, userIds } from '../conte
 export const remove: Command = {
   summary: 'remove users (every device of each) from a conversation',
   usage: '<conversation> <username> [username...]',
+  examples: ['parley --profile ana remove 3f2a ben'],
   async run({ args, client, print }) {
     const [prefix, ...usernames] = args;
     if (prefix === undefined || usernames.length === 0)
-      throw new UsageError('remove needs a conversation and users');
+      throw new UsageError('remove needs a conversation and at least one username');
     const parley = await client();
     await parley.connect();
-    const conversation = parley.conversation(resolveConversation(parley, prefix));
+    const conversation = resolveConversation(parley, prefix);
     await conversation.removeUsers(await userIds(parley, usernames));
     print(`removed ${usernames.join(', ')}`, {
       conversationId: conversation.id,
       removed: usernames,
     });
-    await parley.close();
+    return undefined;
   },
 };

@@ -1,19 +1,27 @@
-import type { Command } from '../context.js';
+import { type Command, UsageError } from '../context.js';
 
 /** `parley whoami`: the signed-in user and this device. */
 export const whoami: Command = {
-  summary: 'show the signed-in user and this device',
+  summary: 'show the signed-in user (name and id) and this device',
   usage: '',
-  async run({ client, print }) {
+  examples: ['parley --profile ana whoami', 'parley --profile ana --json whoami'],
+  async run({ args, client, print }) {
+    if (args.length > 0) throw new UsageError('whoami takes no arguments');
     const parley = await client();
+    if (parley.userId === null) {
+      print('not signed in (parley signup <username> or parley signin <username>)', {
+        userId: null,
+        username: null,
+        deviceId: null,
+        identity: null,
+      });
+      return undefined;
+    }
+    const me = await parley.me();
     print(
-      `user ${parley.userId ?? '(not signed in)'}, device ${parley.deviceId ?? '(not registered)'}`,
-      {
-        userId: parley.userId,
-        deviceId: parley.deviceId,
-        identity: parley.identity,
-      },
+      `${me.username ?? '(unknown name)'} (user ${me.userId}), device ${me.deviceId ?? '(not registered: parley register)'}`,
+      { ...me },
     );
-    await parley.close();
+    return undefined;
   },
 };
