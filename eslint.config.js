@@ -31,6 +31,126 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-class-instance-assignment': 'off',
     },
   },
+  // The layering (README "How it is built"). Each block names what its folder must not reach,
+  // by package name and by relative path up to the repository root and down again.
+  {
+    files: ['apps/server/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@parley/client', '@parley/engine-openmls', '@parley/cli'],
+              message: 'The server never imports the SDK, its engines or the CLI.',
+            },
+            {
+              regex: '^(\\.\\./)+(libs/(client|engine-openmls)|apps/cli)(/|$)',
+              message: 'The server never imports the SDK, its engines or the CLI.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // What the library is made of (its build excludes the specs and their support).
+    files: ['libs/mls/src/**/*.ts'],
+    ignores: ['**/*.spec.ts', 'libs/mls/src/spec-support.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@parley/*'],
+              message: 'libs/mls imports nothing of the project.',
+            },
+            {
+              regex: '^(\\.\\./){2,}',
+              message: 'libs/mls imports nothing of the project (src/ is flat: ../../ leaves it).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['libs/protocol/src/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./)',
+              message: '@parley/protocol imports nothing: no package, not even node:.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['libs/client/src/**/*.ts', 'libs/engine-openmls/src/**/*.ts'],
+    // Specs check what the SDK makes against the server's own validator (libs/mls).
+    ignores: ['**/*.spec.ts', '**/spec-support.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@parley/server', '@parley/cli', '@parley/mls', '@parley/migrations'],
+              message: 'The SDK never imports an app, the server or libs/mls.',
+            },
+            {
+              regex: '^(\\.\\./)+(apps|libs/mls|migrations)(/|$)',
+              message: 'The SDK never imports an app, the server or libs/mls.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The suites' raw MLS member must not share wire-format code with what it tests.
+    files: ['libs/mls-member/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@parley/*', '!@parley/protocol'],
+              message: 'The MLS member of the suites imports only @parley/protocol of the project.',
+            },
+            {
+              regex: '^(\\.\\./){2,}',
+              message: 'The MLS member of the suites imports only @parley/protocol of the project.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['bench/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+test(/|$)',
+              message: 'Benchmarks never import test code.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,

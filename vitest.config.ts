@@ -10,6 +10,7 @@ const resolve = {
   alias: {
     '@parley/protocol': source('./libs/protocol/src/index.ts'),
     '@parley/mls': source('./libs/mls/src/index.ts'),
+    '@parley/mls-member': source('./libs/mls-member/src/index.ts'),
     '@parley/client': source('./libs/client/src/index.ts'),
     '@parley/engine-openmls': source('./libs/engine-openmls/src/index.ts'),
     '@parley/migrations': source('./migrations/index.ts'),

@@ -1,10 +1,10 @@
 /**
  * A light Parley client for the benchmarks: accounts, devices, key packages and commit bundles
- * over GraphQL/HTTP, with the test suite's ts-mls client (test/support/mls-member.ts) for MLS.
+ * over GraphQL/HTTP, with the raw ts-mls member of the suites (@parley/mls-member) for MLS.
  * It does not import the test helpers built on vitest, so the benchmarks run on plain Node.
  */
 import { randomBytes } from 'node:crypto';
-import { type CommitBundle, MlsGroup, MlsMember } from '../test/support/mls-member.js';
+import { type CommitBundle, MlsGroup, MlsMember } from '@parley/mls-member';
 
 /** Bytes as the API's Bytes scalar wants them. */
 export const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');

@@ -1,5 +1,5 @@
 /** Users, devices and MLS groups built through the real API, with timings. */
-import type { MlsGroup } from '../test/support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { BenchDevice } from './client.js';
 
 /** Runs `task` over `items` with at most `limit` at once; results in order. */

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { MlsGroup } from '../test/support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { baselineBody, startBaseline } from './baseline.js';
 import { b64, type BenchDevice, SEND_MESSAGE } from './client.js';
 import {

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { MessageAppender } from '../apps/server/src/messages/message-appender.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { dataOf, errorCodeOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp, testDatabase } from './support/test-app.js';
 

@@ -6,7 +6,7 @@ import {
   type MlsGroup,
   flipCommitSignature,
   flipConfirmationTag,
-} from './support/mls-member.js';
+} from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import {
   type GraphqlResponse,

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RetentionService } from '../apps/server/src/messages/retention.service.js';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
-import type { CommitBundle, MlsGroup } from './support/mls-member.js';
+import type { CommitBundle, MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 

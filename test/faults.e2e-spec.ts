@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { isDatabaseUnavailable } from '../apps/server/src/database/errors.js';
 import { b64, dataOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { OwnParley, TransportError } from './support/own-parley.js';
 import {
   type OwnPostgres,

@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetentionService } from '../apps/server/src/messages/retention.service.js';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import {
   describeE2E,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RetentionService } from '../apps/server/src/messages/retention.service.js';
 import { dataOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp, testDatabase } from './support/test-app.js';
 

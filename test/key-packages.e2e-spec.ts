@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { toHex } from '@parley/protocol';
-import { MlsMember, tamperSignature } from './support/mls-member.js';
+import { MlsMember, tamperSignature } from '@parley/mls-member';
 import {
   b64,
   dataOf,
@@ -466,7 +466,7 @@ describeE2E('key packages', () => {
     dataOf(await upload(app, jack, [kp]));
     const claimer = await signUpWithDevice(app);
     const [claimed] = dataOf(await claim(app, claimer, [jack.userId])).claimKeyPackages.keyPackages;
-    const { keyPackageRef } = await import('./support/mls-member.js');
+    const { keyPackageRef } = await import('@parley/mls-member');
     expect(toHex(Buffer.from(claimed?.ref ?? '', 'base64'))).toBe(toHex(await keyPackageRef(kp)));
   });
 });

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GAP_WAIT_MS } from '../apps/server/src/live/ordered-delivery.js';
 import { dataOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { ParleyDevice, type Subscription } from './support/parley-client.js';
 import {
   describeE2E,

@@ -1,7 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import { expect, it } from 'vitest';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
-import { MlsMember } from './support/mls-member.js';
+import { MlsMember } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp } from './support/test-app.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataOf } from './support/graphql.js';
-import type { CommitBundle, MlsGroup } from './support/mls-member.js';
+import type { CommitBundle, MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { startTwoInstances, type TestApp, twoInstancesSkipReason } from './support/test-app.js';
 

@@ -5,7 +5,7 @@ import {
 } from '../apps/server/src/events/events.errors.js';
 import { EventBus } from '../apps/server/src/events/event-bus.js';
 import { dataOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { type OwnRedis, ownRedisSkipReason, startOwnRedis } from './support/own-redis.js';
 import { ParleyDevice, type Subscription } from './support/parley-client.js';
 import {

@@ -14,7 +14,7 @@ import { TokenService } from '../apps/server/src/auth/token.service.js';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
-import type { MlsGroup } from './support/mls-member.js';
+import type { MlsGroup } from '@parley/mls-member';
 import { ParleyDevice } from './support/parley-client.js';
 import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { b64, dataOf, signUpWithDevice, type TestDevice } from './graphql.js';
-import { MlsGroup, MlsMember } from './mls-member.js';
+import { MlsGroup, MlsMember } from '@parley/mls-member';
 import type { GraphqlEndpoint, GraphqlResponse } from './test-app.js';
 
 /** A log entry as the tests read it. */

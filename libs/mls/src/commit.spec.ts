@@ -9,7 +9,7 @@ import {
   flipConfirmationTag,
   type CommitBundle,
   type MlsGroup,
-} from '../../../test/support/mls-member.js';
+} from '@parley/mls-member';
 import {
   MlsError,
   decodeCommit,

@@ -6,7 +6,7 @@ import {
   MlsMember,
   flipCommitSignature,
   flipConfirmationTag,
-} from '../../../../test/support/mls-member.js';
+} from '@parley/mls-member';
 import { DomainError } from '../common/domain.errors.js';
 import {
   bundleDigest,

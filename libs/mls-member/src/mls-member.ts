@@ -1,7 +1,8 @@
 /**
- * A test-side MLS client over ts-mls. End-to-end suites use it to play real devices against the
- * server, so it deliberately imports nothing from apps/server or libs/mls: if both sides shared
- * code, a wire-format bug could cancel itself out.
+ * A test-side MLS client over ts-mls. End-to-end suites and benchmarks use it to play real devices
+ * against the server, so it deliberately imports nothing from apps/server or libs/mls: if both
+ * sides shared code, a wire-format bug could cancel itself out. It takes only the agreed
+ * constants of @parley/protocol (the last_resort extension type, hex).
  */
 import {
   acceptAll,
