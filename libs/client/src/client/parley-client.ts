@@ -68,6 +68,11 @@ export interface ParleyClientOptions {
   onError?: (error: unknown) => void;
   /** How long one query or mutation may take before it fails with a NetworkError (30 s). */
   requestTimeoutMs?: number;
+  /**
+   * How long connect() may take to open the live connection and catch up before it fails with a
+   * NetworkError (60 s): a server that takes the socket but never answers cannot hang it.
+   */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -97,6 +102,7 @@ export interface WhoAmI {
 }
 
 const DEFAULT_KEY_PACKAGE_TARGET = 20;
+const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
 
 type LiveEvent = EventsSubscription['events'];
 
@@ -566,9 +572,20 @@ export class ParleyClient {
       let subscribed = false;
       // An object, so that the compiler sees the handlers change it.
       const progress = { settled: false };
+      const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+      const timer = setTimeout(() => {
+        fail(
+          new NetworkError(
+            'NETWORK',
+            `The server at ${this.transport.url} did not connect and catch up within ${Math.round(timeoutMs / 1000)} s`,
+            { reason: 'timeout' },
+          ),
+        );
+      }, timeoutMs);
       const fail = (error: unknown) => {
         if (progress.settled) return;
         progress.settled = true;
+        clearTimeout(timer);
         this.abortConnect = null;
         if (this.stopLive === stop) this.stopLive = null;
         stop();
@@ -586,6 +603,7 @@ export class ParleyClient {
               this.sync().then((caughtUp) => {
                 if (progress.settled) return;
                 progress.settled = true;
+                clearTimeout(timer);
                 this.abortConnect = null;
                 resolve(caughtUp);
               }, fail);

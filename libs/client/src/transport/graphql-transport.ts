@@ -45,7 +45,7 @@ interface ClosableSocket {
   readonly readyState: number;
   close(code?: number, reason?: string): void;
   terminate?: () => void;
-  addEventListener(type: 'close', listener: () => void): void;
+  addEventListener(type: 'close' | 'error', listener: () => void): void;
 }
 
 type WebSocketClass = new (url: string, protocols?: string | string[]) => ClosableSocket;
@@ -108,31 +108,31 @@ export class GraphqlTransport {
     let body: {
       data?: TResult | null;
       errors?: { message?: unknown; extensions?: Record<string, unknown> }[];
-    };
+    } | null;
     let text: string;
     try {
       text = await response.text();
     } catch (error) {
       throw this.failure(error, timeoutMs);
     }
-    try {
-      body = JSON.parse(text) as typeof body;
-    } catch {
-      throw new NetworkError(
+    const notGraphql = () =>
+      new NetworkError(
         'NETWORK',
         `The server at ${url} answered HTTP ${response.status}, not GraphQL (is it a Parley server?)`,
         { status: response.status },
       );
+    // No GraphQL endpoint answers 404 (a wrong path does, even on a Parley server's own routes).
+    if (response.status === 404) throw notGraphql();
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw notGraphql();
     }
-    const [first] = body.errors ?? [];
+    // JSON without `data` or `errors` (a framework's 404 page, say) is no GraphQL answer either.
+    if (typeof body !== 'object' || body === null) throw notGraphql();
+    const [first] = Array.isArray(body.errors) ? body.errors : [];
     if (first !== undefined) throw errorFromGraphql(first);
-    if (body.data == null) {
-      throw new NetworkError(
-        'NETWORK',
-        `The server at ${url} answered HTTP ${response.status} without data (is it a Parley server?)`,
-        { status: response.status },
-      );
-    }
+    if (body.data == null) throw notGraphql();
     return body.data;
   }
 
@@ -178,7 +178,11 @@ export class GraphqlTransport {
   async close(): Promise<void> {
     const ws = this.ws;
     this.ws = undefined;
-    await ws?.dispose();
+    if (ws === undefined) return;
+    // graphql-ws's dispose() first waits for a socket still connecting to open — forever, with a
+    // server that takes the connection and never answers; terminate() ends that one at once.
+    if ([...this.sockets].some((socket) => socket.readyState === 0)) ws.terminate();
+    await Promise.resolve(ws.dispose()).catch(() => undefined);
   }
 
   /**
@@ -190,6 +194,8 @@ export class GraphqlTransport {
     this.shutDown = true;
     this.aborter.abort();
     await this.close();
+    // Sockets still connecting (a server that never answers the upgrade) are cut at once.
+    for (const socket of this.sockets) if (socket.readyState === 0) socket.terminate?.();
     await Promise.all(
       [...this.sockets].map(
         (socket) =>
@@ -230,6 +236,9 @@ export class GraphqlTransport {
         super(url, protocols);
         sockets.add(this);
         this.addEventListener('close', () => sockets.delete(this));
+        // `ws` throws an 'error' nobody listens to (one closed while connecting emits one after
+        // graphql-ws dropped its handlers); graphql-ws reports errors through its own handler.
+        this.addEventListener('error', () => undefined);
       }
     }
     this.lastSocketError = undefined;
