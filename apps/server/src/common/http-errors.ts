@@ -47,8 +47,14 @@ export class HttpErrorFilter implements ExceptionFilter {
   }
 }
 
+interface ClientErrorReply {
+  status: number;
+  code: ErrorCode;
+  message: string;
+}
+
 /** What Node reports of a connection it gave up on before any route saw a request. */
-const CLIENT_ERRORS: Record<string, { status: number; code: ErrorCode; message: string }> = {
+const CLIENT_ERRORS: Record<string, ClientErrorReply> = {
   ERR_HTTP_REQUEST_TIMEOUT: {
     status: 408,
     code: 'REQUEST_TIMEOUT',
@@ -61,19 +67,19 @@ const CLIENT_ERRORS: Record<string, { status: number; code: ErrorCode; message: 
   },
 };
 
+const MALFORMED: ClientErrorReply = {
+  status: 400,
+  code: 'BAD_REQUEST',
+  message: 'The request is malformed',
+};
+
 /**
  * Fastify's clientErrorHandler: a timed-out request, oversized headers or a malformed request get
  * the same JSON error shape and codes as every other error, then the connection is closed.
  */
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const known: { status: number; code: ErrorCode; message: string } = CLIENT_ERRORS[
-    error.code ?? ''
-  ] ?? {
-    status: 400,
-    code: 'BAD_REQUEST',
-    message: 'The request is malformed',
-  };
+  const known = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
   if (socket.writable) {
     const body = JSON.stringify({
       errors: [{ message: known.message, extensions: { code: known.code } }],
