@@ -21,6 +21,7 @@
  * resolved next to the package's module.
  */
 import type * as CoreCryptoModule from '@wireapp/core-crypto/browser';
+import { countStoreWrites } from './store.js';
 
 /** The core-crypto module (its browser build). */
 export type CoreCryptoApi = typeof CoreCryptoModule;
@@ -109,6 +110,8 @@ function initialise(moduleUrl: string | undefined, options: LoadOptions): Promis
   const run = async (): Promise<CoreCryptoApi> => {
     const node = isNode();
     if (node) await provideIndexedDb();
+    // Before any database is opened: saves wait for the store's writes (see store.ts).
+    countStoreWrites();
     const api =
       moduleUrl === undefined
         ? await import('@wireapp/core-crypto/browser')

@@ -124,6 +124,61 @@ describe('OpenMLS engine state', () => {
     expect(await codeOf(() => bob.epoch(groupId))).toBe('ENGINE_CLOSED');
   });
 
+  it('saves its newest store while other engines keep the store writer busy', async () => {
+    // Every engine of a process shares one WebAssembly VFS, which writes committed pages to
+    // IndexedDB through a single queue. A save that waited only for its own file's blocks to stop
+    // changing took an older copy when that queue was long (the own write still waiting behind
+    // the others): the restored engine was an epoch behind its cursor and the next log entry was
+    // FUTURE_EPOCH. Saves must wait for the queue itself.
+    const engines = await Promise.all(Array.from({ length: 7 }, () => factory.create(identity())));
+    const [alice, ...others] = engines as [OpenMlsEngine, ...OpenMlsEngine[]];
+    const groupId = text(`busy-writer-${hex(crypto.getRandomValues(new Uint8Array(6)))}`);
+    const group = new SimulatedGroup(groupId);
+    await alice.createLocalGroup(groupId);
+    const packages = await Promise.all(others.map(async (engine) => engine.generateKeyPackages(1)));
+    expect(await alice.addMembers(groupId, packages.flat(), group.sender())).toBe('accepted');
+    const welcome = group.last().bundle.welcome;
+    if (welcome === undefined) throw new Error('no Welcome');
+    for (const engine of others) await engine.joinFromWelcome(welcome);
+    const cursors = new Map<OpenMlsEngine, number>(engines.map((e) => [e, group.log.length]));
+    /** Processes the log from the engine's cursor on. */
+    const read = async (engine: OpenMlsEngine) => {
+      await catchUp(engine, group, cursors.get(engine) ?? 0);
+      cursors.set(engine, group.log.length);
+    };
+    const behind: string[] = [];
+    for (let round = 0; round < 24; round++) {
+      const committer = engines[round % engines.length] as OpenMlsEngine;
+      await read(committer);
+      expect(await committer.update(groupId, group.sender())).toBe('accepted');
+      cursors.set(committer, group.log.length);
+      const saver = engines[1 + (round % others.length)] as OpenMlsEngine;
+      // The others catch up and talk, each write queued for the one writer …
+      const talk = Promise.allSettled(
+        engines
+          .filter((engine) => engine !== saver && engine !== committer)
+          .map(async (engine) => {
+            await read(engine);
+            for (let i = 0; i < 3; i++) group.post(await engine.encrypt(groupId, text('busy')));
+          }),
+      );
+      // … while this one catches up too, and saves at once.
+      await read(saver);
+      const epoch = await saver.epoch(groupId);
+      const saved = await saver.saveState();
+      for (const outcome of await talk) {
+        if (outcome.status === 'rejected') behind.push(`round ${round}: ${String(outcome.reason)}`);
+      }
+      const restored = await factory.restore(saved);
+      engines[engines.indexOf(saver)] = restored;
+      cursors.set(restored, cursors.get(saver) ?? 0);
+      const at = await restored.epoch(groupId);
+      if (at !== epoch) behind.push(`round ${round}: saved at epoch ${epoch}, restored at ${at}`);
+      if (behind.length > 0) break;
+    }
+    expect(behind).toEqual([]);
+  }, 240_000);
+
   it('refuses a state that is not one', async () => {
     expect(await codeOf(() => factory.restore(text('nonsense')))).toBe('INVALID_STATE');
   });

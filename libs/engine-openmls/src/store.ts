@@ -9,8 +9,9 @@
  * the engine copies those records.
  *
  * "Relaxed" means the mirror lags: SQLite's commit only queues the write of the changed pages,
- * and a background task writes them later, one IndexedDB transaction after another. See
- * {@link settledBlocks} for how a copy waits for the queue to drain.
+ * and a background task writes them later, one IndexedDB transaction after another — one queue
+ * for every file of the WebAssembly instance, so one engine's write may wait behind many of the
+ * other engines' writes. See {@link settledBlocks} for how a copy waits for the queue to drain.
  */
 
 /** One page-sized block of a store file. */
@@ -24,12 +25,8 @@ const STORE = 'blocks';
 // The VFS opens its database at version 1 and creates the store on upgrade; doing the same here
 // means whichever side opens it first leaves it as the other expects.
 const VERSION = 1;
-const SETTLE_ROUNDS = 200;
-// Agreeing reads needed, and the pause between reads. One task apart proved too little on a busy
-// machine (CI): a queued write could start after the second read. Three reads over ~30 ms that
-// all agree are what a save waits for now.
-const STABLE_READS = 3;
-const SETTLE_PAUSE_MS = 10;
+/** How long a copy waits for the writer to be idle before it gives up. */
+const SETTLE_TIMEOUT_MS = 60_000;
 
 function request<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -51,11 +48,7 @@ function open(): Promise<IDBDatabase> {
 }
 
 function nextTask(): Promise<void> {
-  return pause(0);
-}
-
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function isBlockRecord(value: unknown): value is { offset: number; data: Uint8Array } {
@@ -91,28 +84,95 @@ export function sameBlocks(a: readonly StoreBlock[], b: readonly StoreBlock[]): 
   });
 }
 
+// --- the VFS's writes, counted ------------------------------------------------------------------
+//
+// The VFS (sqlite-wasm-rs "relaxed-idb") queues one sync per committed file on a single channel
+// and a single loop works it off: for each entry it opens a readwrite IndexedDB transaction on
+// `blocks`, puts the file's changed pages, and awaits the transaction's completion; the next
+// entry's transaction is opened in a microtask after that. So at a task boundary the queue is
+// empty exactly when no such transaction is open. The VFS offers no flush, and reading one file's
+// blocks until they stop changing is not enough: its newest write may sit in the queue behind
+// other files' for longer than any fixed wait (seen with seven engines in one process: a save an
+// epoch behind, then FUTURE_EPOCH after the restore). Hence the count of open transactions.
+
+let openWrites = 0;
+let idleWaiters: (() => void)[] = [];
+let counting = false;
+
+function writeEnded(): void {
+  openWrites -= 1;
+  if (openWrites > 0) return;
+  const waiters = idleWaiters;
+  idleWaiters = [];
+  for (const wake of waiters) wake();
+}
+
 /**
- * The blocks of a file once the VFS has written everything SQLite committed to it. Call it only
- * while nothing else uses that database.
- *
- * The VFS writes queued commits strictly one after another, and opens the IndexedDB transaction
- * for the next one in a microtask right after the previous completes. An IndexedDB read opened
- * later than a write on the same store sees that write. So after a task boundary every queued
- * write is either done or already open, a read sees it, and two reads a task apart that agree
- * mean the queue is empty. (The VFS has no flush; core-crypto's own internal one is not exposed.)
+ * Counts the readwrite transactions opened on the store's IndexedDB database, by anyone (the VFS
+ * of every core-crypto instance, and {@link writeBlocks}). Installed once, on the prototype of
+ * the IndexedDB in use, before the first database is opened.
+ */
+export function countStoreWrites(): void {
+  if (counting) return;
+  const prototype = (globalThis as { IDBDatabase?: { prototype: IDBDatabase } }).IDBDatabase
+    ?.prototype;
+  if (prototype === undefined) throw new Error('there is no IndexedDB to keep the store in');
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with apply(this) below
+  const open = prototype.transaction;
+  const counted = function (
+    this: IDBDatabase,
+    ...args: Parameters<IDBDatabase['transaction']>
+  ): IDBTransaction {
+    const transaction = open.apply(this, args);
+    if (args[1] === 'readwrite' && this.name === DATABASE) {
+      openWrites += 1;
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        writeEnded();
+      };
+      transaction.addEventListener('complete', end);
+      transaction.addEventListener('abort', end);
+    }
+    return transaction;
+  };
+  Object.defineProperty(prototype, 'transaction', {
+    value: counted,
+    configurable: true,
+    writable: true,
+  });
+  counting = true;
+}
+
+/** Resolves at a task boundary where no write to the store is open (the writer's queue is empty). */
+async function writerIdle(): Promise<void> {
+  if (!counting) throw new Error('the store writes are not counted');
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  for (;;) {
+    // Past a task boundary the writer has opened the transaction of its next queued entry.
+    await nextTask();
+    if (openWrites === 0) return;
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error('the store writer did not become idle');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, left);
+      idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * The blocks of a file once the VFS has written everything SQLite committed to it: read when the
+ * writer's queue is empty (see above). Call it only while nothing else uses that database, so
+ * that no new commit of the file can be queued meanwhile.
  */
 export async function settledBlocks(path: string): Promise<StoreBlock[]> {
-  await nextTask();
-  let previous = await readBlocks(path);
-  let agreeing = 1;
-  for (let round = 0; round < SETTLE_ROUNDS; round++) {
-    await pause(SETTLE_PAUSE_MS);
-    const current = await readBlocks(path);
-    agreeing = sameBlocks(previous, current) ? agreeing + 1 : 1;
-    if (agreeing >= STABLE_READS) return current;
-    previous = current;
-  }
-  throw new Error('the store kept changing while it was being copied');
+  await writerIdle();
+  return readBlocks(path);
 }
 
 /** Whether IndexedDB holds any block of the file. */
