@@ -10,7 +10,8 @@ import { Terminal } from './support/terminal.js';
 import { e2eSkipReason, RELAXED_RATE_LIMITS_ENV, testDatabase } from './support/test-app.js';
 
 const root = new URL('..', import.meta.url).pathname;
-const cli = join(root, 'apps/cli/dist/main.js');
+// PARLEY_TEST_CLI runs the suite against another build (an older commit's, to watch it fail).
+const cli = process.env.PARLEY_TEST_CLI ?? join(root, 'apps/cli/dist/main.js');
 // The bar: an error path ends within 5 s of starting, the process included.
 const ERROR_EXIT_MS = 5_000;
 
@@ -362,6 +363,16 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
           .filter((line) => line.includes('while down'))
           .map((line) => line.replace(/^\[[^\]]+\] /, '')),
       ).toEqual(['ana: while down 1', 'ana: while down 2', 'ana: while down 3']);
+    });
+
+    it('ends a chat when its device is removed meanwhile, saying so', async () => {
+      const created = await parley('ana', 'create', 'cat');
+      const id = /created conversation (\S+)/.exec(created.stdout)?.[1] ?? '';
+      const session = terminal('cat', ['chat', id.slice(0, 8)]);
+      await session.waitFor('Ctrl-C ends');
+      expect((await parley('ana', 'remove', id, 'cat')).code).toBe(0);
+      await session.waitFor(/was removed from conversation/, 30_000);
+      expect(await session.exit(ERROR_EXIT_MS)).toBe(1);
     });
 
     it('lets a removed member’s commands end cleanly, and its other conversations work', async () => {
