@@ -1,3 +1,5 @@
+import { type ErrorCode, isErrorCode } from '@parley/protocol';
+
 /** Base of every error the SDK throws; `code` is the server's `extensions.code` or the SDK's own. */
 export class ParleyError extends Error {
   constructor(
@@ -76,20 +78,29 @@ export function isRetryable(error: unknown): boolean {
   );
 }
 
-const byCode: Readonly<
-  Record<
-    string,
-    new (code: string, message: string, details: Record<string, unknown>) => ParleyError
-  >
-> = {
+type ErrorClass = new (
+  code: string,
+  message: string,
+  details: Record<string, unknown>,
+) => ParleyError;
+
+// One class per code the server sends: a code added to @parley/protocol fails to compile here
+// until it has one.
+const byCode: Readonly<Record<ErrorCode, ErrorClass>> = {
   UNAUTHENTICATED: UnauthenticatedError,
   FORBIDDEN: ForbiddenError,
   NOT_FOUND: NotFoundError,
   CONFLICT: ConflictError,
   BAD_USER_INPUT: BadInputError,
   BAD_REQUEST: BadInputError,
+  QUERY_TOO_COMPLEX: BadInputError,
   GRAPHQL_VALIDATION_FAILED: BadInputError,
   GRAPHQL_PARSE_FAILED: BadInputError,
+  PERSISTED_QUERY_NOT_FOUND: BadInputError,
+  PERSISTED_QUERY_NOT_SUPPORTED: BadInputError,
+  OPERATION_RESOLUTION_FAILURE: BadInputError,
+  // The request did not reach the server whole in time: as a network failure, worth a retry.
+  REQUEST_TIMEOUT: NetworkError,
   LIMIT_EXCEEDED: LimitExceededError,
   RATE_LIMITED: RateLimitedError,
   INVALID_KEY_PACKAGE: InvalidKeyPackageError,
@@ -105,6 +116,7 @@ const byCode: Readonly<
   SERVICE_UNAVAILABLE: ServiceUnavailableError,
   SLOW_CONSUMER: EventsInterruptedError,
   EVENTS_UNAVAILABLE: EventsInterruptedError,
+  INTERNAL_SERVER_ERROR: ServerError,
 };
 
 /** The SDK error for one GraphQL error as the server formats it. */
@@ -115,6 +127,7 @@ export function errorFromGraphql(error: {
   const { code, ...details } = error.extensions ?? {};
   const message = typeof error.message === 'string' ? error.message : 'Unknown error';
   const codeText = typeof code === 'string' ? code : 'INTERNAL_SERVER_ERROR';
-  const ErrorClass = byCode[codeText] ?? ServerError;
-  return new ErrorClass(codeText, message, details);
+  // A code this SDK does not know (a newer server) is a server error with that code.
+  const Class = isErrorCode(codeText) ? byCode[codeText] : ServerError;
+  return new Class(codeText, message, details);
 }

@@ -1,4 +1,4 @@
-import { fromBase64, toBase64 } from '../bytes.js';
+import { fromBase64, toBase64 } from '@parley/protocol';
 
 /** Where the SDK keeps its state between runs; implementations encrypt it at rest. */
 export interface StateStore {

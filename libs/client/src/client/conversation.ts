@@ -1,4 +1,4 @@
-import { fromBase64, toBase64 } from '../bytes.js';
+import { fromBase64, parseIdentity, SerialQueue, toBase64 } from '@parley/protocol';
 import { decodeEnvelope, type Envelope, InvalidEnvelopeError } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
 import { NotAMemberError, ParleyError, StaleEpochError } from '../errors.js';
@@ -102,19 +102,13 @@ const PAGE = 200;
 // Decrypted messages kept locally per conversation (MLS cannot decrypt them again).
 const HISTORY_LIMIT = 1000;
 
-/** Parses `<userId>:<deviceId>@<domain>`. */
-export function parseIdentity(identity: string): { userId: string; deviceId: string } | null {
-  const match = /^([^:]+):([0-9a-f]+)@/.exec(identity);
-  return match === null ? null : { userId: match[1] ?? '', deviceId: match[2] ?? '' };
-}
-
 /**
  * One conversation as this device sees it. Log entries are processed strictly in sequence
  * order, one at a time (a serial queue), so that commits and messages meet the MLS state in the
  * order the server fixed; the device's own changes run in the same queue.
  */
 export class Conversation implements OutboxConversation {
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private readonly inbox: ReceivedMessage[] = [];
   private readonly readers = new Set<() => void>();
   private failure: ParleyError | null = null;
@@ -244,7 +238,9 @@ export class Conversation implements OutboxConversation {
     const identities = await this.context.engine.members(this.groupId);
     return identities.flatMap((identity) => {
       const parsed = parseIdentity(identity);
-      return parsed === null ? [] : [{ ...parsed, identity }];
+      return parsed === null
+        ? []
+        : [{ userId: parsed.userId, deviceId: parsed.deviceId, identity }];
     });
   }
 
@@ -566,9 +562,7 @@ export class Conversation implements OutboxConversation {
   }
 
   private enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.chain.then(work);
     // The queue goes on after a failed task; the failure reaches whoever awaited that task.
-    this.chain = result.catch(() => undefined);
-    return result;
+    return this.queue.run(work);
   }
 }

@@ -1,4 +1,4 @@
-import { toBase64 } from '../bytes.js';
+import { toBase64 } from '@parley/protocol';
 import { encodeEnvelope } from '../content/envelope.js';
 import {
   BadInputError,

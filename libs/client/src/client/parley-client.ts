@@ -1,4 +1,4 @@
-import { fromBase64, toBase64 } from '../bytes.js';
+import { fromBase64, SerialQueue, toBase64 } from '@parley/protocol';
 import type { MlsEngine, MlsEngineFactory } from '../engine/mls-engine.js';
 import {
   BadInputError,
@@ -127,8 +127,8 @@ export class ParleyClient {
   private connection: 'idle' | 'online' | 'offline' | 'stopped' = 'idle';
   private closed = false;
   private closing: Promise<void> | null = null;
-  private saving: Promise<void> = Promise.resolve();
-  private welcomes: Promise<void> = Promise.resolve();
+  private readonly saves = new SerialQueue();
+  private readonly welcomes = new SerialQueue();
   private readonly knownUsernames = new Map<string, string | null>();
 
   private constructor(
@@ -489,7 +489,7 @@ export class ParleyClient {
     for (const conversation of this.conversationsById.values()) conversation.close();
     await this.transport.shutdown();
     await outbox;
-    await this.saving.catch(() => undefined);
+    await this.saves.idle();
   }
 
   private async onEvent(event: LiveEvent): Promise<void> {
@@ -559,8 +559,7 @@ export class ParleyClient {
         });
       }
     };
-    this.welcomes = this.welcomes.then(run, run);
-    return this.welcomes;
+    return this.welcomes.run(run);
   }
 
   /**
@@ -767,8 +766,7 @@ export class ParleyClient {
         this.state.engineState = await this.engineInstance.saveState();
       await this.store.save(serializeClientState(this.state));
     };
-    this.saving = this.saving.then(run, run);
-    return this.saving;
+    return this.saves.run(run);
   }
 
   private device(): { engine: MlsEngine; deviceId: string } {
