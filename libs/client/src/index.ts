@@ -41,7 +41,7 @@ export {
   type TsMlsEngineOptions,
   createTsMlsEngineFactory,
   tsMlsEngineFactory,
-} from './engine/ts-mls-engine.js';
+} from './engine/ts-mls/index.js';
 export {
   DEFAULT_SCRYPT_PARAMS,
   type ScryptParams,

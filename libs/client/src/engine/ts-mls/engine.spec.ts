@@ -12,16 +12,16 @@ import { LAST_RESORT_EXTENSION_TYPE } from '@parley/protocol';
 import { decodeMlsMessage } from 'ts-mls';
 import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStateStore } from '../state/file-state-store.js';
-import { StateDecryptionError } from '../state/sealed-state.js';
+import { FileStateStore } from '../../state/file-state-store.js';
+import { StateDecryptionError } from '../../state/sealed-state.js';
 import type {
   CommitBundle,
   CommitSender,
   MlsEngine,
   MlsEngineFactory,
   ProcessedMessage,
-} from './mls-engine.js';
-import { TsMlsEngineError, createTsMlsEngineFactory, tsMlsEngineFactory } from './ts-mls-engine.js';
+} from '../mls-engine.js';
+import { TsMlsEngineError, createTsMlsEngineFactory, tsMlsEngineFactory } from './index.js';
 
 const text = new TextEncoder();
 const fromText = new TextDecoder();

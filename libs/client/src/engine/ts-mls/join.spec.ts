@@ -21,7 +21,7 @@ import {
 import { defaultClientConfig } from 'ts-mls/clientConfig.js';
 import { validateRatchetTree } from 'ts-mls/clientState.js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { joinFromWelcome, joinWithRfcTreeCheck, validateRatchetTreeRfc } from './ts-mls-join.js';
+import { joinFromWelcome, joinWithRfcTreeCheck, validateRatchetTreeRfc } from './join.js';
 
 const config: ClientConfig = defaultClientConfig;
 let cs: CiphersuiteImpl;

@@ -1,22 +1,22 @@
 /**
- * The ts-mls engine (MIT, pure TypeScript): {@link MlsEngine} over ts-mls 1.6.4.
+ * The ts-mls engine (MIT, pure TypeScript): {@link MlsEngine} over ts-mls 1.6.4 — its behaviour.
+ * Key packages, the saved-state format, the join, identities and errors have their own modules
+ * in this folder.
  *
- * What ts-mls does by default and Parley cannot use is overridden here: key packages get a real
- * lifetime (ts-mls's default runs to 2^63) and fixed capabilities (its defaults add random
- * GREASE values) that declare last_resort; commits go out as PublicMessage with the ratchet tree
- * in the Welcome's GroupInfo; a commit's new state is kept aside until the delivery service
- * accepts it. ts-mls cannot decrypt its own messages, so the engine remembers what it sent and
- * recognises the conversation log's echo of it.
+ * What ts-mls does by default and Parley cannot use is overridden: key packages get a real
+ * lifetime and fixed capabilities (key-packages.ts); commits go out as PublicMessage with the
+ * ratchet tree in the Welcome's GroupInfo; a commit's new state is kept aside until the delivery
+ * service accepts it. ts-mls cannot decrypt its own messages, so the engine remembers what it
+ * sent and recognises the conversation log's echo of it.
  */
+import { SerialQueue, bytesEqual, toHex } from '@parley/protocol';
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
   acceptAll,
-  ciphersuites,
   createApplicationMessage,
   createCommit,
   createGroup,
   createGroupInfoWithExternalPubAndRatchetTree,
-  decodeGroupState,
   decodeMlsMessage,
   defaultAuthenticationService,
   defaultKeyPackageEqualityConfig,
@@ -24,95 +24,51 @@ import {
   defaultLifetimeConfig,
   defaultPaddingConfig,
   emptyPskIndex,
-  encodeGroupState,
   encodeMlsMessage,
-  generateKeyPackageWithKey,
-  getCiphersuiteFromName,
-  getCiphersuiteImpl,
   mlsExporter,
   processMessage,
-  type Capabilities,
   type CiphersuiteImpl,
   type CiphersuiteName,
   type ClientConfig,
   type ClientState,
-  type Credential,
-  type Extension,
-  type KeyPackage,
   type KeyRetentionConfig,
   type MLSMessage,
   type PrivateKeyPackage,
   type PrivateMessage,
   type Proposal,
-  type RatchetTree,
 } from 'ts-mls';
-// Not re-exported from the package root; reachable through its "./*.js" export map.
-import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef } from 'ts-mls/keyPackage.js';
 import { decryptSenderData } from 'ts-mls/privateMessage.js';
 import type {
   CommitBundle,
   CommitOutcome,
   CommitSender,
   MlsEngine,
-  MlsEngineErrorCode,
   MlsEngineFactory,
   ProcessedMessage,
-} from './mls-engine.js';
-import { joinFromWelcome } from './ts-mls-join.js';
-
-/** Extension type of `last_resort` (draft-ietf-mls-extensions; IANA MLS Extension Types 0x000A). */
-export const LAST_RESORT_EXTENSION_TYPE = 0x000a;
+} from '../mls-engine.js';
+import { suiteImpl, suiteName } from './ciphersuites.js';
+import { TsMlsEngineError, type TsMlsEngineErrorCode } from './errors.js';
+import { basicIdentity, leafIdentities } from './identity.js';
+import { joinFromWelcome } from './join.js';
+import {
+  DEFAULT_KEY_PACKAGE_LIFETIME,
+  forgetExpiredKeyPackages,
+  keyPackageToHold,
+  newKeyPackage,
+  type HeldKeyPackage,
+  type KeyPackageMaker,
+  type SignatureKeyPair,
+} from './key-packages.js';
+import { decodeEngineState, encodeEngineState, type OwnMessage } from './state.js';
 
 /** The ciphersuite of every key package and group unless the factory is told otherwise. */
 export const DEFAULT_CIPHERSUITE = 1;
-
-/**
- * Credential types every leaf of this engine declares it supports. Parley's own credentials are
- * basic only, but a group created by core-crypto (OpenMLS) carries a required_capabilities
- * extension listing basic and x509, and OpenMLS refuses to add a key package whose leaf does not
- * declare both ("Credentials are not acceptable", RFC 9420 §11.1). ts-mls decodes x509
- * credentials and checks their leaves' signatures like any other; no x509 member can arrive
- * through Parley anyway, since the delivery service accepts basic-credential key packages only.
- */
-export const SUPPORTED_CREDENTIAL_TYPES = Object.freeze(['basic', 'x509'] as const);
-
-/** Default key-package lifetime: from one hour ago (clock skew) to 30 days ahead. */
-export const DEFAULT_KEY_PACKAGE_LIFETIME = Object.freeze({
-  beforeSeconds: 60 * 60,
-  afterSeconds: 30 * 24 * 60 * 60,
-});
-
-/**
- * How long the private keys of an unused key package are kept after it expires: a Welcome for
- * a package claimed just before expiry may still be on its way to an offline device.
- */
-const EXPIRED_KEY_PACKAGE_GRACE_SECONDS = 14n * 24n * 60n * 60n;
 
 /** Own messages remembered per group at most (the oldest are forgotten first). */
 const OWN_MESSAGE_LIMIT = 1000;
 
 /** Commits per group that may await the delivery service's verdict at once. */
 const PENDING_COMMIT_LIMIT = 8;
-
-/** Why a {@link TsMlsEngine} operation failed. */
-export type TsMlsEngineErrorCode =
-  | MlsEngineErrorCode
-  /** The delivery service accepted a commit after the engine had processed another one for its epoch. */
-  | 'COMMIT_CONFLICT';
-
-/** A failure of the ts-mls engine, with a stable code. Messages never hold key or payload bytes. */
-export class TsMlsEngineError extends Error {
-  override readonly name = 'TsMlsEngineError';
-
-  constructor(
-    /** Stable code of the failure. */
-    readonly code: TsMlsEngineErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
 
 /** Options of {@link createTsMlsEngineFactory}. */
 export interface TsMlsEngineOptions {
@@ -131,65 +87,9 @@ interface Settings {
   lifetime: { beforeSeconds: number; afterSeconds: number };
 }
 
-const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
-
-function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const byte of bytes) out += byte.toString(16).padStart(2, '0');
-  return out;
-}
-
 /** Own messages and pending commits are recognised by a digest of their exact bytes. */
 function digest(bytes: Uint8Array): string {
   return toHex(sha256(bytes));
-}
-
-function nowSeconds(): bigint {
-  return BigInt(Math.floor(Date.now() / 1000));
-}
-
-// ts-mls builds a CiphersuiteImpl asynchronously (it may import optional peers); build each once.
-const suiteImpls = new Map<CiphersuiteName, Promise<CiphersuiteImpl>>();
-function suiteImpl(name: CiphersuiteName): Promise<CiphersuiteImpl> {
-  let impl = suiteImpls.get(name);
-  if (impl === undefined) {
-    impl = getCiphersuiteImpl(getCiphersuiteFromName(name));
-    suiteImpls.set(name, impl);
-    // A failed build (a missing peer) must not be cached for good.
-    impl.catch(() => suiteImpls.delete(name));
-  }
-  return impl;
-}
-
-/** RFC 9420 suites 1–7; the post-quantum ones need peers Parley does not install. */
-function suiteName(id: number): CiphersuiteName {
-  const entry = Object.entries(ciphersuites).find(([, value]) => value === id);
-  if (entry === undefined || id < 1 || id > 7) {
-    throw new TsMlsEngineError('UNSUPPORTED_CIPHERSUITE', `ciphersuite ${id} is not supported`);
-  }
-  return entry[0] as CiphersuiteName;
-}
-
-function basicIdentity(credential: Credential): string | undefined {
-  if (credential.credentialType !== 'basic') return undefined;
-  try {
-    return utf8Decoder.decode(credential.identity);
-  } catch {
-    return undefined;
-  }
-}
-
-function leafIdentities(tree: RatchetTree): { leafIndex: number; identity: string }[] {
-  const out: { leafIndex: number; identity: string }[] = [];
-  // Leaves sit at even node indices of the array-encoded tree (RFC 9420 §4.1).
-  for (let node = 0; node < tree.length; node += 2) {
-    const entry = tree[node];
-    if (entry?.nodeType !== 'leaf') continue;
-    const identity = basicIdentity(entry.leaf.credential);
-    if (identity !== undefined) out.push({ leafIndex: node / 2, identity });
-  }
-  return out;
 }
 
 function decodeMessage(
@@ -209,14 +109,6 @@ function decodeMessage(
   return decoded[0];
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((value, i) => value === b[i]);
-}
-
-/** What the engine sent, so that the log's echo of it needs no decryption. */
-type OwnMessage =
-  { kind: 'commit'; epoch: bigint } | { kind: 'application'; epoch: bigint; plaintext: Uint8Array };
-
 interface GroupEntry {
   /** The confirmed state: only a commit the delivery service took (or the log showed) moves it. */
   state: ClientState;
@@ -227,18 +119,6 @@ interface GroupEntry {
   own: Map<string, OwnMessage>;
 }
 
-interface HeldKeyPackage {
-  ref: Uint8Array;
-  keyPackage: KeyPackage;
-  privateKeyPackage: PrivateKeyPackage;
-  lastResort: boolean;
-}
-
-interface SignatureKeyPair {
-  signKey: Uint8Array;
-  publicKey: Uint8Array;
-}
-
 /** The ts-mls implementation of {@link MlsEngine}; made by {@link tsMlsEngineFactory}. */
 export class TsMlsEngine implements MlsEngine {
   /** Which implementation this is. */
@@ -247,7 +127,8 @@ export class TsMlsEngine implements MlsEngine {
   private readonly groups = new Map<string, GroupEntry>();
   /** Private halves of the key packages handed out, by hex KeyPackageRef. */
   private readonly keyPackages = new Map<string, HeldKeyPackage>();
-  private tail: Promise<unknown> = Promise.resolve();
+  /** Operations run one at a time: each reads the state, awaits crypto, then writes it back. */
+  private readonly queue = new SerialQueue();
 
   private constructor(
     /** The device's basic-credential identity. */
@@ -275,7 +156,26 @@ export class TsMlsEngine implements MlsEngine {
   /** @internal An engine from {@link TsMlsEngine.saveState} output; use the factory. */
   static async restore(state: Uint8Array, settings: Settings): Promise<TsMlsEngine> {
     try {
-      return await TsMlsEngine.decode(state, settings);
+      const saved = decodeEngineState(state, settings.clientConfig);
+      const suite = suiteName(saved.ciphersuite);
+      const engine = new TsMlsEngine(
+        saved.identity,
+        saved.ciphersuite,
+        suite,
+        await suiteImpl(suite),
+        saved.signatureKeyPair,
+        settings,
+      );
+      for (const [ref, held] of saved.keyPackages) engine.keyPackages.set(ref, held);
+      for (const { state: groupState, pending, own } of saved.groups) {
+        engine.groups.set(toHex(groupState.groupContext.groupId), {
+          state: groupState,
+          cs: await suiteImpl(groupState.groupContext.cipherSuite),
+          pending,
+          own,
+        });
+      }
+      return engine;
     } catch (error) {
       if (error instanceof TsMlsEngineError) throw error;
       throw new TsMlsEngineError('INVALID_STATE', 'saved engine state does not decode', {
@@ -291,7 +191,7 @@ export class TsMlsEngine implements MlsEngine {
   async generateKeyPackages(count: number): Promise<Uint8Array[]> {
     if (!Number.isInteger(count) || count < 0) throw new TypeError('count must be a whole number');
     return this.exclusive(async () => {
-      this.forgetExpiredKeyPackages();
+      forgetExpiredKeyPackages(this.keyPackages);
       const out: Uint8Array[] = [];
       for (let i = 0; i < count; i++) out.push(await this.holdKeyPackage(false));
       return out;
@@ -300,7 +200,7 @@ export class TsMlsEngine implements MlsEngine {
 
   async generateLastResortKeyPackage(): Promise<Uint8Array> {
     return this.exclusive(async () => {
-      this.forgetExpiredKeyPackages();
+      forgetExpiredKeyPackages(this.keyPackages);
       return this.holdKeyPackage(true);
     });
   }
@@ -312,7 +212,7 @@ export class TsMlsEngine implements MlsEngine {
         throw new TsMlsEngineError('GROUP_EXISTS', 'already in a group with this id');
       }
       // The creator's own leaf comes from a key package that is never uploaded, so not held.
-      const { keyPackage, privateKeyPackage } = await this.newKeyPackage(false);
+      const { keyPackage, privateKeyPackage } = await newKeyPackage(this.maker(), false);
       const state = await createGroup(
         Uint8Array.from(groupId),
         keyPackage,
@@ -525,7 +425,17 @@ export class TsMlsEngine implements MlsEngine {
   }
 
   async saveState(): Promise<Uint8Array> {
-    return this.exclusive(() => Promise.resolve(this.encode()));
+    return this.exclusive(() =>
+      Promise.resolve(
+        encodeEngineState({
+          identity: this.identity,
+          ciphersuite: this.ciphersuite,
+          signatureKeyPair: this.signatureKeyPair,
+          keyPackages: this.keyPackages,
+          groups: [...this.groups.values()],
+        }),
+      ),
+    );
   }
 
   /** How many key packages this engine holds private keys for (consumed ones are forgotten). */
@@ -535,11 +445,8 @@ export class TsMlsEngine implements MlsEngine {
 
   // ---------------------------------------------------------------------------------------------
 
-  /** Runs operations one at a time: each reads the state, awaits crypto, then writes it back. */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(operation, operation);
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.queue.run(operation);
   }
 
   private group(groupId: Uint8Array): GroupEntry {
@@ -790,284 +697,21 @@ export class TsMlsEngine implements MlsEngine {
     return encodeMlsMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo });
   }
 
-  private async newKeyPackage(
-    lastResort: boolean,
-  ): Promise<{ keyPackage: KeyPackage; privateKeyPackage: PrivateKeyPackage }> {
-    const now = nowSeconds();
-    // ts-mls's defaultLifetime is 0..2^63−1, which the delivery service rejects as absurd.
-    const lifetime = {
-      notBefore: now - BigInt(this.settings.lifetime.beforeSeconds),
-      notAfter: now + BigInt(this.settings.lifetime.afterSeconds),
+  /** Who makes this engine's key packages. */
+  private maker(): KeyPackageMaker {
+    return {
+      identity: this.identity,
+      suite: this.suite,
+      cs: this.cs,
+      signatureKeyPair: this.signatureKeyPair,
+      lifetime: this.settings.lifetime,
     };
-    // ts-mls's defaultCapabilities() appends random GREASE values; fixed ones keep the encoding
-    // deterministic. last_resort is a non-default extension, so the leaf declares it (RFC 9420
-    // §7.2: a leaf lists the non-default extensions it supports; OpenMLS checks this).
-    // The same capabilities become the leaf of a group this engine creates, and every leaf of
-    // its commits' UpdatePaths (ts-mls copies them from the old leaf).
-    const capabilities: Capabilities = {
-      versions: ['mls10'],
-      ciphersuites: [this.suite],
-      extensions: [LAST_RESORT_EXTENSION_TYPE],
-      proposals: [],
-      credentials: [...SUPPORTED_CREDENTIAL_TYPES],
-    };
-    // last_resort sits in KeyPackage.extensions (not the leaf node's), with empty data.
-    const extensions: Extension[] = lastResort
-      ? [{ extensionType: LAST_RESORT_EXTENSION_TYPE, extensionData: new Uint8Array() }]
-      : [];
-    const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
-      { credentialType: 'basic', identity: utf8.encode(this.identity) },
-      capabilities,
-      lifetime,
-      extensions,
-      this.signatureKeyPair,
-      this.cs,
-    );
-    return { keyPackage: publicPackage, privateKeyPackage: privatePackage };
   }
 
   private async holdKeyPackage(lastResort: boolean): Promise<Uint8Array> {
-    const { keyPackage, privateKeyPackage } = await this.newKeyPackage(lastResort);
-    const ref = await makeKeyPackageRef(keyPackage, this.cs.hash);
-    this.keyPackages.set(toHex(ref), { ref, keyPackage, privateKeyPackage, lastResort });
-    return encodeMlsMessage({ version: 'mls10', wireformat: 'mls_key_package', keyPackage });
-  }
-
-  private forgetExpiredKeyPackages(): void {
-    const cutoff = nowSeconds() - EXPIRED_KEY_PACKAGE_GRACE_SECONDS;
-    for (const [ref, held] of this.keyPackages) {
-      if (held.keyPackage.leafNode.lifetime.notAfter < cutoff) {
-        held.privateKeyPackage.initPrivateKey.fill(0);
-        held.privateKeyPackage.hpkePrivateKey.fill(0);
-        this.keyPackages.delete(ref);
-      }
-    }
-  }
-
-  // --- saved state ------------------------------------------------------------------------------
-  //
-  // "PTMS" u8(version 1), then: identity, u16 ciphersuite, signature public and private key;
-  // u32 key packages × (ref, KeyPackage, init private key, HPKE private key, u8 last resort);
-  // u32 groups × (GroupState, u32 pending × (digest, GroupState), u32 own × (digest, u8 kind,
-  // u64 epoch, plaintext)). Byte strings are u32-length-prefixed; integers are big-endian.
-
-  private encode(): Uint8Array {
-    const out = new ByteWriter();
-    out.raw(STATE_MAGIC);
-    out.u8(STATE_VERSION);
-    out.bytes(utf8.encode(this.identity));
-    out.u16(this.ciphersuite);
-    out.bytes(this.signatureKeyPair.publicKey);
-    out.bytes(this.signatureKeyPair.signKey);
-    out.u32(this.keyPackages.size);
-    for (const held of this.keyPackages.values()) {
-      out.bytes(held.ref);
-      out.bytes(encodeKeyPackage(held.keyPackage));
-      out.bytes(held.privateKeyPackage.initPrivateKey);
-      out.bytes(held.privateKeyPackage.hpkePrivateKey);
-      out.u8(held.lastResort ? 1 : 0);
-    }
-    out.u32(this.groups.size);
-    for (const group of this.groups.values()) {
-      out.bytes(encodeGroupState(group.state));
-      out.u32(group.pending.size);
-      for (const [key, state] of group.pending) {
-        out.bytes(hexToBytes(key));
-        out.bytes(encodeGroupState(state));
-      }
-      out.u32(group.own.size);
-      for (const [key, message] of group.own) {
-        out.bytes(hexToBytes(key));
-        out.u8(message.kind === 'commit' ? 0 : 1);
-        out.u64(message.epoch);
-        out.bytes(message.kind === 'application' ? message.plaintext : new Uint8Array());
-      }
-    }
-    return out.finish();
-  }
-
-  private static async decode(bytes: Uint8Array, settings: Settings): Promise<TsMlsEngine> {
-    const input = new ByteReader(bytes);
-    if (!bytesEqual(input.raw(STATE_MAGIC.length), STATE_MAGIC)) {
-      throw new TsMlsEngineError('INVALID_STATE', 'not saved ts-mls engine state');
-    }
-    const version = input.u8();
-    if (version !== STATE_VERSION) {
-      throw new TsMlsEngineError(
-        'INVALID_STATE',
-        `saved state version ${version} is not supported`,
-      );
-    }
-    const identity = utf8Decoder.decode(input.bytes());
-    const ciphersuite = input.u16();
-    const suite = suiteName(ciphersuite);
-    const cs = await suiteImpl(suite);
-    const publicKey = input.bytes();
-    const signKey = input.bytes();
-    const engine = new TsMlsEngine(
-      identity,
-      ciphersuite,
-      suite,
-      cs,
-      { publicKey, signKey },
-      settings,
-    );
-    const decodeState = (encoded: Uint8Array): ClientState => {
-      const decoded = decodeGroupState(encoded, 0);
-      if (decoded?.[1] !== encoded.length) {
-        throw new TsMlsEngineError('INVALID_STATE', 'a saved group state does not decode');
-      }
-      // The client config is behaviour, not state: the restoring factory's applies.
-      return { ...decoded[0], clientConfig: settings.clientConfig };
-    };
-    for (let i = input.u32(); i > 0; i--) {
-      const ref = input.bytes();
-      const encoded = input.bytes();
-      const keyPackage = decodeKeyPackage(encoded, 0);
-      if (keyPackage?.[1] !== encoded.length) {
-        throw new TsMlsEngineError('INVALID_STATE', 'a saved key package does not decode');
-      }
-      const initPrivateKey = input.bytes();
-      const hpkePrivateKey = input.bytes();
-      const lastResort = input.u8() === 1;
-      engine.keyPackages.set(toHex(ref), {
-        ref,
-        keyPackage: keyPackage[0],
-        privateKeyPackage: { initPrivateKey, hpkePrivateKey, signaturePrivateKey: signKey },
-        lastResort,
-      });
-    }
-    for (let i = input.u32(); i > 0; i--) {
-      const state = decodeState(input.bytes());
-      const group: GroupEntry = {
-        state,
-        cs: await suiteImpl(state.groupContext.cipherSuite),
-        pending: new Map(),
-        own: new Map(),
-      };
-      for (let j = input.u32(); j > 0; j--) {
-        const key = toHex(input.bytes());
-        group.pending.set(key, decodeState(input.bytes()));
-      }
-      for (let j = input.u32(); j > 0; j--) {
-        const key = toHex(input.bytes());
-        const kind = input.u8();
-        const epoch = input.u64();
-        const plaintext = input.bytes();
-        group.own.set(
-          key,
-          kind === 0 ? { kind: 'commit', epoch } : { kind: 'application', epoch, plaintext },
-        );
-      }
-      engine.groups.set(toHex(state.groupContext.groupId), group);
-    }
-    input.end();
-    return engine;
-  }
-}
-
-const STATE_MAGIC = new Uint8Array([0x50, 0x54, 0x4d, 0x53]); // "PTMS"
-const STATE_VERSION = 1;
-
-function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-class ByteWriter {
-  private readonly chunks: Uint8Array[] = [];
-  private size = 0;
-
-  raw(bytes: Uint8Array): void {
-    this.chunks.push(Uint8Array.from(bytes));
-    this.size += bytes.length;
-  }
-
-  u8(value: number): void {
-    this.raw(Uint8Array.of(value));
-  }
-
-  u16(value: number): void {
-    const out = new Uint8Array(2);
-    new DataView(out.buffer).setUint16(0, value);
-    this.raw(out);
-  }
-
-  u32(value: number): void {
-    const out = new Uint8Array(4);
-    new DataView(out.buffer).setUint32(0, value);
-    this.raw(out);
-  }
-
-  u64(value: bigint): void {
-    const out = new Uint8Array(8);
-    new DataView(out.buffer).setBigUint64(0, value);
-    this.raw(out);
-  }
-
-  bytes(value: Uint8Array): void {
-    this.u32(value.length);
-    this.raw(value);
-  }
-
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let offset = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return out;
-  }
-}
-
-class ByteReader {
-  private offset = 0;
-  private readonly view: DataView;
-
-  constructor(private readonly data: Uint8Array) {
-    this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  }
-
-  private need(length: number): number {
-    if (this.offset + length > this.data.length) {
-      throw new TsMlsEngineError('INVALID_STATE', 'saved state is truncated');
-    }
-    const at = this.offset;
-    this.offset += length;
-    return at;
-  }
-
-  raw(length: number): Uint8Array {
-    const at = this.need(length);
-    return this.data.slice(at, at + length);
-  }
-
-  u8(): number {
-    return this.view.getUint8(this.need(1));
-  }
-
-  u16(): number {
-    return this.view.getUint16(this.need(2));
-  }
-
-  u32(): number {
-    return this.view.getUint32(this.need(4));
-  }
-
-  u64(): bigint {
-    return this.view.getBigUint64(this.need(8));
-  }
-
-  bytes(): Uint8Array {
-    return this.raw(this.u32());
-  }
-
-  end(): void {
-    if (this.offset !== this.data.length) {
-      throw new TsMlsEngineError('INVALID_STATE', 'trailing bytes after saved state');
-    }
+    const { key, held, message } = await keyPackageToHold(this.maker(), lastResort);
+    this.keyPackages.set(key, held);
+    return message;
   }
 }
 
