@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type ConnectionChange,
+  type OutgoingMessage,
   type Conversation,
   DeviceRevokedError,
   MemoryStateStore,
@@ -137,11 +138,22 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     await joined(ben.client, second.id);
     await first.send('before the removal');
     await eventually(() => texts(benFirst).includes('before the removal'));
-    // As with the CLI: Ben's process is not running while Ana removes him.
+    // As with the CLI: Ben's process is not running while Ana removes him. Before, it typed a
+    // line while the server was out of reach: pending in the saved state.
     await ben.client.close();
+    const away = await client(ben.store, `http://127.0.0.1:${await closedPort()}`);
+    const typed = away
+      .conversation(first.id)
+      .send('typed while away')
+      .catch((error: unknown) => error);
+    await eventually(() => away.conversation(first.id).outbox().length === 1);
+    await away.close();
+    expect(await typed).toMatchObject({ code: 'CLOSED' });
     await first.removeUsers([benId]);
 
     const benAgain = await client(ben.store);
+    const outboxEvents: OutgoingMessage[] = [];
+    benAgain.onOutbox((message) => outboxEvents.push(message));
     const started = Date.now();
     await benAgain.connect();
     expect(Date.now() - started).toBeLessThan(15_000);
@@ -154,7 +166,12 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
       RemovedFromConversationError,
     );
     await expect(removed.updateKeys()).rejects.toBeInstanceOf(RemovedFromConversationError);
-    expect(removed.outbox()).toEqual([]);
+    // The line typed while away fails with the removal, not silently.
+    await eventually(() => outboxEvents.some((message) => message.state === 'failed'));
+    expect(removed.outbox().map((m) => [m.text, m.state, m.error?.code])).toEqual([
+      ['typed while away', 'failed', 'REMOVED'],
+    ]);
+    expect(texts(second)).not.toContain('typed while away');
     // Its message iterator ends with the same error once the history is read.
     const iterator = removed.messages();
     const seen: ReceivedMessage[] = [];
@@ -209,7 +226,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
         `Cannot reach the server at ${server.url} (connection refused)`,
       );
       await offline.close();
-      await eventually(() => nothingMoreThan(before), 2_000);
+      await eventually(() => nothingMoreThan(before), 5_000);
     } finally {
       await server.start();
     }
@@ -290,7 +307,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
       await live.close();
       expect(await sending).toMatchObject({ code: 'CLOSED' });
       expect(await reading).toEqual([]);
-      await eventually(() => nothingMoreThan(before), 2_000);
+      await eventually(() => nothingMoreThan(before), 5_000);
       // Calls after close() end at once.
       await expect(live.connect()).rejects.toMatchObject({ code: 'CLOSED' });
       await expect(view.send('after close')).rejects.toMatchObject({ code: 'CLOSED' });
@@ -367,3 +384,12 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     expect((await ana.client.devices()).map((device) => device.name)).toEqual(['laptop']);
   }, 60_000);
 });
+
+/** A loopback port nothing listens on (one just released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -6,6 +6,7 @@ import {
   DeviceRevokedError,
   isRetryable,
   NetworkError,
+  NotFoundError,
   ParleyError,
   RateLimitedError,
   UnauthenticatedError,
@@ -417,7 +418,8 @@ export class ParleyClient {
   /** One conversation by id. */
   conversation(id: string): Conversation {
     const conversation = this.conversationsById.get(id);
-    if (conversation === undefined) throw new ParleyError('NOT_FOUND', `Not in conversation ${id}`);
+    if (conversation === undefined)
+      throw new NotFoundError('NOT_FOUND', `Not in conversation ${id}`);
     return conversation;
   }
 
@@ -707,6 +709,9 @@ export class ParleyClient {
   private async forgetToken(): Promise<void> {
     this.stopLive?.();
     this.stopLive = null;
+    this.connection = 'idle';
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     this.transport.setToken(undefined);
     await this.transport.close();
     this.state.token = null;

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type ClientState,
+  deserializeClientState,
+  emptyClientState,
+  serializeClientState,
+} from './client-state.js';
+
+describe('the client state format', () => {
+  it('keeps conversation statuses and the outbox, ciphertext included', () => {
+    const state: ClientState = {
+      ...emptyClientState(),
+      token: 't',
+      userId: 'u',
+      deviceId: 'd',
+      identity: 'i',
+      engine: 'ts-mls',
+      engineState: Uint8Array.of(1, 2, 3),
+      conversations: new Map([
+        ['c1', { groupId: Uint8Array.of(9), status: 'removed', cursor: 4, history: [] }],
+      ]),
+      outbox: [
+        {
+          conversationId: 'c1',
+          id: 'm1',
+          text: 'hello',
+          createdAt: '2026-01-01T00:00:00.000Z',
+          state: 'pending',
+          ciphertext: Uint8Array.of(7, 7),
+          error: null,
+        },
+        {
+          conversationId: 'c1',
+          id: 'm2',
+          text: 'too big',
+          createdAt: '2026-01-01T00:00:01.000Z',
+          state: 'failed',
+          ciphertext: null,
+          error: { code: 'LIMIT_EXCEEDED', message: 'too large', details: { limit: 1 } },
+        },
+      ],
+    };
+    expect(deserializeClientState(serializeClientState(state))).toEqual(state);
+  });
+
+  it('loads a state saved before the outbox (version 1): every conversation active, no outbox', () => {
+    const version1 = {
+      version: 1,
+      token: 't',
+      userId: 'u',
+      deviceId: 'd',
+      identity: 'i',
+      engine: 'ts-mls',
+      engineState: 'AQID',
+      conversations: { c1: { groupId: 'CQ==', cursor: 4, history: [] } },
+    };
+    const loaded = deserializeClientState(new TextEncoder().encode(JSON.stringify(version1)));
+    expect(loaded.conversations.get('c1')).toEqual({
+      groupId: Uint8Array.of(9),
+      status: 'active',
+      cursor: 4,
+      history: [],
+    });
+    expect(loaded.outbox).toEqual([]);
+    expect(loaded.engineState).toEqual(Uint8Array.of(1, 2, 3));
+  });
+
+  it('refuses a version it does not know', () => {
+    const future = new TextEncoder().encode(JSON.stringify({ version: 99 }));
+    expect(() => deserializeClientState(future)).toThrow('Unknown client state version 99');
+  });
+});
