@@ -45,6 +45,8 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
         PARLEY_TOKEN_SECRET: 'the cli suite secret, at least 32 characters long',
         PARLEY_LOG_LEVEL: 'warn',
         PARLEY_METRICS: 'off',
+        // Small enough that a typed line can exceed it: a send the server refuses for good.
+        PARLEY_LIMIT_MESSAGE_BYTES: '2048',
         ...RELAXED_RATE_LIMITS_ENV,
       });
       for (const name of ['ana', 'ben', 'cat']) {
@@ -363,6 +365,46 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
           .filter((line) => line.includes('while down'))
           .map((line) => line.replace(/^\[[^\]]+\] /, '')),
       ).toEqual(['ana: while down 1', 'ana: while down 2', 'ana: while down 3']);
+    });
+
+    it('sends a line left pending by a chat that ended offline the next time the profile connects', async () => {
+      const ana = terminal('ana', ['chat', conversationId.slice(0, 8)]);
+      await ana.waitFor('Ctrl-C ends');
+      await server.kill();
+      await ana.waitFor('parley: offline');
+      ana.type('left pending\r');
+      await eventually(
+        () => ana.screen.some((line) => line === '[pending ] me: left pending'),
+        30_000,
+      );
+      ana.type('\x04');
+      expect(await ana.exit(ERROR_EXIT_MS)).toBe(0);
+      expect(ana.text).toContain('parley: 1 message still pending');
+      await server.start();
+      const next = await parley('ana', 'conversations');
+      expect(next.code, next.stderr).toBe(0);
+      // Sent during its connect, or waited for before it closed ("sending 1 pending message…").
+      expect(next.stderr).not.toContain('still pending');
+      const history = await parley('ben', 'history', conversationId.slice(0, 8));
+      expect(history.stdout.match(/ana: left pending$/gm)).toHaveLength(1);
+    });
+
+    it('marks a line the server refuses for good as failed, with the reason, and goes on', async () => {
+      const ana = terminal('ana', ['chat', conversationId.slice(0, 8)]);
+      await ana.waitFor('Ctrl-C ends');
+      ana.type(`${'x'.repeat(3000)}\r`);
+      await eventually(
+        () => ana.screen.some((line) => line.startsWith('[failed  ] me: xxxx')),
+        30_000,
+      );
+      await ana.waitFor(/parley: not sent: "x{40}…" \(.+\)/);
+      ana.type('after the failure\r');
+      await eventually(
+        () => ana.screen.some((line) => /^\[\d\d:\d\d:\d\d\] me: after the failure$/.test(line)),
+        30_000,
+      );
+      ana.type('/quit\r');
+      expect(await ana.exit(ERROR_EXIT_MS)).toBe(0);
     });
 
     it('ends a chat when its device is removed meanwhile, saying so', async () => {

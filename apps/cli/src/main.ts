@@ -42,6 +42,8 @@ const version = (
 ).version;
 
 const DEFAULT_SERVER = 'http://127.0.0.1:4000';
+// How long a short command waits for messages left pending by an earlier run to go out.
+const FLUSH_MS = 10_000;
 const GLOBAL_USAGE =
   'usage: parley [--server URL] [--profile NAME | --state FILE] [--json] [--debug] <command> [arguments]';
 
@@ -94,6 +96,8 @@ function unknownCommand(name: string): UsageError {
 class Session {
   client: ParleyClient | null = null;
   lock: ProfileLock | null = null;
+  /** Whether the client's live connection is up (from onConnection). */
+  online = false;
   /** How error messages name the device state. */
   stateLabel = 'this profile';
   /** Set by a command (chat) that ends itself on Ctrl-C instead of being killed. */
@@ -195,6 +199,9 @@ async function main(argv: string[], session: Session): Promise<void> {
           process.stderr,
         );
       });
+      session.client.onConnection((change) => {
+        session.online = change.state === 'online';
+      });
       return session.client;
     },
     print: (line, json) => {
@@ -211,6 +218,38 @@ async function main(argv: string[], session: Session): Promise<void> {
     },
   });
   if (code !== undefined && code !== EXIT.ok) process.exitCode = code;
+  else if (session.client !== null && session.online && name !== 'chat')
+    await flushOutbox(session.client, session, (line) => {
+      text(`parley: ${line}`, { notice: line }, process.stderr);
+    });
+}
+
+/**
+ * Messages an earlier run left pending go out when a profile connects; a short command waits for
+ * them (bounded, while the server is there) before it closes the client, so that "sent the next
+ * time the profile connects" holds for any command, not only a long chat.
+ */
+async function flushOutbox(
+  client: ParleyClient,
+  session: Session,
+  notice: (line: string) => void,
+): Promise<void> {
+  const pending = () =>
+    client
+      .conversations()
+      .flatMap((conversation) => conversation.outbox())
+      .filter((message) => message.state === 'pending').length;
+  const waiting = pending();
+  if (waiting === 0) return;
+  notice(`sending ${waiting} pending message${waiting === 1 ? '' : 's'}…`);
+  const deadline = Date.now() + FLUSH_MS;
+  while (pending() > 0 && session.online && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  const left = pending();
+  if (left > 0)
+    notice(
+      `${left} message${left === 1 ? '' : 's'} still pending: sent the next time ${session.stateLabel} connects`,
+    );
 }
 
 async function run(): Promise<void> {
