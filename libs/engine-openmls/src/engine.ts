@@ -14,15 +14,19 @@
  *   of them as a duplicate, like a replayed message; the engine recognises its own by digest.
  * - A commit that removes this device wipes the group from core-crypto's store; the engine keeps
  *   the fact, so it can say NOT_A_MEMBER rather than UNKNOWN_GROUP.
+ *
+ * This module is the engine's behaviour; making and restoring engines is factory.ts, the
+ * saved-state format state.ts (with the store copy in store.ts), joins join.ts, identities
+ * identity.ts, key packages key-packages.ts and errors errors.ts.
  */
 import type {
   CommitBundle,
   CommitOutcome,
   CommitSender,
   MlsEngine,
-  MlsEngineFactory,
   ProcessedMessage,
 } from '@parley/client';
+import { SerialQueue, toHex } from '@parley/protocol';
 import type {
   ClientId,
   CommitBundle as CoreCryptoCommitBundle,
@@ -32,61 +36,38 @@ import type {
   CredentialRef,
   MlsTransport,
 } from '@wireapp/core-crypto/browser';
-import {
-  isNode,
-  isolatedRuntime,
-  sharedRuntime,
-  type CoreCryptoApi,
-  type CoreCryptoDatabase,
-  type CoreCryptoRuntime,
-  type DatabaseOwner,
-  type LoadOptions,
+import type {
+  CoreCryptoApi,
+  CoreCryptoDatabase,
+  CoreCryptoRuntime,
+  DatabaseOwner,
 } from './core-crypto.js';
-import { OpenMlsEngineError, type OpenMlsEngineErrorCode } from './errors.js';
-import { decodeState, encodeState, type EngineState, type OwnMessage } from './state.js';
-import { hasBlocks, readBlocks, sameBlocks, settledBlocks, writeBlocks } from './store.js';
+import {
+  OpenMlsEngineError,
+  fail,
+  mlsErrorTag,
+  translate,
+  type OpenMlsEngineErrorCode,
+} from './errors.js';
+import { clientIdOf, identityOf } from './identity.js';
+import { joinGroup, parseWelcome } from './join.js';
+import { generateKeyPackages } from './key-packages.js';
+import { encodeState, type EngineState, type OwnMessage } from './state.js';
+import { settledBlocks } from './store.js';
 import {
   ContentType,
-  WireError,
   WireFormat,
   readFraming,
   unwrapKeyPackage,
   wireFormatOf,
-  wrapKeyPackage,
   type Framing,
 } from './wire.js';
-
-/** The ciphersuite of every key package and group unless the factory is told otherwise. */
-export const DEFAULT_CIPHERSUITE = 1;
-
-/** Ciphersuites core-crypto 10.3.0's WebAssembly build can use (its Ed448 suites 4 and 6 fail). */
-export const SUPPORTED_CIPHERSUITES: readonly number[] = Object.freeze([1, 2, 3, 5, 7]);
-
-/**
- * Default key-package lifetime, not_after − not_before: 90 days, Parley's default maximum.
- * (core-crypto's own default is 84 days after an hour's backdating.)
- */
-export const DEFAULT_KEY_PACKAGE_LIFETIME_SECONDS = 90 * 24 * 60 * 60;
-
-/** OpenMLS backdates not_before by this much; core-crypto's lifetime argument is what follows. */
-const NOT_BEFORE_MARGIN_SECONDS = 60 * 60;
 
 /** Own messages remembered at most (the oldest are forgotten first). */
 const OWN_MESSAGE_LIMIT = 1000;
 
 /** Lost own commits remembered at most. */
 const LOST_COMMIT_LIMIT = 100;
-
-const IDENTITY = /^([0-9a-fA-F-]{36}):([0-9a-fA-F]{1,16})@(.+)$/;
-
-/** Options of {@link createOpenMlsEngineFactory}. */
-export interface OpenMlsEngineOptions extends LoadOptions {
-  /**
-   * Key-package lifetime, not_after − not_before, in seconds; more than one hour (OpenMLS
-   * backdates not_before by an hour). Default {@link DEFAULT_KEY_PACKAGE_LIFETIME_SECONDS}.
-   */
-  keyPackageLifetimeSeconds?: number;
-}
 
 interface PendingSend {
   send: CommitSender;
@@ -96,67 +77,16 @@ interface PendingSend {
   error?: { value: unknown };
 }
 
-function toHex(bytes: Uint8Array): string {
-  let hex = '';
-  for (const byte of bytes) hex += byte.toString(16).padStart(2, '0');
-  return hex;
-}
-
 async function digest(bytes: Uint8Array): Promise<string> {
   return toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', Uint8Array.from(bytes))));
 }
 
-function randomBytes(length: number): Uint8Array {
-  return crypto.getRandomValues(new Uint8Array(length));
-}
-
-/** The tag of core-crypto's MlsError inside a CoreCryptoError.Mls, if that is what this is. */
-function mlsErrorTag(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { tag, inner } = error as { tag?: unknown; inner?: unknown };
-  if (tag !== 'Mls' || typeof inner !== 'object' || inner === null) return undefined;
-  const mlsError = (inner as { mlsError?: unknown }).mlsError;
-  if (typeof mlsError !== 'object' || mlsError === null) return undefined;
-  const mlsTag = (mlsError as { tag?: unknown }).tag;
-  return typeof mlsTag === 'string' ? mlsTag : undefined;
-}
-
-function fail(code: OpenMlsEngineErrorCode, message: string, cause?: unknown): OpenMlsEngineError {
-  return new OpenMlsEngineError(code, message, cause === undefined ? undefined : { cause });
-}
-
-/** Maps a core-crypto failure to the engine's codes; `fallback` for failures of the input. */
-function translate(error: unknown, fallback: OpenMlsEngineErrorCode): OpenMlsEngineError {
-  if (error instanceof OpenMlsEngineError) return error;
-  switch (mlsErrorTag(error)) {
-    case 'DuplicateMessage':
-      return fail('DUPLICATE_MESSAGE', 'the message was processed already', error);
-    case 'BufferedFutureMessage':
-    case 'BufferedCommit':
-    case 'WrongEpoch':
-      return fail('FUTURE_EPOCH', 'the message is for a later epoch', error);
-    case 'MessageEpochTooOld':
-    case 'StaleCommit':
-    case 'StaleProposal':
-      return fail('EPOCH_TOO_OLD', 'the message is for an epoch already left', error);
-    case 'OrphanWelcome':
-      return fail('NO_MATCHING_KEY_PACKAGE', 'the Welcome names none of our key packages', error);
-    case 'ConversationAlreadyExists':
-      return fail('GROUP_EXISTS', 'already in a group with this id', error);
-    case undefined:
-      if (error instanceof WireError) return fail(fallback, error.message, error);
-      return fail(fallback, 'core-crypto refused', error);
-    default:
-      return fail(fallback, 'core-crypto refused', error);
-  }
-}
-
-/** An MLS client over core-crypto. Made by {@link OpenMlsEngineFactory}. */
+/** An MLS client over core-crypto. Made by the OpenMlsEngineFactory (factory.ts). */
 export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
   /** Which implementation this is. */
   readonly name = 'openmls' as const;
 
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private retired = false;
   private pending: PendingSend | null = null;
   private credential: CredentialRef | null = null;
@@ -323,17 +253,10 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
 
   async joinFromWelcome(welcome: Uint8Array): Promise<{ groupId: Uint8Array }> {
     return this.exclusive(async () => {
-      const { api } = this.runtime;
-      let parsed: InstanceType<typeof api.Welcome>;
-      try {
-        if (wireFormatOf(welcome) !== WireFormat.welcome) throw new WireError('not a Welcome');
-        parsed = new api.Welcome(welcome);
-      } catch (error) {
-        throw fail('INVALID_MESSAGE', 'the Welcome does not decode', error);
-      }
+      const parsed = parseWelcome(this.runtime.api, welcome);
       let conversation: ConversationId;
       try {
-        conversation = await this.transaction((context) => context.processWelcomeMessage(parsed));
+        conversation = await this.transaction((context) => joinGroup(context, parsed));
       } catch (error) {
         throw translate(error, 'INVALID_MESSAGE');
       }
@@ -506,15 +429,10 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
 
   /** Runs operations one at a time (core-crypto serialises its transactions anyway). */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    const guarded = () => {
-      if (this.retired) {
-        return Promise.reject(fail('ENGINE_CLOSED', 'a restore of this engine took over'));
-      }
+    return this.queue.run(() => {
+      if (this.retired) throw fail('ENGINE_CLOSED', 'a restore of this engine took over');
       return operation();
-    };
-    const run = this.tail.then(guarded, guarded);
-    this.tail = run.catch(() => undefined);
-    return run;
+    });
   }
 
   /**
@@ -564,19 +482,11 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
     throw fail('UNKNOWN_GROUP', 'not in this group');
   }
 
-  private async keyPackages(count: number): Promise<Uint8Array[]> {
+  private keyPackages(count: number): Promise<Uint8Array[]> {
     const credential = this.credentialRef();
-    // core-crypto takes the lifetime after not_before's backdating, in milliseconds (a uniffi
-    // Duration; its TypeScript type says only "number").
-    const lifetimeMs = (this.keyPackageLifetimeSeconds - NOT_BEFORE_MARGIN_SECONDS) * 1000;
-    const made = await this.transaction(async (context) => {
-      const out: Uint8Array[] = [];
-      for (let i = 0; i < count; i++) {
-        out.push((await context.generateKeyPackage(credential, lifetimeMs)).serialize());
-      }
-      return out;
-    });
-    return made.map(wrapKeyPackage);
+    return this.transaction((context) =>
+      generateKeyPackages(context, credential, this.keyPackageLifetimeSeconds, count),
+    );
   }
 
   private remember(key: string, message: OwnMessage): void {
@@ -697,170 +607,4 @@ function toParleyBundle(api: CoreCryptoApi, bundle: CoreCryptoCommitBundle): Com
   const out: CommitBundle = { commit: bundle.commit, groupInfo: groupInfo.payload };
   if (bundle.welcome !== undefined) out.welcome = bundle.welcome.serialize();
   return out;
-}
-
-function identityOf(clientId: ClientId): string {
-  return new TextDecoder().decode(clientId.copyBytes());
-}
-
-/**
- * The core-crypto ClientId of a Parley identity. core-crypto builds the identity from a UUID,
- * a 64-bit device id and a domain, and writes the device id in hex *without leading zeros*; an
- * identity whose device part starts with 0 cannot be represented, and is refused rather than
- * silently changed (the server would refuse the key packages).
- */
-function clientIdOf(runtime: CoreCryptoRuntime, identity: string): ClientId {
-  const { api } = runtime;
-  const match = IDENTITY.exec(identity);
-  if (match === null) {
-    throw fail('UNSUPPORTED_IDENTITY', 'the identity is not <uuid>:<hex device id>@<domain>');
-  }
-  const [, user = '', device = '', domain = ''] = match;
-  let clientId: ClientId;
-  try {
-    clientId = new api.ClientId(
-      new api.Uuid(user),
-      api.DeviceId.fromHexString(device.padStart(16, '0')),
-      domain,
-    );
-  } catch (error) {
-    throw fail('UNSUPPORTED_IDENTITY', 'core-crypto refuses the identity', error);
-  }
-  if (identityOf(clientId) !== identity) {
-    throw fail(
-      'UNSUPPORTED_IDENTITY',
-      `core-crypto would spell this identity ${identityOf(clientId)} (it drops leading zeros ` +
-        'of the device id, and writes hex in lower case)',
-    );
-  }
-  return clientId;
-}
-
-// Opening databases installs the VFS of a runtime, after which files added to IndexedDB are
-// invisible to it; opens and the IndexedDB writes before them run one at a time.
-let storeLock: Promise<unknown> = Promise.resolve();
-
-function withStoreLock<T>(operation: () => Promise<T>): Promise<T> {
-  const run = storeLock.then(operation, operation);
-  storeLock = run.catch(() => undefined);
-  return run;
-}
-
-function freshPath(): string {
-  return `parley-openmls-${toHex(randomBytes(16))}`;
-}
-
-async function openDatabase(
-  runtime: CoreCryptoRuntime,
-  path: string,
-  key: Uint8Array,
-): Promise<CoreCryptoDatabase> {
-  const { api } = runtime;
-  const database = await api.Database.open(path, new api.DatabaseKey(key));
-  runtime.vfsInstalled = true;
-  return database;
-}
-
-/** Makes {@link OpenMlsEngine}s: fresh ones, or from {@link OpenMlsEngine.saveState} output. */
-export class OpenMlsEngineFactory implements MlsEngineFactory {
-  private readonly keyPackageLifetimeSeconds: number;
-
-  constructor(private readonly options: OpenMlsEngineOptions = {}) {
-    const lifetime = options.keyPackageLifetimeSeconds ?? DEFAULT_KEY_PACKAGE_LIFETIME_SECONDS;
-    if (!Number.isSafeInteger(lifetime) || lifetime <= NOT_BEFORE_MARGIN_SECONDS) {
-      throw new TypeError('keyPackageLifetimeSeconds must be a whole number above 3600');
-    }
-    this.keyPackageLifetimeSeconds = lifetime;
-  }
-
-  /** A new engine (new signature key pair, new encrypted store) for the identity. */
-  async create(identity: string, options?: { ciphersuite?: number }): Promise<OpenMlsEngine> {
-    const ciphersuite = options?.ciphersuite ?? DEFAULT_CIPHERSUITE;
-    if (!SUPPORTED_CIPHERSUITES.includes(ciphersuite)) {
-      throw fail('UNSUPPORTED_CIPHERSUITE', `ciphersuite ${ciphersuite} is not supported`);
-    }
-    const runtime = await sharedRuntime(this.options);
-    // Fails early, before a store is made for an identity core-crypto cannot spell.
-    clientIdOf(runtime, identity);
-    const path = freshPath();
-    const key = randomBytes(32);
-    return withStoreLock(async () => {
-      const database = await openDatabase(runtime, path, key);
-      return OpenMlsEngine.start(
-        runtime,
-        database,
-        {
-          identity,
-          ciphersuite,
-          keyPackageLifetimeSeconds: this.keyPackageLifetimeSeconds,
-          path,
-          key,
-          own: new Map(),
-          lost: [],
-          removed: new Map(),
-        },
-        true,
-      );
-    });
-  }
-
-  /**
-   * An engine continuing from saved state. In a new process (or page) the store is written back
-   * into IndexedDB and opened. In the process that made the state, the store may still be open:
-   * if it has not changed since the state was saved, the new engine takes it over (the old engine
-   * then throws ENGINE_CLOSED); if it has, the saved copy is opened in a second core-crypto
-   * instance (Node only; a browser page must reload instead).
-   */
-  async restore(bytes: Uint8Array): Promise<OpenMlsEngine> {
-    let state: EngineState;
-    try {
-      state = decodeState(bytes);
-    } catch (error) {
-      throw fail('INVALID_STATE', 'saved engine state does not decode', error);
-    }
-    const runtime = await sharedRuntime(this.options);
-    return withStoreLock(async () => {
-      const live = runtime.databases.get(state.path);
-      if (live !== undefined) {
-        await live.owner?.retire();
-        if (sameBlocks(await settledBlocks(state.path), state.blocks)) {
-          return OpenMlsEngine.start(runtime, live.database, state, false);
-        }
-      } else if (!runtime.vfsInstalled) {
-        // A browser reload finds the store still in IndexedDB; reuse it if nothing changed.
-        if (
-          (await hasBlocks(state.path)) &&
-          sameBlocks(await readBlocks(state.path), state.blocks)
-        ) {
-          return OpenMlsEngine.start(
-            runtime,
-            await openDatabase(runtime, state.path, state.key),
-            state,
-            false,
-          );
-        }
-        return this.openCopy(runtime, state);
-      }
-      if (!isNode()) {
-        throw fail(
-          'INVALID_STATE',
-          'this page already uses a newer version of the store; reload the page to restore it',
-        );
-      }
-      return this.openCopy(await isolatedRuntime(this.options), state);
-    });
-  }
-
-  /** Writes the saved blocks into IndexedDB under a new name and opens them (VFS not loaded yet). */
-  private async openCopy(runtime: CoreCryptoRuntime, state: EngineState): Promise<OpenMlsEngine> {
-    const path = freshPath();
-    await writeBlocks(path, state.blocks);
-    const database = await openDatabase(runtime, path, state.key);
-    return OpenMlsEngine.start(runtime, database, { ...state, path }, false);
-  }
-}
-
-/** A factory of OpenMLS engines. */
-export function createOpenMlsEngineFactory(options?: OpenMlsEngineOptions): OpenMlsEngineFactory {
-  return new OpenMlsEngineFactory(options);
 }

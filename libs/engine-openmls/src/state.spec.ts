@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,19 +188,30 @@ describe('OpenMLS engine state', () => {
 
     beforeAll(async () => {
       // The engine's sources as plain JavaScript in a temporary directory whose node_modules is
-      // the repository's: a fresh Node process imports them with no TypeScript tooling.
+      // the repository's: a fresh Node process imports them with no TypeScript tooling. The
+      // sources of @parley/protocol go along (under protocol/), so that no build is needed.
       dir = await mkdtemp(join(tmpdir(), 'engine-openmls-'));
       const src = fileURLToPath(new URL('.', import.meta.url));
+      const protocol = fileURLToPath(new URL('../../protocol/src', import.meta.url));
       const root = fileURLToPath(new URL('../../../node_modules', import.meta.url));
       await symlink(root, join(dir, 'node_modules'), 'dir');
-      for (const file of await readdir(src)) {
-        if (!file.endsWith('.ts') || file.endsWith('.spec.ts') || file === 'spec-support.ts')
-          continue;
-        const output = ts.transpileModule(await readFile(join(src, file), 'utf8'), {
-          compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-        });
-        await writeFile(join(dir, file.replace(/\.ts$/, '.js')), output.outputText);
-      }
+      await mkdir(join(dir, 'protocol'));
+      const transpile = async (from: string, to: string) => {
+        for (const file of await readdir(from)) {
+          if (!file.endsWith('.ts') || file.endsWith('.spec.ts') || file === 'spec-support.ts')
+            continue;
+          const output = ts.transpileModule(await readFile(join(from, file), 'utf8'), {
+            compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+          });
+          const code = output.outputText.replaceAll(
+            "from '@parley/protocol'",
+            "from './protocol/index.js'",
+          );
+          await writeFile(join(to, file.replace(/\.ts$/, '.js')), code);
+        }
+      };
+      await transpile(src, dir);
+      await transpile(protocol, join(dir, 'protocol'));
       await writeFile(join(dir, 'package.json'), '{"type":"module"}');
       await writeFile(join(dir, 'child.js'), CHILD);
     });

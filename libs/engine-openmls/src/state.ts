@@ -6,6 +6,7 @@
  * Layout: the 8 bytes "PLYOMLS\x01", a 32-bit big-endian length, that many bytes of UTF-8 JSON
  * (the header), then the data of the store's blocks back to back, in header order.
  */
+import { fromBase64, toBase64 } from '@parley/protocol';
 import type { StoreBlock } from './store.js';
 
 /** What the engine remembers of a message it sent, to recognise its echo in the log. */
@@ -42,18 +43,6 @@ interface Header {
   lost: string[];
   removed: [string, string][];
   blocks: [number, number][];
-}
-
-/** Base64 of bytes (no Buffer: this also runs in browsers). */
-export function toBase64(bytes: Uint8Array): string {
-  let binary = '';
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary);
-}
-
-/** Bytes of base64. */
-export function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
 }
 
 /** Serialises a state. */
