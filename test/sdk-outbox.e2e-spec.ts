@@ -298,6 +298,14 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     expect(view.outbox()).toEqual([]);
     await eventually(() => texts(benView).includes('typed before quitting'), 30_000);
     expect(texts(benView).filter((text) => text === 'typed before quitting')).toHaveLength(1);
+    // The new process knows the log's echo as its own (the engine state saved with the bytes).
+    await eventually(() => texts(view).includes('typed before quitting'));
+    expect(
+      view
+        .history()
+        .filter((message) => message.text === 'typed before quitting')
+        .map((message) => message.own),
+    ).toEqual([true]);
     // Every attempt, before and after the restart, carried the same bytes; the log holds them once.
     expect(proxy.sent.length).toBeGreaterThanOrEqual(2);
     expect(new Set(proxy.sent).size).toBe(1);

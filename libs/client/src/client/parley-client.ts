@@ -128,6 +128,7 @@ export class ParleyClient {
   private connection: 'idle' | 'online' | 'offline' | 'stopped' = 'idle';
   private closed = false;
   private closing: Promise<void> | null = null;
+  private connecting: Promise<void> | null = null;
   private readonly saves = new SerialQueue();
   private readonly welcomes = new SerialQueue();
   private readonly knownUsernames = new Map<string, string | null>();
@@ -333,8 +334,19 @@ export class ParleyClient {
    * when the server cannot be reached or refuses (nothing is left running then). Stays live
    * until close(), reconnecting by itself after a drop (see {@link onConnection}).
    */
-  async connect(): Promise<void> {
-    if (this.closed) throw closedError();
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    // One connection at a time: a second call (or the reconnect timer) shares the one under way.
+    this.connecting ??= this.connectOnce().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private async connectOnce(): Promise<void> {
+    // A connect() asked for while a reconnect waits for its turn goes now, in its place.
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     const { deviceId } = this.device();
     if (this.stopLive !== null && this.connection === 'online') {
       await this.sync();
