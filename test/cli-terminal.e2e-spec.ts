@@ -210,15 +210,21 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
           line: /send needs a conversation and text/,
         },
       ];
+      const took: string[] = [];
       for (const { args, code, line, env: extra = {} } of cases) {
         const session = terminal('ana', args, extra);
         const exited = await session.exit(ERROR_EXIT_MS);
+        took.push(
+          `${args.filter((arg) => !arg.startsWith('http')).join(' ')} ${(session.endedAt ?? 0) - session.started} ms`,
+        );
         const lines = session.text.split('\n').filter((text) => text.trim() !== '');
         expect(exited, `${args.join(' ')}:\n${session.text}`).toBe(code);
         expect(lines, args.join(' ')).toHaveLength(1);
         expect(lines[0]).toMatch(/^parley: /);
         expect(lines[0]).toMatch(line);
       }
+      // The figures (process start to exit, on a pseudo-terminal) for the README and reports.
+      console.log(`error paths, start to exit: ${took.join('; ')}`);
     });
 
     it('--server takes the base URL as well as the GraphQL URL', async () => {
@@ -250,6 +256,14 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
       const whoami = await parley('dan', 'whoami');
       expect(whoami.code).toBe(0);
       expect(whoami.stdout).toMatch(/^dan \(user [0-9a-f-]+\), device \(not registered/);
+    });
+
+    it('ends at the password prompt on Ctrl-C with 130', async () => {
+      const session = terminal('eve', ['signup', 'eve'], { PARLEY_PASSWORD: undefined });
+      await session.waitFor('password: ');
+      session.type('half typ\x03');
+      expect(await session.exit(ERROR_EXIT_MS)).toBe(130);
+      expect(session.output).not.toContain('half typ');
     });
 
     it('create counts the users whose key packages it claims', async () => {
@@ -438,6 +452,18 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
         expect(await session.exit(ERROR_EXIT_MS), `${args.join(' ')}:\n${session.text}`).toBe(1);
         expect(session.text).toMatch(/removed from conversation/);
       }
+      const left = /created conversation (\S+)/.exec(
+        (await parley('ana', 'create', 'ben')).stdout,
+      )?.[1];
+      expect((await parley('ben', 'leave', left ?? '')).stdout).toBe(
+        `left conversation ${left ?? ''}\n`,
+      );
+      expect((await parley('ben', 'conversations')).stdout).toMatch(
+        new RegExp(`${left ?? ''} .*\\(left\\)`),
+      );
+      const chatLeft = terminal('ben', ['chat', left ?? '']);
+      expect(await chatLeft.exit(ERROR_EXIT_MS)).toBe(1);
+      expect(chatLeft.text).toContain(`This device left conversation ${left ?? ''}`);
       const sent = await parley('ben', 'send', conversationId.slice(0, 8), 'still here');
       expect(sent.code, sent.stderr).toBe(0);
       const other = await parley('ben', 'create', 'cat');
