@@ -309,6 +309,22 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
         session.type(keys);
         expect(await session.exit(ERROR_EXIT_MS), JSON.stringify(keys)).toBe(code);
       }
+      // Without a terminal, Ctrl-C is a SIGINT to the process: the same end.
+      const piped = spawn(process.execPath, [cli, '--profile', 'ben', 'chat', conversationId], {
+        env: env('ben'),
+      });
+      let banner = '';
+      piped.stderr.on('data', (chunk: Buffer) => (banner += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => piped.once('exit', resolve));
+      try {
+        await eventually(() => banner.includes('Ctrl-C ends'), 30_000);
+        const started = Date.now();
+        piped.kill('SIGINT');
+        expect(await exited).toBe(130);
+        expect(Date.now() - started).toBeLessThan(ERROR_EXIT_MS);
+      } finally {
+        piped.kill('SIGKILL');
+      }
     });
 
     it('shows an own line once, as me:, and refuses a second process on the profile', async () => {
