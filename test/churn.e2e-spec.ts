@@ -195,4 +195,50 @@ describeE2E('churn: a removal right followed by a leave, again and again, 7 devi
       members.splice(0, members.length, ...stay, ...fresh);
     }
   });
+  it('resends a commit whose answer was lost on the way, so an OpenMLS device keeps it', async () => {
+    // The server stores the commit, then the connection drops before the answer arrives. The
+    // OpenMLS engine cannot keep a commit aside the way ts-mls does: if `send` gives up, it
+    // discards the commit, and once the log shows it the device can only rejoin (COMMIT_LOST).
+    // The same bytes sent again get the server's original answer (a replay of the bundle that
+    // won its epoch), so the outcome is known and nothing is lost.
+    const [ana, ben, cy] = [
+      await device(openMls),
+      await device(openMls),
+      await device(tsMlsEngineFactory),
+    ];
+    const group = await ana.client.createConversation([ben.userId, cy.userId]);
+    const joined = async (member: Device) => {
+      await eventually(() => member.client.conversations().some((c) => c.id === group.id));
+      return member.client.conversation(group.id);
+    };
+    const benView = await joined(ben);
+    await joined(cy);
+    const realFetch = globalThis.fetch;
+    let cut = 0;
+    globalThis.fetch = async (input, init) => {
+      const response = await realFetch(input, init);
+      if (cut === 0 && typeof init?.body === 'string' && init.body.includes('submitCommitBundle')) {
+        cut += 1;
+        await response.text();
+        throw new TypeError('fetch failed', { cause: new Error('socket hang up') });
+      }
+      return response;
+    };
+    try {
+      await group.removeUsers([cy.userId]);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(cut).toBe(1);
+    await group.send('after the lost answer');
+    await eventually(() => texts(benView).includes('after the lost answer'));
+    const secrets = await Promise.all(
+      [group, benView].map(async (view) =>
+        Buffer.from(await view.exportSecret('exporter', new Uint8Array(), 32)).toString('hex'),
+      ),
+    );
+    expect(new Set(secrets).size).toBe(1);
+    expect((await group.members()).map((member) => member.userId)).not.toContain(cy.userId);
+    expect([...ana.errors, ...ben.errors].map(codeOf)).toEqual([]);
+  });
 });
