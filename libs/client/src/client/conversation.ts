@@ -1,7 +1,13 @@
 import { fromBase64, parseIdentity, SerialQueue, toBase64 } from '@parley/protocol';
 import { decodeEnvelope, type Envelope, InvalidEnvelopeError } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
-import { NotAMemberError, ParleyError, StaleEpochError } from '../errors.js';
+import {
+  NetworkError,
+  NotAMemberError,
+  ParleyError,
+  ServiceUnavailableError,
+  StaleEpochError,
+} from '../errors.js';
 import {
   AcknowledgeDocument,
   ClaimKeyPackagesDocument,
@@ -98,6 +104,12 @@ export interface ConversationContext {
 const USERS_PER_CLAIM = 100;
 // A commit that keeps losing its epoch to others gives up after this many tries.
 const COMMIT_ATTEMPTS = 8;
+// A commit request left without an answer (connection dropped, server briefly unavailable) is
+// sent again, same bytes, this many times at most, after 0.25, 0.5, 1 s: an engine that cannot
+// keep a commit aside until the log shows it (OpenMLS) discards a commit whose `send` failed, and
+// if the server had stored it that device could only rejoin.
+const COMMIT_RESENDS = 3;
+const COMMIT_RESEND_DELAY_MS = 250;
 const PAGE = 200;
 // Decrypted messages kept locally per conversation (MLS cannot decrypt them again).
 const HISTORY_LIMIT = 1000;
@@ -475,23 +487,31 @@ export class Conversation implements OutboxConversation {
       // Set by the sender callback; an object, so that the compiler sees it can change.
       const verdict: { stale: StaleEpochError | null } = { stale: null };
       const outcome = await commit(async (bundle: CommitBundle) => {
-        try {
-          await this.context.transport.request(SubmitCommitBundleDocument, {
-            input: {
-              deviceId: this.context.deviceId,
-              conversationId: this.id,
-              commit: toBase64(bundle.commit),
-              groupInfo: toBase64(bundle.groupInfo),
-              ...(bundle.welcome === undefined ? {} : { welcome: toBase64(bundle.welcome) }),
-            },
-          });
-          return 'accepted';
-        } catch (error) {
-          if (error instanceof StaleEpochError) {
-            verdict.stale = error;
-            return 'rejected';
+        const input = {
+          deviceId: this.context.deviceId,
+          conversationId: this.id,
+          commit: toBase64(bundle.commit),
+          groupInfo: toBase64(bundle.groupInfo),
+          ...(bundle.welcome === undefined ? {} : { welcome: toBase64(bundle.welcome) }),
+        };
+        for (let resend = 0; ; resend++) {
+          try {
+            await this.context.transport.request(SubmitCommitBundleDocument, { input });
+            return 'accepted';
+          } catch (error) {
+            if (error instanceof StaleEpochError) {
+              verdict.stale = error;
+              return 'rejected';
+            }
+            // No answer: the server may have stored the commit. The same bytes again get its
+            // verdict (a replay of the bundle that won its epoch is answered as the first time).
+            const unanswered =
+              error instanceof NetworkError || error instanceof ServiceUnavailableError;
+            if (!unanswered || resend >= COMMIT_RESENDS) throw error;
+            await new Promise((resolve) =>
+              setTimeout(resolve, COMMIT_RESEND_DELAY_MS * 2 ** resend),
+            );
           }
-          throw error;
         }
       });
       if (outcome === 'accepted') {
