@@ -41,6 +41,8 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
   let dropDatabase = async () => {};
   const open: ParleyClient[] = [];
   const backgroundErrors: unknown[] = [];
+  // Measured figures, printed at the end (README, The SDK).
+  const figures: string[] = [];
 
   beforeAll(async () => {
     const buildFailure = inject('buildFailure');
@@ -67,6 +69,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     await Promise.all(open.splice(0).map((client) => client.close()));
   });
   afterAll(async () => {
+    console.info(`SDK lifecycle figures (${testDatabase}):\n  ${figures.join('\n  ')}`);
     await server.stop();
     await dropDatabase();
     await rm(home, { recursive: true, force: true });
@@ -157,6 +160,9 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     const started = Date.now();
     await benAgain.connect();
     expect(Date.now() - started).toBeLessThan(15_000);
+    figures.push(
+      `connect() of a device removed from 1 of 2 conversations: ${Date.now() - started} ms`,
+    );
     const removed = benAgain.conversation(first.id);
     expect(removed.status).toBe('removed');
     // Its history stays readable; changes are refused at once with a typed error.
@@ -217,6 +223,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
       const started = Date.now();
       const failure = await offline.connect().catch((error: unknown) => error);
       expect(Date.now() - started).toBeLessThan(5_000);
+      figures.push(`connect() with the server down rejected in ${Date.now() - started} ms`);
       expect(failure).toBeInstanceOf(NetworkError);
       expect((failure as Error).message).toBe(
         `Cannot reach the server at ${server.url} (connection refused)`,
@@ -257,6 +264,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
       await cut.close();
       expect(await connecting).toMatchObject({ code: 'CLOSED' });
       expect(Date.now() - started).toBeLessThan(3_000);
+      figures.push(`close() during a connect() to a black hole: ${Date.now() - started} ms`);
       // Requests time out as well.
       const slow = await client(ana.store, url, { requestTimeoutMs: 1_000 });
       await expect(slow.me()).rejects.toThrow(`did not answer within 1 s`);
@@ -316,6 +324,21 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     }
   }, 120_000);
 
+  it('close() of a live, idle client leaves no handle either, at once', async () => {
+    const ana = await user();
+    await ana.client.close();
+    const before = resources();
+    const live = await client(ana.store);
+    await live.connect();
+    await live.sync();
+    const started = Date.now();
+    await live.close();
+    // The socket's closing handshake is awaited (or cut after a second) inside close().
+    expect(Date.now() - started).toBeLessThan(2_000);
+    figures.push(`close() of a live idle client: ${Date.now() - started} ms`);
+    await eventually(() => nothingMoreThan(before), 5_000);
+  }, 60_000);
+
   it('reports one offline and one online per outage, whatever the number of failed retries', async () => {
     const ana = await user();
     const ben = await user();
@@ -343,8 +366,12 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     // Several reconnect attempts fail meanwhile (backoff from 0.5 s): no more events.
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     expect(changes).toHaveLength(2);
+    const healthy = Date.now();
     await server.start();
     await eventually(() => changes.length === 3, 60_000);
+    figures.push(
+      `online again ${Date.now() - healthy} ms after the restart began (server boot included)`,
+    );
     expect(changes[2]).toMatchObject({ state: 'online', reconnected: true });
     // Drops are not reported as background errors any more.
     expect(backgroundErrors.slice(errorsBefore)).toEqual([]);

@@ -127,6 +127,8 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
   let dropDatabase = async () => {};
   const open: ParleyClient[] = [];
   const proxies: FaultyProxy[] = [];
+  // Measured figures, printed at the end (README, The SDK).
+  const figures: string[] = [];
 
   beforeAll(async () => {
     const buildFailure = inject('buildFailure');
@@ -153,6 +155,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
   });
   afterAll(async () => {
+    console.info(`SDK outbox figures (${testDatabase}):\n  ${figures.join('\n  ')}`);
     await server.stop();
     await dropDatabase();
     await rm(home, { recursive: true, force: true });
@@ -241,7 +244,9 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     } finally {
       await server.start();
     }
+    const healthy = Date.now();
     const results = await Promise.all(sends);
+    figures.push(`3 messages typed during an outage sent ${Date.now() - healthy} ms after /health`);
     const seqs = results.map((result) => result.seq);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
     expect(new Set(seqs).size).toBe(3);
@@ -293,8 +298,12 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     ]);
     const events: OutgoingMessage[] = [];
     again.onOutbox((message) => events.push(message));
+    const connecting = Date.now();
     await again.connect();
     await eventually(() => events.some((e) => e.state === 'sent'), 30_000);
+    figures.push(
+      `pending message of a closed process sent ${Date.now() - connecting} ms after connect()`,
+    );
     expect(view.outbox()).toEqual([]);
     await eventually(() => texts(benView).includes('typed before quitting'), 30_000);
     expect(texts(benView).filter((text) => text === 'typed before quitting')).toHaveLength(1);

@@ -64,7 +64,8 @@ export interface ParleyClientOptions {
   /**
    * Called with errors of the background work that nobody awaits (processing live events,
    * committing the removal of leavers, a live connection that ended for good). Connection drops
-   * and reconnects are reported through {@link ParleyClient.onConnection} instead.
+   * and reconnects are reported through {@link ParleyClient.onConnection} instead, and network
+   * failures of background work not at all (that work is done again once the server is back).
    */
   onError?: (error: unknown) => void;
   /** How long one query or mutation may take before it fails with a NetworkError (30 s). */
@@ -798,7 +799,13 @@ export class ParleyClient {
     return this.state.userId;
   }
 
+  /**
+   * Hands a failure of background work to `onError` — except those of the network (and of the
+   * client closing): each outage already gets its one `offline` event, and the work is done
+   * again on its own (the catch-up after reconnecting, the next live entry, the outbox's retry).
+   */
   private report(error: unknown): void {
+    if (isRetryable(error) || (error instanceof ParleyError && error.code === 'CLOSED')) return;
     this.options.onError?.(error);
   }
 }
