@@ -118,10 +118,16 @@ function isAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else, so it is alive.
     return hasCode(error, 'EPERM');
+  }
+  // The pid of a parley that died may have been reused by something else: on Linux, a process
+  // that is not node holds no parley lock.
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
+  } catch {
+    return true;
   }
 }
 

@@ -263,6 +263,9 @@ async function run(): Promise<void> {
     // Nothing to finish: the state is saved atomically and pending messages are already stored.
     else process.exit(EXIT.interrupted);
   });
+  // A closed terminal or a kill ends parley the same way, letting the profile lock go ('exit').
+  process.on('SIGHUP', () => process.exit(129));
+  process.on('SIGTERM', () => process.exit(143));
   try {
     await main(argv, session);
   } catch (error) {
