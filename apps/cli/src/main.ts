@@ -263,6 +263,8 @@ async function run(): Promise<void> {
     // Nothing to finish: the state is saved atomically and pending messages are already stored.
     else process.exit(EXIT.interrupted);
   });
+  // `parley history x | head -1`: once the reader is gone there is nobody left to tell.
+  process.stdout.on('error', () => process.exit());
   // A closed terminal or a kill ends parley the same way, letting the profile lock go ('exit').
   process.on('SIGHUP', () => process.exit(129));
   process.on('SIGTERM', () => process.exit(143));
