@@ -270,6 +270,38 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     expect(log.filter((entry) => entry.senderDeviceId === ana.client.deviceId)).toHaveLength(3);
   }, 120_000);
 
+  it('never sends a message discarded while it was pending', async () => {
+    const proxy = await FaultyProxy.start(server.port);
+    proxies.push(proxy);
+    const { conversation, benView } = await pair(undefined, proxy.url);
+    await server.kill();
+    const dropped = conversation.send('changed my mind').catch((error: unknown) => error);
+    const kept = conversation.send('this one goes');
+    try {
+      // Tried on the wire at least once: it now waits for its next try.
+      await eventually(() => proxy.sent.length >= 1);
+      const [first] = conversation.outbox();
+      expect(first?.text).toBe('changed my mind');
+      // Refused only in the instant it is on the wire.
+      await eventually(async () => {
+        try {
+          await conversation.discard(first?.id ?? '');
+          return true;
+        } catch (error) {
+          if ((error as { code?: string }).code === 'IN_FLIGHT') return false;
+          throw error;
+        }
+      });
+      expect(await dropped).toMatchObject({ code: 'DISCARDED' });
+      expect(conversation.outbox().map((m) => m.text)).toEqual(['this one goes']);
+    } finally {
+      await server.start();
+    }
+    await kept;
+    await eventually(() => texts(benView).includes('this one goes'), 30_000);
+    expect(texts(benView)).not.toContain('changed my mind');
+  }, 120_000);
+
   it('sends what a closed process left pending after the next connect(), with the same bytes', async () => {
     const proxy = await FaultyProxy.start(server.port);
     proxies.push(proxy);

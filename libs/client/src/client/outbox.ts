@@ -218,7 +218,8 @@ export class Outbox {
     let attempt = 0;
     let reencryptions = 0;
     for (;;) {
-      if (this.isClosed()) return;
+      // Closed, or discarded (or its conversation forgotten) while it waited for a retry.
+      if (this.isClosed() || !this.host.records().includes(record)) return;
       const conversation = this.host.conversation(record.conversationId);
       if (conversation === undefined) {
         await this.fail(
@@ -246,7 +247,7 @@ export class Outbox {
           // crash the same bytes go again, and the engine never reuses their key.
           await this.host.save();
         }
-        if (this.isClosed()) return;
+        if (this.isClosed() || !this.host.records().includes(record)) return;
         this.inFlight.add(record.id);
         let seq: number;
         try {
