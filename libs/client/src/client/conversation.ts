@@ -226,7 +226,9 @@ export class Conversation implements OutboxConversation {
   /**
    * Decrypted messages in log order — with `from: 'start'` (the default) those already received
    * (the kept history) first, with `'now'` only new ones — as they arrive, until the iterator is
-   * returned. Ends with an error if history was lost or the device removed.
+   * returned. Ends (without an error) when the client closes; with an error when history was
+   * lost, this device was removed or left (RemovedFromConversationError,
+   * LeftConversationError), or deleted or signed out everywhere.
    */
   async *messages(options: { from?: 'start' | 'now' } = {}): AsyncGenerator<ReceivedMessage> {
     let next = options.from === 'now' ? this.inbox.length : 0;
