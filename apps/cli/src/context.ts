@@ -45,6 +45,8 @@ export interface CommandContext {
   notice: (text: string, json?: Record<string, unknown>) => void;
   /** Makes Ctrl-C (SIGINT) call `handler` instead of ending the process at once. */
   onInterrupt: (handler: () => void) => void;
+  /** Sends the SDK's background errors (one line each) to `handler` instead of stderr. */
+  onBackgroundError: (handler: (line: string, json: Record<string, unknown>) => void) => void;
 }
 
 /** One CLI command. */

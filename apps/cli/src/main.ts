@@ -48,15 +48,18 @@ const GLOBAL_USAGE =
   'usage: parley [--server URL] [--profile NAME | --state FILE] [--json] [--debug] <command> [arguments]';
 
 function usage(): string {
+  const width = Math.max(
+    ...Object.entries(commands).map(([name, c]) => name.length + c.usage.length + 1),
+  );
   const lines = Object.entries(commands).map(
-    ([name, command]) => `  ${`${name} ${command.usage}`.padEnd(42)} ${command.summary}`,
+    ([name, command]) => `  ${`${name} ${command.usage}`.padEnd(width)}  ${command.summary}`,
   );
   return [
     GLOBAL_USAGE,
     '',
     'commands:',
     ...lines,
-    `  ${'help [command]'.padEnd(42)} this text, or a command's options and examples`,
+    `  ${'help [command]'.padEnd(width)}  this text, or a command's options and examples`,
     '',
     'options:',
     `  --server URL       the server, http://host:4000 or …/graphql (PARLEY_SERVER; default ${DEFAULT_SERVER})`,
@@ -102,6 +105,8 @@ class Session {
   stateLabel = 'this profile';
   /** Set by a command (chat) that ends itself on Ctrl-C instead of being killed. */
   onInterrupt: (() => void) | null = null;
+  /** Set by a command (chat) that prints the SDK's background errors itself. */
+  onBackgroundError: ((line: string, json: Record<string, unknown>) => void) | null = null;
 
   async end(): Promise<void> {
     const client = this.client;
@@ -193,11 +198,10 @@ async function main(argv: string[], session: Session): Promise<void> {
       session.lock ??= await ProfileLock.acquire(options.state, options.stateLabel);
       session.client = await openClient({ ...options, passphrase }, (error) => {
         const outcome = describeError(error, options.stateLabel);
-        text(
-          `parley: ${outcome.message}`,
-          { error: { code: outcome.code, message: outcome.message } },
-          process.stderr,
-        );
+        const line = `parley: ${outcome.message}`;
+        const json = { error: { code: outcome.code, message: outcome.message } };
+        if (session.onBackgroundError !== null) session.onBackgroundError(line, json);
+        else text(line, json, process.stderr);
       });
       session.client.onConnection((change) => {
         session.online = change.state === 'online';
@@ -215,6 +219,9 @@ async function main(argv: string[], session: Session): Promise<void> {
     },
     onInterrupt: (handler) => {
       session.onInterrupt = handler;
+    },
+    onBackgroundError: (handler) => {
+      session.onBackgroundError = handler;
     },
   });
   if (code !== undefined && code !== EXIT.ok) process.exitCode = code;

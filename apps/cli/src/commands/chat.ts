@@ -31,7 +31,7 @@ export const chat: Command = {
     'parley --profile ana chat 3f2a',
     "printf 'hello\\n/quit\\n' | parley --profile ana chat 3f2a",
   ],
-  async run({ args, options, client, print, onInterrupt }) {
+  async run({ args, options, client, print, onInterrupt, onBackgroundError }) {
     const [prefix, ...rest] = args;
     if (prefix === undefined || rest.length > 0)
       throw new UsageError('chat takes one conversation: parley chat <conversation>');
@@ -48,6 +48,10 @@ export const chat: Command = {
     const notice = (text: string, json: Record<string, unknown> = {}) => {
       say(`parley: ${text}`, { notice: text, ...json }, 'stderr');
     };
+    // Above the prompt like every other line, not across what is being typed.
+    onBackgroundError((line, json) => {
+      say(line, json, 'stderr');
+    });
 
     // Written by the connection listener: the flush at the end waits only while online.
     const connection = { online: true };

@@ -3,7 +3,7 @@ import { type Command, progressLine, UsageError, userIds } from '../context.js';
 /** `parley create <username...>`: a group with every device of the users. */
 export const create: Command = {
   summary: 'create an encrypted group with these users (every device of each)',
-  usage: '<username> [username...]',
+  usage: '<username...>',
   details: ['Prints the conversation id; its first characters are enough for other commands.'],
   examples: ['parley --profile ana create ben', 'parley --profile ana create ben cat'],
   async run({ args, client, print, progress }) {

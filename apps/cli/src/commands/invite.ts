@@ -9,7 +9,7 @@ import {
 /** `parley invite <conversation> <username...>`: adds users to a group. */
 export const invite: Command = {
   summary: 'add users (every device of each) to a conversation',
-  usage: '<conversation> <username> [username...]',
+  usage: '<conversation> <username...>',
   examples: ['parley --profile ana invite 3f2a cat', 'parley --profile ana invite 3f2a cat dan'],
   async run({ args, client, print, progress }) {
     const [prefix, ...usernames] = args;

@@ -3,7 +3,7 @@ import { type Command, resolveConversation, UsageError, userIds } from '../conte
 /** `parley remove <conversation> <username...>`: removes users from a group. */
 export const remove: Command = {
   summary: 'remove users (every device of each) from a conversation',
-  usage: '<conversation> <username> [username...]',
+  usage: '<conversation> <username...>',
   examples: ['parley --profile ana remove 3f2a ben'],
   async run({ args, client, print }) {
     const [prefix, ...usernames] = args;
