@@ -346,14 +346,18 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
       );
       expect(session.screen.filter((line) => line.includes('only once please'))).toHaveLength(1);
 
-      const second = await parley('ana', 'conversations');
+      // The issue's case: a remove from a second terminal of the profile broke the running chat.
+      const second = await parley('ana', 'remove', conversationId, 'cat');
       expect(second.code).toBe(75);
       expect(second.stderr.trim()).toMatch(
         /^parley: profile ana is in use by another parley process \(pid \d+\)/,
       );
       session.type('/quit\r');
       expect(await session.exit(ERROR_EXIT_MS)).toBe(0);
-      expect((await parley('ana', 'conversations')).code).toBe(0);
+      // Refused before anything: cat is still in, and the lock is free again.
+      const after = await parley('ana', 'conversations');
+      expect(after.code).toBe(0);
+      expect(after.stdout).toMatch(new RegExp(`${conversationId} .*cat`));
     });
 
     it('takes over a lock left by a process that died (or whose pid is reused)', async () => {
