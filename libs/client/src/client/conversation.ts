@@ -2,6 +2,7 @@ import { fromBase64, parseIdentity, SerialQueue, toBase64 } from '@parley/protoc
 import { decodeEnvelope, type Envelope, InvalidEnvelopeError } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
 import {
+  closedError,
   NetworkError,
   NotAMemberError,
   ParleyError,
@@ -127,6 +128,13 @@ export class Conversation implements OutboxConversation {
   // The client closed: message iterators end (without an error).
   private ended = false;
   private currentStatus: ConversationStatus;
+  // Commit requests on the wire (with their resends): close() lets them finish, within a bound,
+  // because an engine that cannot keep a commit aside (OpenMLS) loses one whose send was cut.
+  private readonly commitsInFlight = new Set<Promise<unknown>>();
+  // Wakes a commit's resend wait: the client is closing for good.
+  private readonly resendSleepers = new Set<() => void>();
+  // close() has begun: no new commit request goes out; those on the wire may finish.
+  private draining = false;
 
   /** @internal Made by ParleyClient. */
   constructor(
@@ -398,6 +406,8 @@ export class Conversation implements OutboxConversation {
    * deleted or signed out.
    */
   close(error?: ParleyError): void {
+    this.draining = true;
+    for (const wake of [...this.resendSleepers]) wake();
     if (error === undefined) {
       this.ended = true;
       this.fail(new ParleyError('CLOSED', 'The client was closed'));
@@ -496,24 +506,14 @@ export class Conversation implements OutboxConversation {
           groupInfo: toBase64(bundle.groupInfo),
           ...(bundle.welcome === undefined ? {} : { welcome: toBase64(bundle.welcome) }),
         };
-        for (let resend = 0; ; resend++) {
-          try {
-            await this.context.transport.request(SubmitCommitBundleDocument, { input });
-            return 'accepted';
-          } catch (error) {
-            if (error instanceof StaleEpochError) {
-              verdict.stale = error;
-              return 'rejected';
-            }
-            // No answer: the server may have stored the commit. The same bytes again get its
-            // verdict (a replay of the bundle that won its epoch is answered as the first time).
-            const unanswered =
-              error instanceof NetworkError || error instanceof ServiceUnavailableError;
-            if (!unanswered || resend >= COMMIT_RESENDS) throw error;
-            await new Promise((resolve) =>
-              setTimeout(resolve, COMMIT_RESEND_DELAY_MS * 2 ** resend),
-            );
-          }
+        // Nothing has gone out yet: a closing client starts no commit request.
+        if (this.draining) throw closedError();
+        const request = this.submitCommit(input, verdict);
+        this.commitsInFlight.add(request);
+        try {
+          return await request;
+        } finally {
+          this.commitsInFlight.delete(request);
         }
       });
       if (outcome === 'accepted') {
@@ -527,6 +527,71 @@ export class Conversation implements OutboxConversation {
         );
       }
     }
+  }
+
+  /** Sends a commit bundle, again (same bytes) while no answer comes, at most COMMIT_RESENDS times. */
+  private async submitCommit(
+    input: {
+      deviceId: string;
+      conversationId: string;
+      commit: string;
+      groupInfo: string;
+      welcome?: string;
+    },
+    verdict: { stale: StaleEpochError | null },
+  ): Promise<'accepted' | 'rejected'> {
+    for (let resend = 0; ; resend++) {
+      try {
+        await this.context.transport.request(SubmitCommitBundleDocument, { input });
+        return 'accepted';
+      } catch (error) {
+        if (error instanceof StaleEpochError) {
+          verdict.stale = error;
+          return 'rejected';
+        }
+        // No answer: the server may have stored the commit. The same bytes again get its
+        // verdict (a replay of the bundle that won its epoch is answered as the first time).
+        const unanswered =
+          error instanceof NetworkError || error instanceof ServiceUnavailableError;
+        if (!unanswered || resend >= COMMIT_RESENDS) throw error;
+        await this.resendWait(COMMIT_RESEND_DELAY_MS * 2 ** resend);
+      }
+    }
+  }
+
+  /** Waits before a resend; a client that closes for good ends the wait (CLOSED), timer and all. */
+  private resendWait(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.resendSleepers.delete(wake);
+        reject(closedError());
+      };
+      const timer = setTimeout(() => {
+        this.resendSleepers.delete(wake);
+        resolve();
+      }, ms);
+      this.resendSleepers.add(wake);
+    });
+  }
+
+  /**
+   * @internal The client is closing: no new commit request goes out, and this resolves once the
+   * ones on the wire (with their resends) have their answer, or after `ms` at most. Whether
+   * there were any.
+   */
+  async drainCommits(ms: number): Promise<boolean> {
+    this.draining = true;
+    if (this.commitsInFlight.size === 0) return false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.commitsInFlight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    return true;
   }
 
   private async saved(): Promise<void> {
