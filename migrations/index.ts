@@ -6,6 +6,7 @@ import { LogEntryDigests1795361100000 } from './1795361100000-LogEntryDigests.js
 import { TokenRevocation1795362000000 } from './1795362000000-TokenRevocation.js';
 import { RateLimits1795364000000 } from './1795364000000-RateLimits.js';
 import { RateLimitsUnlogged1795364000001 } from './1795364000001-RateLimitsUnlogged.js';
+import { DirectConversationsRoles1795370000000 } from './1795370000000-DirectConversationsRoles.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -17,4 +18,5 @@ export const migrations = [
   TokenRevocation1795362000000,
   RateLimits1795364000000,
   RateLimitsUnlogged1795364000001,
+  DirectConversationsRoles1795370000000,
 ];

@@ -17,6 +17,15 @@ export class ParleyError extends Error {
 export class UnauthenticatedError extends ParleyError {}
 /** The user may not do this (e.g. act for another user's device). */
 export class ForbiddenError extends ParleyError {}
+/** A direct conversation with that user exists; `conversationId` names it. */
+export class DirectConversationExistsError extends ParleyError {
+  /** The id of the existing direct conversation. */
+  get conversationId(): string {
+    return String(this.details.conversationId);
+  }
+}
+/** The change would leave a group with no admin while other users remain. */
+export class LastAdminError extends ParleyError {}
 /** The named thing does not exist. */
 export class NotFoundError extends ParleyError {}
 /** A conflicting thing exists (taken username, existing group id). */
@@ -111,6 +120,8 @@ const byCode: Readonly<Record<ErrorCode, ErrorClass>> = {
   INVALID_GROUP_INFO: InvalidCommitError,
   INVALID_WELCOME: InvalidCommitError,
   EXTERNAL_COMMIT_UNSUPPORTED: InvalidCommitError,
+  DIRECT_CONVERSATION_EXISTS: DirectConversationExistsError,
+  LAST_ADMIN: LastAdminError,
   INVALID_MESSAGE: InvalidMessageError,
   DEVICE_REVOKED: DeviceRevokedError,
   SERVICE_UNAVAILABLE: ServiceUnavailableError,

@@ -22,6 +22,10 @@ export const DOMAIN_ERROR_CODES = [
   'INVALID_WELCOME',
   'INVALID_MESSAGE',
   'EXTERNAL_COMMIT_UNSUPPORTED',
+  // A DIRECT conversation of the pair exists; `extensions.conversationId` names it.
+  'DIRECT_CONVERSATION_EXISTS',
+  // Demoting the last admin of a group that keeps other users.
+  'LAST_ADMIN',
   'DEVICE_REVOKED',
   'SERVICE_UNAVAILABLE',
   // A live stream ended early; the client resumes from its cursors.

@@ -1,11 +1,21 @@
-import { Check, Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+import { Check, Column, CreateDateColumn, Entity, Index, PrimaryColumn } from 'typeorm';
 
-/** Conversation kinds; direct (1:1) conversations come later. */
-export type ConversationKind = 'GROUP';
+/** Conversation kinds: a group, or a direct (1:1) conversation of two users. */
+export type ConversationKind = 'GROUP' | 'DIRECT';
 
 /** An MLS group as the delivery service knows it: its epoch, log counter and newest GroupInfo. */
 @Entity('conversations')
-@Check('conversations_kind', `"kind" IN ('GROUP')`)
+@Check('conversations_kind', `"kind" IN ('GROUP', 'DIRECT')`)
+@Check(
+  'conversations_direct_pair',
+  `("kind" = 'DIRECT') = ("direct_user_low" IS NOT NULL AND "direct_user_high" IS NOT NULL) AND ("direct_user_low" IS NULL OR "direct_user_low" < "direct_user_high")`,
+)
+// One DIRECT conversation per unordered pair of users, whichever instance creates it: the pair is
+// stored ordered (low < high), so both users starting it at once collide on this key.
+@Index('conversations_direct_pair_key', ['directUserLow', 'directUserHigh'], {
+  unique: true,
+  where: `"kind" = 'DIRECT'`,
+})
 export class ConversationEntity {
   @PrimaryColumn('uuid')
   id!: string;
@@ -15,6 +25,14 @@ export class ConversationEntity {
 
   @Column('text')
   kind!: ConversationKind;
+
+  /** DIRECT: the smaller of the two users' ids; null for a GROUP. */
+  @Column('uuid', { name: 'direct_user_low', nullable: true })
+  directUserLow!: string | null;
+
+  /** DIRECT: the greater of the two users' ids; null for a GROUP. */
+  @Column('uuid', { name: 'direct_user_high', nullable: true })
+  directUserHigh!: string | null;
 
   @Column('integer')
   ciphersuite!: number;

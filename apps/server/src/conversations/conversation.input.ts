@@ -1,7 +1,7 @@
 import { Field, ID, InputType, Int } from '@nestjs/graphql';
 import { IsEnum, IsInt, IsOptional, IsString, IsUUID } from 'class-validator';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
-import { ConversationKindValue } from './conversation.model.js';
+import { ConversationKindValue, ConversationRoleValue } from './conversation.model.js';
 
 /** An MLS group the caller's device has just created (epoch 0, alone at leaf 0). */
 @InputType()
@@ -16,6 +16,14 @@ export class CreateConversationInput {
   @Field(() => ConversationKindValue, { defaultValue: ConversationKindValue.GROUP })
   @IsEnum(ConversationKindValue)
   kind!: ConversationKindValue;
+
+  @Field(() => ID, {
+    nullable: true,
+    description: 'DIRECT: the other user (required); refused for a GROUP',
+  })
+  @IsOptional()
+  @IsString()
+  peerUserId?: string | null;
 
   @Field(() => BytesScalar, {
     nullable: true,
@@ -64,4 +72,16 @@ export class SubmitCommitBundleInput extends ConversationDeviceInput {
   })
   @IsOptional()
   welcome?: Buffer | null;
+}
+
+/** An admin sets a user's role in a group. */
+@InputType()
+export class SetMemberRoleInput extends ConversationDeviceInput {
+  @Field(() => ID)
+  @IsString()
+  userId!: string;
+
+  @Field(() => ConversationRoleValue)
+  @IsEnum(ConversationRoleValue)
+  role!: ConversationRoleValue;
 }

@@ -2,11 +2,19 @@ import { Field, ID, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 
-/** The kinds of conversation; direct (1:1) conversations come later. */
+/** The kinds of conversation: a group, or a direct (1:1) conversation of two users. */
 export enum ConversationKindValue {
   GROUP = 'GROUP',
+  DIRECT = 'DIRECT',
 }
 registerEnumType(ConversationKindValue, { name: 'ConversationKind' });
+
+/** A user's role in a conversation (all of the user's devices share it). */
+export enum ConversationRoleValue {
+  ADMIN = 'ADMIN',
+  MEMBER = 'MEMBER',
+}
+registerEnumType(ConversationRoleValue, { name: 'ConversationRole' });
 
 /** One seat of the roster: which device holds which leaf of the MLS tree. */
 @ObjectType('ConversationMember')
@@ -25,6 +33,9 @@ export class ConversationMemberModel {
 
   @Field({ description: 'Asked to leave; the next commit should remove this leaf' })
   leaving!: boolean;
+
+  @Field(() => ConversationRoleValue, { description: "The role of the device's user" })
+  role!: ConversationRoleValue;
 }
 
 /** A conversation as one of its member devices sees it. */
@@ -38,6 +49,15 @@ export class ConversationModel {
 
   @Field(() => ConversationKindValue)
   kind!: ConversationKindValue;
+
+  @Field(() => ID, {
+    nullable: true,
+    description: 'DIRECT: the other user, seen from the caller; null for a GROUP',
+  })
+  peerUserId!: string | null;
+
+  @Field(() => ConversationRoleValue, { description: "The caller's role" })
+  role!: ConversationRoleValue;
 
   @Field(() => Int)
   ciphersuite!: number;

@@ -3,7 +3,11 @@ import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { RateLimitService } from '../rate-limits/rate-limit.service.js';
-import { CreateConversationInput, SubmitCommitBundleInput } from './conversation.input.js';
+import {
+  CreateConversationInput,
+  SetMemberRoleInput,
+  SubmitCommitBundleInput,
+} from './conversation.input.js';
 import { CommitResultModel, ConversationModel, WelcomeModel } from './conversation.model.js';
 import { ConversationsService } from './conversations.service.js';
 
@@ -23,6 +27,17 @@ export class ConversationsResolver {
     @Args('input') input: CreateConversationInput,
   ): Promise<ConversationModel> {
     return this.conversationsService.create(principal.userId, input);
+  }
+
+  @Mutation(() => ConversationModel, {
+    description:
+      "An admin sets a user's role in a group (FORBIDDEN with reason ADMIN_REQUIRED otherwise; LAST_ADMIN if no admin would remain)",
+  })
+  setMemberRole(
+    @CurrentPrincipal() principal: Principal,
+    @Args('input') input: SetMemberRoleInput,
+  ): Promise<ConversationModel> {
+    return this.conversationsService.setMemberRole(principal.userId, input);
   }
 
   @Mutation(() => CommitResultModel, {

@@ -26,11 +26,16 @@ import { type Publication, publishCommitted } from '../live/publish.js';
 import { LogEntryEntity } from '../messages/log-entry.entity.js';
 import { ConversationMemberEntity } from './conversation-member.entity.js';
 import { ConversationEntity } from './conversation.entity.js';
-import type { CreateConversationInput, SubmitCommitBundleInput } from './conversation.input.js';
+import type {
+  CreateConversationInput,
+  SetMemberRoleInput,
+  SubmitCommitBundleInput,
+} from './conversation.input.js';
 import {
   type CommitResultModel,
   ConversationKindValue,
   type ConversationMemberModel,
+  ConversationRoleValue,
   type ConversationModel,
   type WelcomeModel,
 } from './conversation.model.js';
@@ -57,6 +62,15 @@ import {
   decodeBundle,
 } from './commit-bundle.checks.js';
 import { CommitResultEntity } from './commit-result.entity.js';
+import { ConversationRoleEntity } from './conversation-role.entity.js';
+import {
+  checkNewDirect,
+  directConversationExists,
+  directPair,
+  existingDirect,
+  peerOf,
+} from './direct.js';
+import { applyRosterChange, authorizeCommit, promoteIfNoAdmin, rolesOf, setRole } from './roles.js';
 
 /**
  * Longest MLS group id accepted. RFC 9420 allows up to 2^30 bytes, but a group id only needs to
@@ -88,6 +102,7 @@ export class ConversationsService {
         limit: MAX_GROUP_ID_BYTES,
       });
     }
+    const pair = directPair(userId, input);
     const start = await this.startingPoint(input);
     if (!this.config.supportedCiphersuites.includes(start.ciphersuite)) {
       throw invalidGroupInfo(
@@ -112,11 +127,14 @@ export class ConversationsService {
             );
           }
         }
+        if (pair !== null) await checkNewDirect(manager, pair);
         const conversation = await manager.save(
           manager.create(ConversationEntity, {
             id: randomUUID(),
             groupId: input.groupId,
             kind: input.kind,
+            directUserLow: pair?.low ?? null,
+            directUserHigh: pair?.high ?? null,
             ciphersuite: start.ciphersuite,
             epoch: '0',
             lastSeq: '0',
@@ -131,9 +149,22 @@ export class ConversationsService {
           joinedSeq: '0',
           ackedSeq: '0',
         });
+        // The creator of a group is its admin; in a direct conversation both users are.
+        await manager.insert(ConversationRoleEntity, {
+          conversationId: conversation.id,
+          userId,
+          role: 'ADMIN',
+          joinedSeq: '0',
+        });
         return this.view(manager, conversation, device.id);
       });
     } catch (error) {
+      if (isUniqueViolation(error) && pair !== null) {
+        // The other user (on any instance) created the pair's conversation first: this
+        // transaction stored nothing, and the caller is told which one to join instead.
+        const existing = await existingDirect(this.dataSource.manager, pair);
+        if (existing !== null) throw directConversationExists(existing.id);
+      }
       if (isUniqueViolation(error)) {
         throw new DomainError('CONFLICT', 'A conversation with that group id exists');
       }
@@ -218,6 +249,7 @@ export class ConversationsService {
         bundle.welcomeRefs,
         adds.map((add) => add.ref),
       );
+      await authorizeCommit(manager, conversation, userId, roster, change);
       return this.storeCommit(manager, conversation, device.id, input, adds, change, digest);
     });
     // Published only once committed: a subscriber never hears of what a rollback undid.
@@ -368,6 +400,7 @@ export class ConversationsService {
         },
       });
     }
+    events.push(...(await applyRosterChange(manager, conversation, seq, change)));
     if (input.welcome != null && adds.length > 0) {
       const welcome = manager.create(WelcomeEntity, {
         conversationId: conversation.id,
@@ -531,19 +564,24 @@ export class ConversationsService {
    * event) so that the next commit removes its leaf — MLS lets no member commit its own removal.
    */
   async leave(userId: string, deviceId: string, conversationId: string): Promise<void> {
-    await this.dataSource.transaction(async (manager) => {
+    const promotions = await this.dataSource.transaction(async (manager) => {
       const { seat } = await this.membership(manager, userId, deviceId, conversationId);
+      // Locked: a promotion and a concurrent role change or commit see one another.
+      const conversation = await this.lockedConversation(manager, conversationId);
       await manager.update(
         ConversationMemberEntity,
         { conversationId, deviceId: seat.deviceId },
         { leaving: true },
       );
+      // The last admin's last device leaving: the longest-standing remaining user takes over.
+      return promoteIfNoAdmin(manager, conversation);
     });
     await publishCommitted(this.events, this.logger, [
       {
         channel: conversationChannel(conversationId),
         event: { type: 'leave', conversationId, deviceId },
       },
+      ...promotions,
     ]);
   }
 
@@ -568,6 +606,30 @@ export class ConversationsService {
     });
     if (seat === null || seat.leaving) throw notAMember();
     return { conversation, seat };
+  }
+
+  /**
+   * An admin of a group sets a user's role; FORBIDDEN (ADMIN_REQUIRED) for anyone else,
+   * BAD_USER_INPUT on a direct conversation, NOT_FOUND for a user not in it, LAST_ADMIN for a
+   * demotion that would leave no admin.
+   */
+  async setMemberRole(userId: string, input: SetMemberRoleInput): Promise<ConversationModel> {
+    const outcome = await this.dataSource.transaction(async (manager) => {
+      await this.membership(manager, userId, input.deviceId, input.conversationId);
+      const conversation = await this.lockedConversation(manager, input.conversationId);
+      const publication = await setRole(
+        manager,
+        conversation,
+        userId,
+        input.userId.toLowerCase(),
+        input.role === ConversationRoleValue.ADMIN ? 'ADMIN' : 'MEMBER',
+      );
+      return { view: await this.view(manager, conversation, input.deviceId), publication };
+    });
+    if (outcome.publication !== null) {
+      await publishCommitted(this.events, this.logger, [outcome.publication]);
+    }
+    return outcome.view;
   }
 
   /**
@@ -697,6 +759,9 @@ export class ConversationsService {
       relations: { device: true },
       order: { leafIndex: 'ASC' },
     });
+    const roles = await rolesOf(manager, conversation.id);
+    const roleOf = (user: string) =>
+      roles.get(user) === 'ADMIN' ? ConversationRoleValue.ADMIN : ConversationRoleValue.MEMBER;
     const members: ConversationMemberModel[] = seats.flatMap((seat) =>
       seat.device == null
         ? []
@@ -707,13 +772,17 @@ export class ConversationsService {
               identity: this.devices.identityOf(seat.device),
               leafIndex: seat.leafIndex,
               leaving: seat.leaving,
+              role: roleOf(seat.device.userId),
             },
           ],
     );
+    const callerUserId = seats.find((seat) => seat.deviceId === deviceId)?.device?.userId ?? null;
     return {
       id: conversation.id,
       groupId: conversation.groupId,
       kind: ConversationKindValue[conversation.kind],
+      peerUserId: callerUserId === null ? null : peerOf(conversation, callerUserId),
+      role: callerUserId === null ? ConversationRoleValue.MEMBER : roleOf(callerUserId),
       ciphersuite: conversation.ciphersuite,
       epoch: conversation.epoch,
       lastSeq: conversation.lastSeq,

@@ -3,6 +3,7 @@ import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
 import { CommitResultEntity } from '../conversations/commit-result.entity.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { ConversationRoleEntity } from '../conversations/conversation-role.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { WelcomeEntity, WelcomeRecipientEntity } from '../conversations/welcome.entity.js';
 import { DeviceEntity } from '../devices/device.entity.js';
@@ -21,6 +22,7 @@ export const entities = [
   RevokedTokenEntity,
   ConversationEntity,
   ConversationMemberEntity,
+  ConversationRoleEntity,
   LogEntryEntity,
   LogEntryDigestEntity,
   CommitResultEntity,

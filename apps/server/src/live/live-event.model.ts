@@ -1,5 +1,6 @@
 import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
+import { ConversationRoleValue } from '../conversations/conversation.model.js';
 import { LogEntryModel } from '../messages/message.model.js';
 
 /**
@@ -93,6 +94,19 @@ export class DeviceRevokedEventModel {
   revokedDeviceId!: string;
 }
 
+/** A user's role changed (an admin's setMemberRole, or a promotion when the last admin left). */
+@ObjectType('RoleChangedEvent')
+export class RoleChangedEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => ID)
+  userId!: string;
+
+  @Field(() => ConversationRoleValue)
+  role!: ConversationRoleValue;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -105,6 +119,7 @@ export const DeviceEventUnion = createUnionType({
       KeyPackagesLowEventModel,
       LeaveEventModel,
       DeviceRevokedEventModel,
+      RoleChangedEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
@@ -113,6 +128,7 @@ export const DeviceEventUnion = createUnionType({
     if ('welcomeId' in value) return WelcomeEventModel;
     if ('leavingDeviceId' in value) return LeaveEventModel;
     if ('revokedDeviceId' in value) return DeviceRevokedEventModel;
+    if ('role' in value) return RoleChangedEventModel;
     return KeyPackagesLowEventModel;
   },
 });
@@ -125,4 +141,5 @@ export type DeviceEvent =
   | WelcomeEventModel
   | KeyPackagesLowEventModel
   | LeaveEventModel
-  | DeviceRevokedEventModel;
+  | DeviceRevokedEventModel
+  | RoleChangedEventModel;

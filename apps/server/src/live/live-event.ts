@@ -69,6 +69,14 @@ export type MemberRevokedLiveEvent = {
   deviceId: string;
 };
 
+/** A user's role in a conversation changed (on the conversation's channel). */
+export type RoleLiveEvent = {
+  type: 'role';
+  conversationId: string;
+  userId: string;
+  role: 'ADMIN' | 'MEMBER';
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
   | MessageLiveEvent
@@ -77,4 +85,5 @@ export type LiveEvent =
   | KeyPackagesLowLiveEvent
   | LeaveLiveEvent
   | DeviceRevokedLiveEvent
-  | MemberRevokedLiveEvent;
+  | MemberRevokedLiveEvent
+  | RoleLiveEvent;

@@ -6,6 +6,7 @@ import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
+import { ConversationRoleValue } from '../conversations/conversation.model.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
@@ -250,6 +251,13 @@ export class LiveService {
             break;
           case 'key-packages-low':
             yield { deviceId: live.deviceId, available: live.available, lowWater: live.lowWater };
+            break;
+          case 'role':
+            yield {
+              conversationId: live.conversationId,
+              userId: live.userId,
+              role: ConversationRoleValue[live.role],
+            };
             break;
         }
       }
