@@ -18,7 +18,12 @@ export {
   type WhoAmI,
 } from './client/parley-client.js';
 export type { OutgoingMessage } from './client/outbox.js';
-export type { ConversationStatus } from './client/client-state.js';
+export type {
+  ConversationKind,
+  ConversationMetadata,
+  ConversationRole,
+  ConversationStatus,
+} from './client/client-state.js';
 export { normalizeServerUrl } from './transport/server-url.js';
 export {
   Conversation,
@@ -30,7 +35,14 @@ export {
   RemovedFromConversationError,
 } from './client/conversation.js';
 export { MemoryStateStore, type StateStore } from './client/client-state.js';
-export { decodeEnvelope, encodeEnvelope, type Envelope, textEnvelope } from './content/envelope.js';
+export {
+  decodeEnvelope,
+  encodeEnvelope,
+  type Envelope,
+  type EnvelopeMetadataFields,
+  metadataEnvelope,
+  textEnvelope,
+} from './content/envelope.js';
 export {
   DEFAULT_CIPHERSUITE,
   DEFAULT_KEY_PACKAGE_LIFETIME,

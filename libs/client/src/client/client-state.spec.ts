@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ClientState,
+  defaultInfo,
   deserializeClientState,
   emptyClientState,
   serializeClientState,
 } from './client-state.js';
 
 describe('the client state format', () => {
-  it('keeps conversation statuses and the outbox, ciphertext included', () => {
+  it('keeps conversation statuses, info (kind, role, metadata, unread) and the outbox, ciphertext included', () => {
     const state: ClientState = {
       ...emptyClientState(),
       token: 't',
@@ -17,7 +18,34 @@ describe('the client state format', () => {
       engine: 'ts-mls',
       engineState: Uint8Array.of(1, 2, 3),
       conversations: new Map([
-        ['c1', { groupId: Uint8Array.of(9), status: 'removed', cursor: 4, history: [] }],
+        [
+          'c1',
+          {
+            groupId: Uint8Array.of(9),
+            status: 'removed',
+            cursor: 4,
+            history: [],
+            info: {
+              kind: 'DIRECT',
+              peerUserId: 'u2',
+              role: 'ADMIN',
+              metadata: { name: 'Ben', description: null, avatar: Uint8Array.of(1, 2) },
+              metadataSeq: 3,
+              readSeq: 2,
+              unreadCount: 1,
+              lastMessage: {
+                seq: 4,
+                senderUserId: 'u2',
+                senderDeviceId: 'd2',
+                own: false,
+                type: 'text',
+                id: 'x',
+                text: 'hi',
+                sentAt: '2026-01-01T00:00:00.000Z',
+              },
+            },
+          },
+        ],
       ]),
       outbox: [
         {
@@ -27,6 +55,17 @@ describe('the client state format', () => {
           createdAt: '2026-01-01T00:00:00.000Z',
           state: 'pending',
           ciphertext: Uint8Array.of(7, 7),
+          error: null,
+        },
+        {
+          conversationId: 'c1',
+          id: 'm3',
+          text: '',
+          type: 'metadata',
+          metadata: { name: 'Trip', description: null, avatar: null, basedOn: 3 },
+          createdAt: '2026-01-01T00:00:00.500Z',
+          state: 'pending',
+          ciphertext: null,
           error: null,
         },
         {
@@ -60,9 +99,31 @@ describe('the client state format', () => {
       status: 'active',
       cursor: 4,
       history: [],
+      info: defaultInfo(),
     });
     expect(loaded.outbox).toEqual([]);
     expect(loaded.engineState).toEqual(Uint8Array.of(1, 2, 3));
+  });
+
+  it('loads a version 2 state: conversations get the default info (GROUP, metadata all null)', () => {
+    const version2 = {
+      version: 2,
+      token: 't',
+      userId: 'u',
+      deviceId: 'd',
+      identity: 'i',
+      engine: 'ts-mls',
+      engineState: null,
+      conversations: { c1: { groupId: 'CQ==', status: 'left', cursor: 4, history: [] } },
+      outbox: [],
+    };
+    const loaded = deserializeClientState(new TextEncoder().encode(JSON.stringify(version2)));
+    expect(loaded.conversations.get('c1')?.info).toEqual(defaultInfo());
+    expect(loaded.conversations.get('c1')?.info.metadata).toEqual({
+      name: null,
+      description: null,
+      avatar: null,
+    });
   });
 
   it('refuses a version it does not know', () => {

@@ -1,4 +1,5 @@
 import { fromBase64, toBase64 } from '@parley/protocol';
+import type { EnvelopeMetadataFields } from '../content/envelope.js';
 
 /** Where the SDK keeps its state between runs; implementations encrypt it at rest. */
 export interface StateStore {
@@ -37,6 +38,27 @@ export interface StoredMessage {
 /** Whether this device is in a conversation, was removed from it, or left it. */
 export type ConversationStatus = 'active' | 'removed' | 'left';
 
+/** A one-to-one conversation (one per pair of users) or a group. */
+export type ConversationKind = 'GROUP' | 'DIRECT';
+
+/** A user's role in a conversation, kept by the server (visible metadata, like the roster). */
+export type ConversationRole = 'ADMIN' | 'MEMBER';
+
+/**
+ * A conversation's name, description and avatar: they travel only inside MLS (an application
+ * message of envelope type `metadata`), never in anything the server can read. `null` until set.
+ */
+export interface ConversationMetadata {
+  name: string | null;
+  description: string | null;
+  avatar: Uint8Array | null;
+}
+
+/** Metadata nobody set yet: every field null (never undefined). */
+export function emptyMetadata(): ConversationMetadata {
+  return { name: null, description: null, avatar: null };
+}
+
 /** What a client remembers of one conversation. */
 export interface ConversationRecord {
   groupId: Uint8Array;
@@ -45,6 +67,39 @@ export interface ConversationRecord {
   cursor: number;
   /** The newest decrypted messages, oldest first. */
   history: StoredMessage[];
+  /** What the SDK knows beyond the MLS state: kind, role, metadata, read position. */
+  info: ConversationInfo;
+}
+
+/** A conversation's kind, role, encrypted metadata and read position (sealed with the state). */
+export interface ConversationInfo {
+  kind: ConversationKind;
+  /** DIRECT: the other user. */
+  peerUserId: string | null;
+  role: ConversationRole;
+  metadata: ConversationMetadata;
+  /** Log position of the metadata entry in force (0: none yet). */
+  metadataSeq: number;
+  /** Messages up to here are read. */
+  readSeq: number;
+  /** Text messages of others after readSeq. */
+  unreadCount: number;
+  /** The newest text message, own or not. */
+  lastMessage: StoredMessage | null;
+}
+
+/** What a conversation starts with before the server or the log said more. */
+export function defaultInfo(): ConversationInfo {
+  return {
+    kind: 'GROUP',
+    peerUserId: null,
+    role: 'MEMBER',
+    metadata: emptyMetadata(),
+    metadataSeq: 0,
+    readSeq: 0,
+    unreadCount: 0,
+    lastMessage: null,
+  };
 }
 
 /** A failure as saved with a failed outgoing message. */
@@ -64,6 +119,10 @@ export interface OutboxRecord {
   /** The envelope's id. */
   id: string;
   text: string;
+  /** The envelope's type: `text` when absent (records saved before metadata existed). */
+  type?: 'text' | 'metadata';
+  /** For `type: 'metadata'`: the envelope's metadata (avatar in base64) and what it re-sends. */
+  metadata?: EnvelopeMetadataFields;
   /** When it was handed to send (ISO), also the envelope's `sentAt`. */
   createdAt: string;
   state: 'pending' | 'failed';
@@ -103,9 +162,14 @@ interface SerializedOutboxRecord extends Omit<OutboxRecord, 'ciphertext'> {
   ciphertext: string | null;
 }
 
-// Version 1 had no conversation status (every conversation was active) and no outbox.
+interface SerializedInfo extends Omit<ConversationInfo, 'metadata'> {
+  metadata: { name: string | null; description: string | null; avatar: string | null };
+}
+
+// Version 1 had no conversation status (every conversation was active) and no outbox; version 2
+// no conversation info (kind, role, metadata, read position): both still load.
 interface SerializedState {
-  version: 2;
+  version: 3;
   token: string | null;
   userId: string | null;
   deviceId: string | null;
@@ -114,7 +178,13 @@ interface SerializedState {
   engineState: string | null;
   conversations: Record<
     string,
-    { groupId: string; status?: ConversationStatus; cursor: number; history: StoredMessage[] }
+    {
+      groupId: string;
+      status?: ConversationStatus;
+      cursor: number;
+      history: StoredMessage[];
+      info?: SerializedInfo;
+    }
   >;
   outbox?: SerializedOutboxRecord[];
 }
@@ -122,7 +192,7 @@ interface SerializedState {
 /** State to bytes (JSON), for a StateStore. */
 export function serializeClientState(state: ClientState): Uint8Array {
   const serialized: SerializedState = {
-    version: 2,
+    version: 3,
     token: state.token,
     userId: state.userId,
     deviceId: state.deviceId,
@@ -137,6 +207,14 @@ export function serializeClientState(state: ClientState): Uint8Array {
           status: record.status,
           cursor: record.cursor,
           history: record.history,
+          info: {
+            ...record.info,
+            metadata: {
+              ...record.info.metadata,
+              avatar:
+                record.info.metadata.avatar === null ? null : toBase64(record.info.metadata.avatar),
+            },
+          },
         },
       ]),
     ),
@@ -153,7 +231,7 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
   const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Omit<SerializedState, 'version'> & {
     version: unknown;
   };
-  if (parsed.version !== 1 && parsed.version !== 2) {
+  if (parsed.version !== 1 && parsed.version !== 2 && parsed.version !== 3) {
     throw new Error(`Unknown client state version ${String(parsed.version)}`);
   }
   return {
@@ -171,6 +249,7 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
           status: record.status ?? 'active',
           cursor: record.cursor,
           history: record.history,
+          info: record.info === undefined ? defaultInfo() : deserializeInfo(record.info),
         },
       ]),
     ),
@@ -178,5 +257,15 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
       ...record,
       ciphertext: record.ciphertext === null ? null : fromBase64(record.ciphertext),
     })),
+  };
+}
+
+function deserializeInfo(info: SerializedInfo): ConversationInfo {
+  return {
+    ...info,
+    metadata: {
+      ...info.metadata,
+      avatar: info.metadata.avatar === null ? null : fromBase64(info.metadata.avatar),
+    },
   };
 }

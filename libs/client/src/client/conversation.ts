@@ -1,7 +1,13 @@
 import { fromBase64, parseIdentity, SerialQueue, toBase64 } from '@parley/protocol';
-import { decodeEnvelope, type Envelope, InvalidEnvelopeError } from '../content/envelope.js';
+import {
+  decodeEnvelope,
+  type Envelope,
+  type EnvelopeMetadataFields,
+  InvalidEnvelopeError,
+} from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
 import {
+  BadInputError,
   closedError,
   NetworkError,
   NotAMemberError,
@@ -14,11 +20,21 @@ import {
   ClaimKeyPackagesDocument,
   LeaveConversationDocument,
   type LogEntryFieldsFragment,
+  ConversationDocument,
   MessagesDocument,
+  SetMemberRoleDocument,
   SubmitCommitBundleDocument,
 } from '../graphql/generated.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
-import type { ConversationStatus, StoredMessage } from './client-state.js';
+import {
+  type ConversationInfo,
+  type ConversationKind,
+  type ConversationMetadata,
+  type ConversationRole,
+  type ConversationStatus,
+  defaultInfo,
+  type StoredMessage,
+} from './client-state.js';
 import type { OutboxConversation, OutgoingMessage } from './outbox.js';
 
 /** A decrypted message of a conversation, in log order. */
@@ -90,9 +106,18 @@ export interface ConversationContext {
     cursor: number,
     history: StoredMessage[],
     status: ConversationStatus,
+    info: ConversationInfo,
   ): Promise<void>;
-  /** Hands a text to the client's durable outbox. */
-  send(conversationId: string, text: string): Promise<{ seq: number; id: string }>;
+  /** Hands a text (or, with `metadata`, a metadata envelope) to the client's durable outbox. */
+  send(
+    conversationId: string,
+    text: string,
+    metadata?: EnvelopeMetadataFields,
+  ): Promise<{ seq: number; id: string }>;
+  /** Tells the client's onMetadata listeners. */
+  metadataChanged(conversation: Conversation): void;
+  /** Hands a failure of background work to the client's onError. */
+  report(error: unknown): void;
   /** The outbox's pending and failed messages of the conversation. */
   outbox(conversationId: string): OutgoingMessage[];
   /** Sends an outbox message again. */
@@ -112,6 +137,8 @@ const COMMIT_ATTEMPTS = 8;
 const COMMIT_RESENDS = 3;
 const COMMIT_RESEND_DELAY_MS = 250;
 const PAGE = 200;
+// An avatar is a small image: larger ones belong in an attachment, not in every member's state.
+const MAX_AVATAR_BYTES = 64 * 1024;
 // Decrypted messages kept locally per conversation (MLS cannot decrypt them again).
 const HISTORY_LIMIT = 1000;
 
@@ -146,6 +173,7 @@ export class Conversation implements OutboxConversation {
     private cursor: number,
     history: StoredMessage[] = [],
     status: ConversationStatus = 'active',
+    private readonly info: ConversationInfo = defaultInfo(),
   ) {
     this.currentStatus = status;
     if (status !== 'active') this.failure = this.statusError(status);
@@ -155,6 +183,149 @@ export class Conversation implements OutboxConversation {
         conversationId: id,
         sentAt: new Date(stored.sentAt),
       })),
+    );
+  }
+
+  /** GROUP, or DIRECT (one per pair of users: both users' devices and nobody else). */
+  get kind(): ConversationKind {
+    return this.info.kind;
+  }
+
+  /** DIRECT: the other user's id; null for a GROUP. */
+  get peerUserId(): string | null {
+    return this.info.peerUserId;
+  }
+
+  /** This user's role (as the server last said; in a DIRECT conversation both are ADMIN). */
+  get role(): ConversationRole {
+    return this.info.role;
+  }
+
+  /**
+   * The name, description and avatar, as the newest metadata entry of the log set them; every
+   * field null until this device learns them (never undefined).
+   */
+  get metadata(): ConversationMetadata {
+    const { metadata } = this.info;
+    return {
+      name: metadata.name,
+      description: metadata.description,
+      avatar: metadata.avatar === null ? null : Uint8Array.from(metadata.avatar),
+    };
+  }
+
+  /** Text messages of other members this device received after the last {@link markRead}. */
+  get unreadCount(): number {
+    return this.info.unreadCount;
+  }
+
+  /** The newest text message (own or not), or null. */
+  get lastMessage(): ReceivedMessage | null {
+    const last = this.info.lastMessage;
+    return last === null
+      ? null
+      : { ...last, conversationId: this.id, sentAt: new Date(last.sentAt) };
+  }
+
+  /** Marks everything received so far as read (unreadCount 0), saved with the state. */
+  async markRead(): Promise<void> {
+    if (this.info.unreadCount === 0 && this.info.readSeq >= this.cursor) return;
+    this.info.readSeq = this.cursor;
+    this.info.unreadCount = 0;
+    await this.persistOnly();
+  }
+
+  /**
+   * Sets the name, description or avatar (fields absent from `patch` stay): an application
+   * message of envelope type `metadata`, through the outbox like a text, so only members can
+   * read it; every member (and everyone added later) applies the newest by log order. Resolves
+   * once the server stored it.
+   */
+  setMetadata(patch: Partial<ConversationMetadata>): Promise<{ seq: number; id: string }> {
+    const refusal = this.refusal();
+    if (refusal !== null) return Promise.reject(refusal);
+    const next = { ...this.info.metadata, ...patch };
+    if (
+      (next.name !== null && typeof next.name !== 'string') ||
+      (next.description !== null && typeof next.description !== 'string') ||
+      (next.avatar !== null && !(next.avatar instanceof Uint8Array))
+    ) {
+      return Promise.reject(
+        new BadInputError('BAD_METADATA', 'name and description are strings, avatar bytes'),
+      );
+    }
+    if (next.avatar !== null && next.avatar.length > MAX_AVATAR_BYTES) {
+      return Promise.reject(
+        new BadInputError(
+          'BAD_METADATA',
+          `The avatar is ${next.avatar.length} bytes; at most ${MAX_AVATAR_BYTES}`,
+        ),
+      );
+    }
+    return this.context.send(this.id, '', {
+      name: next.name,
+      description: next.description,
+      avatar: next.avatar === null ? null : toBase64(next.avatar),
+    });
+  }
+
+  /** The users and devices of the conversation with their roles, from the server. */
+  async roster(): Promise<{ userId: string; deviceId: string; role: ConversationRole }[]> {
+    const { conversation } = await this.context.transport.request(ConversationDocument, {
+      deviceId: this.context.deviceId,
+      conversationId: this.id,
+    });
+    this.describe(conversation);
+    return conversation.members.map((member) => ({
+      userId: member.userId,
+      deviceId: member.deviceId,
+      role: member.role,
+    }));
+  }
+
+  /**
+   * Gives a user a role (admins only: ForbiddenError with reason ADMIN_REQUIRED otherwise;
+   * LastAdminError when no admin would remain; BadInputError in a DIRECT conversation).
+   */
+  async setRole(userId: string, role: ConversationRole): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal !== null) throw refusal;
+    const { setMemberRole } = await this.context.transport.request(SetMemberRoleDocument, {
+      input: { deviceId: this.context.deviceId, conversationId: this.id, userId, role },
+    });
+    this.describe(setMemberRole);
+    await this.persistOnly();
+  }
+
+  /** @internal What the server says of the conversation: kind, peer, this user's role. */
+  describe(summary: {
+    kind: ConversationKind;
+    peerUserId?: string | null;
+    role: ConversationRole;
+  }): boolean {
+    const peerUserId = summary.peerUserId ?? null;
+    if (
+      this.info.kind === summary.kind &&
+      this.info.peerUserId === peerUserId &&
+      this.info.role === summary.role
+    ) {
+      return false;
+    }
+    Object.assign(this.info, { kind: summary.kind, peerUserId, role: summary.role });
+    return true;
+  }
+
+  /** @internal A RoleChangedEvent for this user. */
+  async roleChanged(role: ConversationRole): Promise<void> {
+    if (this.info.role === role) return;
+    this.info.role = role;
+    await this.persistOnly();
+  }
+
+  /** @internal Saves what changed outside the log (kind, role, read position). */
+  persistOnly(): Promise<void> {
+    return this.enqueue(() =>
+      this.context.persist(this.id, this.cursor, this.keptHistory(), this.currentStatus, this.info),
     );
   }
 
@@ -294,9 +465,30 @@ export class Conversation implements OutboxConversation {
         await this.commitWithRetry((send) =>
           this.context.engine.addMembers(this.groupId, keyPackages, send),
         );
+        this.resendMetadata();
       }
       onProgress?.({ stage: 'done', done: userIds.length, total: userIds.length });
     });
+  }
+
+  /**
+   * Right after an Add: the metadata in force goes again (through the outbox, so in order after
+   * the commit), for the joiners, who cannot read what came before they joined. Marked as a
+   * re-send of the entry at metadataSeq, so that members who know a newer one ignore it.
+   */
+  private resendMetadata(): void {
+    if (this.info.metadataSeq === 0) return;
+    const { name, description, avatar } = this.info.metadata;
+    this.context
+      .send(this.id, '', {
+        name,
+        description,
+        avatar: avatar === null ? null : toBase64(avatar),
+        basedOn: this.info.metadataSeq,
+      })
+      .catch((error: unknown) => {
+        this.context.report(error);
+      });
   }
 
   /** Removes every device of the users; retries if another commit wins the epoch. */
@@ -473,6 +665,23 @@ export class Conversation implements OutboxConversation {
     }
     const sender =
       processed.senderIdentity === null ? null : parseIdentity(processed.senderIdentity);
+    if (envelope.type === 'metadata') {
+      this.applyMetadata(entry.seq, envelope.metadata);
+      return;
+    }
+    if (envelope.type === 'text') {
+      this.info.lastMessage = {
+        seq: entry.seq,
+        senderUserId: sender?.userId ?? null,
+        senderDeviceId: entry.senderDeviceId,
+        own: processed.own,
+        type: envelope.type,
+        id: envelope.id,
+        text: envelope.text ?? null,
+        sentAt: envelope.sentAt,
+      };
+      if (!processed.own && entry.seq > this.info.readSeq) this.info.unreadCount += 1;
+    }
     this.deliver({
       conversationId: this.id,
       seq: entry.seq,
@@ -484,6 +693,22 @@ export class Conversation implements OutboxConversation {
       text: envelope.text ?? null,
       sentAt: new Date(envelope.sentAt),
     });
+  }
+
+  /** A metadata entry: the newest by log order wins; a re-send older than what is known not. */
+  private applyMetadata(seq: number, fields: EnvelopeMetadataFields | undefined): void {
+    if (fields === undefined || seq <= this.info.metadataSeq) return;
+    if (fields.basedOn !== undefined && fields.basedOn < this.info.metadataSeq) return;
+    let avatar: Uint8Array | null;
+    try {
+      avatar = fields.avatar === null ? null : fromBase64(fields.avatar);
+    } catch {
+      // Not base64: the entry is not one this SDK can apply, like an invalid envelope.
+      return;
+    }
+    this.info.metadata = { name: fields.name, description: fields.description, avatar };
+    this.info.metadataSeq = seq;
+    this.context.metadataChanged(this);
   }
 
   /**
@@ -594,14 +819,21 @@ export class Conversation implements OutboxConversation {
     return true;
   }
 
+  private keptHistory(): StoredMessage[] {
+    return this.inbox.slice(-HISTORY_LIMIT).map(({ conversationId: _, sentAt, ...rest }) => ({
+      ...rest,
+      sentAt: sentAt.toISOString(),
+    }));
+  }
+
   private async saved(): Promise<void> {
-    const history = this.inbox
-      .slice(-HISTORY_LIMIT)
-      .map(({ conversationId: _, sentAt, ...rest }) => ({
-        ...rest,
-        sentAt: sentAt.toISOString(),
-      }));
-    await this.context.persist(this.id, this.cursor, history, this.currentStatus);
+    await this.context.persist(
+      this.id,
+      this.cursor,
+      this.keptHistory(),
+      this.currentStatus,
+      this.info,
+    );
     if (this.currentStatus !== 'active') return;
     // Best effort: the cursor only tells the server what may be deleted later.
     this.context.transport

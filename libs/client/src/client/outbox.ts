@@ -1,5 +1,9 @@
 import { toBase64 } from '@parley/protocol';
-import { encodeEnvelope } from '../content/envelope.js';
+import {
+  encodeEnvelope,
+  type EnvelopeMetadataFields,
+  metadataEnvelope,
+} from '../content/envelope.js';
 import {
   BadInputError,
   closedError,
@@ -89,13 +93,21 @@ export class Outbox {
     return () => this.listeners.delete(listener);
   }
 
-  /** Stores a message as pending and starts sending its conversation's messages. */
-  async add(conversationId: string, text: string): Promise<{ seq: number; id: string }> {
+  /**
+   * Stores a message as pending and starts sending its conversation's messages; with `metadata`
+   * a metadata envelope (its text empty), in the same order as the texts.
+   */
+  async add(
+    conversationId: string,
+    text: string,
+    metadata?: EnvelopeMetadataFields,
+  ): Promise<{ seq: number; id: string }> {
     if (this.isClosed()) throw closedError();
     const record: OutboxRecord = {
       conversationId,
       id: crypto.randomUUID(),
       text,
+      ...(metadata === undefined ? {} : { type: 'metadata' as const, metadata }),
       createdAt: new Date().toISOString(),
       state: 'pending',
       ciphertext: null,
@@ -235,13 +247,11 @@ export class Outbox {
       }
       try {
         if (record.ciphertext === null) {
-          const plaintext = encodeEnvelope({
-            v: 1,
-            type: 'text',
-            id: record.id,
-            sentAt: record.createdAt,
-            text: record.text,
-          });
+          const plaintext = encodeEnvelope(
+            record.type === 'metadata' && record.metadata !== undefined
+              ? metadataEnvelope(record.id, record.createdAt, record.metadata)
+              : { v: 1, type: 'text', id: record.id, sentAt: record.createdAt, text: record.text },
+          );
           record.ciphertext = await conversation.encryptOutgoing(plaintext);
           // The bytes and the engine state that made them in one save, before the wire: after a
           // crash the same bytes go again, and the engine never reuses their key.

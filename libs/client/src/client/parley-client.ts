@@ -4,6 +4,7 @@ import {
   BadInputError,
   closedError,
   DeviceRevokedError,
+  DirectConversationExistsError,
   isRetryable,
   NetworkError,
   NotFoundError,
@@ -13,6 +14,7 @@ import {
 } from '../errors.js';
 import {
   AcknowledgeWelcomeDocument,
+  ConversationDocument,
   ConversationsDocument,
   CreateConversationDocument,
   DeleteDeviceDocument,
@@ -35,7 +37,9 @@ import { GraphqlTransport } from '../transport/graphql-transport.js';
 import { normalizeServerUrl } from '../transport/server-url.js';
 import {
   type ClientState,
+  type ConversationInfo,
   type ConversationStatus,
+  defaultInfo,
   deserializeClientState,
   emptyClientState,
   MemoryStateStore,
@@ -121,6 +125,7 @@ export class ParleyClient {
   private engineInstance: MlsEngine | null = null;
   private readonly conversationsById = new Map<string, Conversation>();
   private readonly joinedListeners = new Set<(conversation: Conversation) => void>();
+  private readonly metadataListeners = new Set<(conversation: Conversation) => void>();
   private readonly connectionListeners = new Set<(change: ConnectionChange) => void>();
   private readonly outboxQueue: Outbox;
   private stopLive: (() => void) | null = null;
@@ -181,7 +186,7 @@ export class ParleyClient {
       }
       client.engineInstance = engine;
       for (const [id, record] of state.conversations) {
-        client.adopt(id, record.groupId, record.cursor, record.history, record.status);
+        client.adopt(id, record.groupId, record.cursor, record.history, record.status, record.info);
       }
     }
     return client;
@@ -390,6 +395,7 @@ export class ParleyClient {
     for (const summary of conversations) {
       const conversation = this.conversationsById.get(summary.id);
       if (conversation === undefined || conversation.status !== 'active') continue;
+      if (conversation.describe(summary)) await conversation.persistOnly();
       const leaving = summary.members
         .filter((member) => member.leaving)
         .map((member) => member.deviceId);
@@ -478,10 +484,97 @@ export class ParleyClient {
       },
     });
     const conversation = this.adopt(createConversation.id, groupId, 0);
+    conversation.describe(createConversation);
     await this.save();
     const others = [...new Set([...userIds, this.userIdOrThrow()])];
     await conversation.addUsers(others, onProgress);
     return conversation;
+  }
+
+  /**
+   * The direct conversation with a user: the one this device is in, if any; else a new DIRECT
+   * conversation with every device of both users. When the server already has one for the pair
+   * (DirectConversationExistsError: both users started it at the same moment, or this device is
+   * not in it yet), this device joins that one — by the Welcome that comes once its creator
+   * added both users, or by external join — and returns it (NetworkError after `timeoutMs`).
+   */
+  async startDirectConversation(
+    userId: string,
+    options: { timeoutMs?: number } = {},
+  ): Promise<Conversation> {
+    const me = this.userIdOrThrow();
+    if (userId === me) {
+      throw new BadInputError('BAD_USER_INPUT', 'A direct conversation needs another user');
+    }
+    const existing = this.directWith(userId);
+    if (existing !== undefined) return existing;
+    const { engine, deviceId } = this.device();
+    const groupId = crypto.getRandomValues(new Uint8Array(32));
+    const { groupInfo } = await engine.createGroup(groupId);
+    let created;
+    try {
+      ({ createConversation: created } = await this.transport.request(CreateConversationDocument, {
+        input: {
+          deviceId,
+          groupId: toBase64(groupId),
+          kind: 'DIRECT',
+          peerUserId: userId,
+          ...(groupInfo === null
+            ? { ciphersuite: engine.ciphersuite }
+            : { groupInfo: toBase64(groupInfo) }),
+        },
+      }));
+    } catch (error) {
+      if (!(error instanceof DirectConversationExistsError)) throw error;
+      return this.awaitConversation(error.conversationId, options.timeoutMs ?? 60_000);
+    }
+    const conversation = this.adopt(created.id, groupId, 0);
+    conversation.describe(created);
+    await this.save();
+    await conversation.addUsers([userId, me]);
+    return conversation;
+  }
+
+  /** The active DIRECT conversation with a user that this device is in, if any. */
+  private directWith(userId: string): Conversation | undefined {
+    return [...this.conversationsById.values()].find(
+      (conversation) =>
+        conversation.status === 'active' &&
+        conversation.kind === 'DIRECT' &&
+        conversation.peerUserId === userId,
+    );
+  }
+
+  /** Waits until this device is in a conversation (Welcome or external join), polling too. */
+  private async awaitConversation(id: string, timeoutMs: number): Promise<Conversation> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const conversation = this.conversationsById.get(id);
+      if (conversation !== undefined) {
+        const { conversation: summary } = await this.transport.request(ConversationDocument, {
+          deviceId: this.device().deviceId,
+          conversationId: id,
+        });
+        if (conversation.describe(summary)) await conversation.persistOnly();
+        return conversation;
+      }
+      if (this.closed) throw closedError();
+      if (Date.now() > deadline) {
+        throw new NetworkError(
+          'NETWORK',
+          `Conversation ${id} was not joined within ${Math.round(timeoutMs / 1000)} s`,
+          { reason: 'timeout' },
+        );
+      }
+      await this.joinWelcomes();
+      if (!this.conversationsById.has(id)) await new Promise((done) => setTimeout(done, 200));
+    }
+  }
+
+  /** Calls `listener` whenever a conversation's encrypted metadata changes; returns an unsubscriber. */
+  onMetadata(listener: (conversation: Conversation) => void): () => void {
+    this.metadataListeners.add(listener);
+    return () => this.metadataListeners.delete(listener);
   }
 
   /**
@@ -552,6 +645,11 @@ export class ParleyClient {
       case 'KeyPackagesLowEvent':
         await this.topUpKeyPackages();
         return;
+      case 'RoleChangedEvent':
+        if (event.userId === this.state.userId) {
+          await this.conversationsById.get(event.conversationId)?.roleChanged(event.role);
+        }
+        return;
       case 'SubscribedEvent':
         return;
     }
@@ -574,6 +672,13 @@ export class ParleyClient {
             continue;
           }
           const conversation = this.adopt(welcome.conversationId, groupId, welcome.commitSeq);
+          // Kind, peer and role before the listeners hear of it (the next sync() tries again).
+          await this.transport
+            .request(ConversationDocument, { deviceId, conversationId: welcome.conversationId })
+            .then(({ conversation: summary }) => conversation.describe(summary))
+            .catch((error: unknown) => {
+              this.report(error);
+            });
           await this.save();
           for (const listener of this.joinedListeners) listener(conversation);
           await conversation.catchUp();
@@ -747,13 +852,14 @@ export class ParleyClient {
     cursor: number,
     history: StoredMessage[] = [],
     status: ConversationStatus = 'active',
+    info: ConversationInfo = defaultInfo(),
   ): Conversation {
     const conversation = new Conversation(
       {
         transport: this.transport,
         engine: this.device().engine,
         deviceId: this.device().deviceId,
-        persist: (conversationId, seq, kept, now) => {
+        persist: (conversationId, seq, kept, now, known) => {
           // A conversation forgotten meanwhile stays forgotten.
           if (this.conversationsById.get(conversationId) !== conversation) return Promise.resolve();
           this.state.conversations.set(conversationId, {
@@ -761,10 +867,24 @@ export class ParleyClient {
             status: now,
             cursor: seq,
             history: kept,
+            info: known,
           });
           return this.save();
         },
-        send: (conversationId, text) => this.outboxQueue.add(conversationId, text),
+        send: (conversationId, text, metadata) =>
+          this.outboxQueue.add(conversationId, text, metadata),
+        metadataChanged: (changed) => {
+          for (const listener of this.metadataListeners) {
+            try {
+              listener(changed);
+            } catch (error) {
+              this.report(error);
+            }
+          }
+        },
+        report: (error) => {
+          this.report(error);
+        },
         outbox: (conversationId) => this.outboxQueue.list(conversationId),
         retry: (conversationId, messageId) => this.outboxQueue.retry(conversationId, messageId),
         discard: (conversationId, messageId) => this.outboxQueue.discard(conversationId, messageId),
@@ -774,9 +894,10 @@ export class ParleyClient {
       cursor,
       history,
       status,
+      info,
     );
     this.conversationsById.set(id, conversation);
-    this.state.conversations.set(id, { groupId, status, cursor, history });
+    this.state.conversations.set(id, { groupId, status, cursor, history, info });
     return conversation;
   }
 

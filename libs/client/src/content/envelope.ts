@@ -14,6 +14,22 @@ export interface Envelope {
   sentAt: string;
   /** For `type: 'text'`. */
   text?: string;
+  /** For `type: 'metadata'`: the conversation's whole metadata as the sender sets it. */
+  metadata?: EnvelopeMetadataFields;
+}
+
+/**
+ * A conversation's metadata inside an envelope: every field, so that the newest entry alone says
+ * it all (no merging of partial updates). `basedOn` marks a re-send of the metadata in force at
+ * that log position (after an Add, for the joiners): members who already know a newer one
+ * ignore it.
+ */
+export interface EnvelopeMetadataFields {
+  name: string | null;
+  description: string | null;
+  /** Small image bytes, base64. */
+  avatar: string | null;
+  basedOn?: number;
 }
 
 /** Thrown for application messages that are not a valid envelope. */
@@ -55,11 +71,45 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
     throw new InvalidEnvelopeError('The message is not a version 1 Parley envelope');
   }
   const text = 'text' in value && typeof value.text === 'string' ? value.text : undefined;
+  const metadata = 'metadata' in value ? readMetadata(value.metadata) : undefined;
   return {
     v: 1,
     type: value.type,
     id: value.id,
     sentAt: value.sentAt,
     ...(text === undefined ? {} : { text }),
+    ...(metadata === undefined ? {} : { metadata }),
+  };
+}
+
+/** A metadata envelope (every field: the newest entry replaces the metadata whole). */
+export function metadataEnvelope(
+  id: string,
+  sentAt: string,
+  metadata: EnvelopeMetadataFields,
+): Envelope {
+  return { v: 1, type: 'metadata', id, sentAt, metadata };
+}
+
+const stringOrNull = (value: unknown): value is string | null =>
+  value === null || typeof value === 'string';
+
+/** The metadata fields if they are well formed, else undefined (the envelope is then ignored). */
+function readMetadata(value: unknown): EnvelopeMetadataFields | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const fields = value as Record<string, unknown>;
+  if (
+    !stringOrNull(fields.name) ||
+    !stringOrNull(fields.description) ||
+    !stringOrNull(fields.avatar)
+  ) {
+    return undefined;
+  }
+  const basedOn = typeof fields.basedOn === 'number' ? fields.basedOn : undefined;
+  return {
+    name: fields.name,
+    description: fields.description,
+    avatar: fields.avatar,
+    ...(basedOn === undefined ? {} : { basedOn }),
   };
 }
