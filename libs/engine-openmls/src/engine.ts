@@ -58,6 +58,8 @@ import {
   ContentType,
   WireFormat,
   readFraming,
+  readGroupInfoHead,
+  unwrapGroupInfo,
   unwrapKeyPackage,
   wireFormatOf,
   type Framing,
@@ -263,6 +265,57 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
       const groupId = conversation.copyBytes();
       this.removed.delete(toHex(groupId));
       return { groupId };
+    });
+  }
+
+  /**
+   * Joins a group by external commit (RFC 9420 §12.4.3.2) with core-crypto's
+   * joinByExternalCommit: core-crypto makes the commit and hands the bundle to the transport,
+   * which calls `send`; it keeps the group only if the transport returns.
+   */
+  async joinByExternalCommit(
+    groupInfo: Uint8Array,
+    send: CommitSender,
+  ): Promise<{ groupId: Uint8Array; outcome: CommitOutcome }> {
+    let framing: { groupId: Uint8Array; epoch: bigint };
+    try {
+      if (wireFormatOf(groupInfo) !== WireFormat.groupInfo) throw new Error('not a GroupInfo');
+      framing = readGroupInfoHead(groupInfo);
+    } catch (error) {
+      throw fail('INVALID_MESSAGE', 'the GroupInfo does not decode', error);
+    }
+    const { groupId } = framing;
+    return this.exclusive(async () => {
+      if (await this.core.conversationExists(this.conversationId(groupId))) {
+        throw fail('GROUP_EXISTS', 'already in a group with this id');
+      }
+      let parsed: InstanceType<CoreCryptoApi['GroupInfo']>;
+      try {
+        // core-crypto takes the bare GroupInfo, without the MLSMessage header.
+        parsed = new this.runtime.api.GroupInfo(unwrapGroupInfo(groupInfo));
+      } catch (error) {
+        throw fail('INVALID_MESSAGE', 'the GroupInfo does not decode', error);
+      }
+      const pending: PendingSend = { send };
+      this.pending = pending;
+      const credential = this.credentialRef();
+      try {
+        await this.transaction((context) => context.joinByExternalCommit(parsed, credential));
+      } catch (error) {
+        if (pending.error !== undefined) throw pending.error.value;
+        if (pending.verdict === 'rejected' && mlsErrorTag(error) === 'MessageRejected') {
+          return { groupId, outcome: 'rejected' as const };
+        }
+        throw translate(error, 'INVALID_MESSAGE');
+      } finally {
+        this.pending = null;
+      }
+      if (pending.verdict !== 'accepted' || pending.commitDigest === undefined) {
+        throw fail('ENGINE_FAILURE', 'core-crypto made no external commit');
+      }
+      this.removed.delete(toHex(groupId));
+      this.remember(pending.commitDigest, { kind: 'commit', epoch: framing.epoch + 1n });
+      return { groupId, outcome: 'accepted' as const };
     });
   }
 

@@ -126,3 +126,19 @@ export function readFraming(message: Uint8Array): Framing {
   reader.vector();
   return { wireFormat, groupId: groupId.slice(), epoch, contentType: reader.u8() };
 }
+
+/** Group id and epoch of an MLSMessage(group_info): the start of its GroupContext (RFC 9420 §8.1). */
+export function readGroupInfoHead(message: Uint8Array): { groupId: Uint8Array; epoch: bigint } {
+  if (wireFormatOf(message) !== WireFormat.groupInfo) throw new WireError('not a GroupInfo');
+  const reader = new Reader(message);
+  // GroupContext.version and .cipher_suite, two uint16 each.
+  reader.u32();
+  const groupId = reader.vector();
+  return { groupId: groupId.slice(), epoch: reader.u64() };
+}
+
+/** The bare GroupInfo inside an MLSMessage(group_info), as core-crypto's `GroupInfo` takes it. */
+export function unwrapGroupInfo(message: Uint8Array): Uint8Array {
+  if (wireFormatOf(message) !== WireFormat.groupInfo) throw new WireError('not a GroupInfo');
+  return message.slice(HEADER_BYTES);
+}

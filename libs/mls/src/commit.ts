@@ -39,6 +39,9 @@ function partsOfCommit(commit: CommitMessage): CommitParts {
   return parts;
 }
 
+/** @internal The decoded content and auth of a commit, for external-commit.ts. */
+export const partsOfCommitMessage = partsOfCommit;
+
 /** Decodes an MLSMessage(public_message) carrying a commit; see inspectCommit for what it reports. */
 export async function decodeCommit(
   bytes: Uint8Array,
@@ -61,8 +64,8 @@ function memberSender(commit: CommitMessage): number {
   return sender.leafIndex;
 }
 
-/** Leaf index → encoded LeafNode of every occupied leaf. */
-function leafBytes(tree: RatchetTree): Map<number, Uint8Array> {
+/** @internal Leaf index → encoded LeafNode of every occupied leaf. */
+export function treeLeafBytes(tree: RatchetTree): Map<number, Uint8Array> {
   const leaves = new Map<number, Uint8Array>();
   for (let node = 0; node < tree.length; node += 2) {
     const entry = tree[node];
@@ -219,8 +222,8 @@ export function verifyLeafChanges(
   const removed = new Set(
     commit.inspected.proposals.flatMap((p) => (p.type === 'remove' ? [p.leafIndex] : [])),
   );
-  const before = previous === null ? null : leafBytes(partsOf(previous).tree);
-  const after = leafBytes(partsOf(next).tree);
+  const before = previous === null ? null : treeLeafBytes(partsOf(previous).tree);
+  const after = treeLeafBytes(partsOf(next).tree);
   const accounted = new Set<number>();
   if (path !== undefined) {
     const leaf = after.get(committer);
@@ -271,7 +274,7 @@ export function knownLeaves(
   { addedKeyPackagesValidated }: { addedKeyPackagesValidated: boolean },
 ): KnownLeaf {
   const before =
-    previous === null ? new Map<number, Uint8Array>() : leafBytes(partsOf(previous).tree);
+    previous === null ? new Map<number, Uint8Array>() : treeLeafBytes(partsOf(previous).tree);
   const added = new Set(
     addedKeyPackagesValidated ? addedLeaves(partsOfCommit(commit)).map(bytesKey) : [],
   );

@@ -21,7 +21,9 @@ export type MlsErrorReason =
   | 'WRONG_SIGNER'
   | 'TRANSCRIPT_MISMATCH'
   | 'CONFIRMATION_MISMATCH'
-  | 'LEAF_REWRITTEN';
+  | 'LEAF_REWRITTEN'
+  | 'MISSING_EXTERNAL_INIT'
+  | 'EXTERNAL_COMMIT_SHAPE';
 
 /** Thrown for any bytes that are not what they claim to be; `reason` is a stable code. */
 export class MlsError extends Error {

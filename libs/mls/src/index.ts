@@ -63,3 +63,4 @@ export {
   verifyLeafChanges,
   verifyTranscript,
 } from './commit.js';
+export { checkExternalCommitShape, verifyExternalCommit } from './external-commit.js';

@@ -69,9 +69,10 @@ describe('commit bundle checks', () => {
     ).toBe('passed');
     expect(
       await outcome(() => {
+        // External commits are left to external-commit.checks.ts.
         checkCommitShape(commitOf({ sender: { type: 'new_member_commit' } }));
       }),
-    ).toBe('EXTERNAL_COMMIT_UNSUPPORTED');
+    ).toBe('passed');
     expect(
       await outcome(() => {
         checkCommitShape(commitOf({ proposalRefs: [new Uint8Array(32)] }));

@@ -17,7 +17,6 @@ import {
   verifyTranscript,
 } from '@parley/mls';
 import { toHex } from '@parley/protocol';
-import { DomainError } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
 import { invalidCommit, invalidGroupInfo, invalidWelcome } from './conversations.errors.js';
 import { type RosterChange, RosterMismatch, rosterChange, type Seat } from './roster.js';
@@ -45,9 +44,8 @@ export interface DecodedBundle {
 
 /** Only member commits with Add and Remove proposals by value are accepted. */
 export function checkCommitShape(commit: InspectedCommit): void {
-  if (commit.sender.type === 'new_member_commit') {
-    throw new DomainError('EXTERNAL_COMMIT_UNSUPPORTED', 'External commits are not accepted yet');
-  }
+  // External commits have their own shape, checked in external-commit.checks.ts.
+  if (commit.sender.type === 'new_member_commit') return;
   if (commit.proposalRefs.length > 0) {
     // Standalone proposals are not stored yet, so none can be committed by reference.
     throw invalidCommit('PROPOSAL_BY_REFERENCE', 'Commit proposals by value');

@@ -10,6 +10,7 @@ import {
 } from './conversation.input.js';
 import { CommitResultModel, ConversationModel, WelcomeModel } from './conversation.model.js';
 import { ConversationsService } from './conversations.service.js';
+import { JoinableConversationModel } from './joinable-conversation.model.js';
 
 /** Conversations (MLS groups): create, commit, read the roster, GroupInfo and Welcomes. */
 @Resolver(() => ConversationModel)
@@ -85,6 +86,17 @@ export class ConversationsResolver {
     @Args('conversationId', { type: () => ID }) conversationId: string,
   ): Promise<Buffer | null> {
     return this.conversationsService.groupInfo(principal.userId, deviceId, conversationId);
+  }
+
+  @Query(() => [JoinableConversationModel], {
+    description:
+      "Conversations of the device's user it never was in, to join by external commit (RFC 9420 §12.4.3.2)",
+  })
+  joinableConversations(
+    @CurrentPrincipal() principal: Principal,
+    @Args('deviceId', { type: () => ID }) deviceId: string,
+  ): Promise<JoinableConversationModel[]> {
+    return this.conversationsService.joinable(principal.userId, deviceId);
   }
 
   @Query(() => [WelcomeModel], { description: 'Welcomes waiting for a device of the caller' })

@@ -71,6 +71,13 @@ import {
   peerOf,
 } from './direct.js';
 import { applyRosterChange, authorizeCommit, promoteIfNoAdmin, rolesOf, setRole } from './roles.js';
+import {
+  checkExternalCommitAgainstEpoch,
+  checkJoinerIdentity,
+  isExternalCommit,
+  notAMemberUser,
+} from './external-commit.checks.js';
+import type { JoinableConversationModel } from './joinable-conversation.model.js';
 
 /**
  * Longest MLS group id accepted. RFC 9420 allows up to 2^30 bytes, but a group id only needs to
@@ -78,6 +85,23 @@ import { applyRosterChange, authorizeCommit, promoteIfNoAdmin, rolesOf, setRole 
  * cannot hold values of a few kilobytes.
  */
 export const MAX_GROUP_ID_BYTES = 255;
+
+/**
+ * Ids of the conversations device $2 of user $1 may join by external commit: its user holds a
+ * seat through another device that is not leaving (or is one of a DM's pair), the device holds none, and it never held one
+ * (the answers of accepted commits, kept as long as the conversation, name every device a commit
+ * added or removed).
+ */
+const JOINABLE_SQL = `SELECT c."id" FROM "conversations" c
+  WHERE c."group_info" IS NOT NULL
+    AND (EXISTS (SELECT 1 FROM "conversation_members" m JOIN "devices" d ON d."id" = m."device_id"
+                  WHERE m."conversation_id" = c."id" AND d."user_id" = $1 AND NOT m."leaving")
+         OR (c."kind" = 'DIRECT' AND $1 IN (c."direct_user_low", c."direct_user_high")))
+    AND NOT EXISTS (SELECT 1 FROM "conversation_members" m
+                     WHERE m."conversation_id" = c."id" AND m."device_id" = $2)
+    AND NOT EXISTS (SELECT 1 FROM "commit_results" r
+                     WHERE r."conversation_id" = c."id"
+                       AND ($2 = ANY(r."added_device_ids") OR $2 = ANY(r."removed_device_ids")))`;
 
 /**
  * Conversations: MLS groups with one epoch on the server, advanced only by commit bundles that
@@ -223,16 +247,23 @@ export class ConversationsService {
       const roster = await manager.find(ConversationMemberEntity, {
         where: { conversationId: conversation.id },
       });
-      const senderSeat = roster.find((seat) => seat.deviceId === device.id);
-      if (senderSeat === undefined || senderSeat.leaving) throw notAMember();
-      checkSender(commit, senderSeat);
+      const external = isExternalCommit(commit);
+      if (external) {
+        // Checked again under the lock: the user's last seat may have gone meanwhile.
+        await this.checkJoinable(manager, device, conversation.id);
+      } else {
+        const senderSeat = roster.find((seat) => seat.deviceId === device.id);
+        if (senderSeat === undefined || senderSeat.leaving) throw notAMember();
+        checkSender(commit, senderSeat);
+      }
 
-      const adds = await this.addedDevices(manager, commit);
+      const adds = external ? [] : await this.addedDevices(manager, commit);
       const change = checkRoster(
         roster.map((seat) => ({ deviceId: seat.deviceId, leafIndex: seat.leafIndex })),
         commit,
         groupInfo,
-        adds.map((add) => add.deviceId),
+        // An external commit adds exactly its joiner, the submitting device.
+        external ? [device.id] : adds.map((add) => add.deviceId),
         (identity) => this.devices.parseIdentity(identity)?.deviceId ?? null,
       );
       if (
@@ -286,6 +317,14 @@ export class ConversationsService {
       };
     }
     if (commit.epoch > epoch) throw futureEpoch(conversation.epoch);
+    if (isExternalCommit(commit)) {
+      await this.checkJoinable(manager, device, conversation.id);
+      checkJoinerIdentity(commit, device, this.devices.identityOf(device));
+      checkGroupInfoTarget(bundle.groupInfo, conversation.groupId, epoch);
+      const previous = await this.storedGroupInfo(conversation);
+      await checkExternalCommitAgainstEpoch(bundle, previous);
+      return { bundle, groupInfo: await checkNewGroupInfo(bundle, previous), digest };
+    }
     const seat = await manager.findOneBy(ConversationMemberEntity, {
       conversationId: conversation.id,
       deviceId: device.id,
@@ -475,6 +514,77 @@ export class ConversationsService {
       throw new Error(`Conversation ${conversation.id} stores a GroupInfo of another epoch`);
     }
     return stored;
+  }
+
+  /**
+   * Conversations one of the caller's devices may join by external commit (RFC 9420 §12.4.3.2):
+   * its user holds a seat there through another device (not one that is leaving), and this device
+   * never held one — a device removed, or that left, never rejoins by itself. A conversation
+   * without a GroupInfo yet (before its first commit) is not offered: there is nothing to join.
+   */
+  async joinable(userId: string, deviceId: string): Promise<JoinableConversationModel[]> {
+    return this.dataSource.transaction(async (manager) => {
+      const device = await this.devices.owned(manager, userId, deviceId);
+      const rows: { id: string }[] = await manager.query(
+        `${JOINABLE_SQL} ORDER BY c."created_at", c."id"`,
+        [device.userId, device.id],
+      );
+      if (rows.length === 0) return [];
+      const conversations = await manager.find(ConversationEntity, {
+        where: { id: In(rows.map((row) => row.id)) },
+        order: { createdAt: 'ASC', id: 'ASC' },
+      });
+      return conversations.flatMap((conversation) =>
+        conversation.groupInfo === null
+          ? []
+          : [
+              {
+                id: conversation.id,
+                kind: ConversationKindValue[conversation.kind],
+                epoch: conversation.epoch,
+                groupInfo: conversation.groupInfo,
+              },
+            ],
+      );
+    });
+  }
+
+  /**
+   * An external commit's sender may join: FORBIDDEN (NOT_A_MEMBER_USER) when its user holds no
+   * seat (and is not one of a DM's pair), INVALID_COMMIT when the device holds one already, FORBIDDEN (FORMER_MEMBER) when it
+   * held one before.
+   */
+  private async checkJoinable(
+    manager: EntityManager,
+    device: DeviceEntity,
+    conversationId: string,
+  ): Promise<void> {
+    const rows: { seat: boolean; former: boolean; user: boolean }[] = await manager.query(
+      `SELECT
+         EXISTS (SELECT 1 FROM "conversation_members" m
+                  WHERE m."conversation_id" = $1 AND m."device_id" = $3) AS "seat",
+         EXISTS (SELECT 1 FROM "commit_results" r
+                  WHERE r."conversation_id" = $1
+                    AND ($3 = ANY(r."added_device_ids") OR $3 = ANY(r."removed_device_ids"))) AS "former",
+         (EXISTS (SELECT 1 FROM "conversation_members" m JOIN "devices" d ON d."id" = m."device_id"
+                   WHERE m."conversation_id" = $1 AND d."user_id" = $2 AND NOT m."leaving")
+          OR EXISTS (SELECT 1 FROM "conversations" c WHERE c."id" = $1 AND c."kind" = 'DIRECT'
+                       AND $2::uuid IN (c."direct_user_low", c."direct_user_high"))) AS "user"`,
+      [conversationId, device.userId, device.id],
+    );
+    const row = rows[0];
+    if (row?.seat === true) {
+      throw invalidCommit(
+        'ALREADY_A_MEMBER',
+        'This device already holds a leaf; commit as a member',
+      );
+    }
+    if (row?.user !== true) throw notAMemberUser();
+    if (row.former) {
+      throw new DomainError('FORBIDDEN', 'This device was in the conversation before', {
+        reason: 'FORMER_MEMBER',
+      });
+    }
   }
 
   /** The conversations of one of the caller's devices. */

@@ -48,6 +48,7 @@ import {
   type StoredMessage,
 } from './client-state.js';
 import { Conversation, type Progress } from './conversation.js';
+import { joinJoinable } from './external-join.js';
 import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
 
 /** How a client is set up. */
@@ -318,6 +319,37 @@ export class ParleyClient {
       },
     });
     await this.save();
+    // Every conversation of the user, without another of its devices online (external commits);
+    // what fails here is reported, and every sync() tries again.
+    await this.joinExternally().catch((error: unknown) => {
+      this.report(error);
+    });
+  }
+
+  /**
+   * Joins by external commit every conversation where this device's user has another device and
+   * this one never was (see external-join.ts); resolves with those joined, after the onJoined
+   * listeners heard of each. Runs in turn with the Welcome joins.
+   */
+  joinExternally(): Promise<Conversation[]> {
+    const { engine, deviceId } = this.device();
+    return this.welcomes.run(() =>
+      joinJoinable({
+        transport: this.transport,
+        engine,
+        deviceId,
+        has: (id) => this.conversationsById.has(id),
+        adopt: (id, groupId, cursor) => this.adopt(id, groupId, cursor),
+        joined: async (conversation) => {
+          await this.save();
+          for (const listener of this.joinedListeners) listener(conversation);
+          await conversation.catchUp();
+        },
+        report: (error) => {
+          this.report(error);
+        },
+      }),
+    );
   }
 
   /** Uploads key packages until the server holds the target number again. */
@@ -388,6 +420,7 @@ export class ParleyClient {
    */
   async sync(): Promise<number> {
     await this.joinWelcomes();
+    await this.joinExternally();
     // Members who left while nobody was there to remove them are removed now.
     const { conversations } = await this.transport.request(ConversationsDocument, {
       deviceId: this.device().deviceId,
@@ -459,7 +492,10 @@ export class ParleyClient {
     await this.save();
   }
 
-  /** Calls `listener` for each conversation this device joins from a Welcome; returns an unsubscriber. */
+  /**
+   * Calls `listener` for each conversation this device joins, from a Welcome or by external
+   * commit; returns an unsubscriber.
+   */
   onJoined(listener: (conversation: Conversation) => void): () => void {
     this.joinedListeners.add(listener);
     return () => this.joinedListeners.delete(listener);

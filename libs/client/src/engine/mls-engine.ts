@@ -57,6 +57,16 @@ export interface MlsEngine {
   joinFromWelcome(welcome: Uint8Array): Promise<{ groupId: Uint8Array }>;
 
   /**
+   * Joins a group by external commit (RFC 9420 §12.4.3.2) from its GroupInfo (MLSMessage with
+   * external_pub and the ratchet tree), handing the commit bundle to `send`; the group is kept
+   * only on 'accepted' (on 'rejected' — STALE_EPOCH — the caller retries with a fresh GroupInfo).
+   */
+  joinByExternalCommit(
+    groupInfo: Uint8Array,
+    send: CommitSender,
+  ): Promise<{ groupId: Uint8Array; outcome: 'accepted' | 'rejected' }>;
+
+  /**
    * Processes a group message from the conversation log: a PublicMessage commit (advances the
    * epoch) or a PrivateMessage (decrypts). The engine's own messages, echoed back by the log,
    * are recognised and reported with `own: true` rather than failing.

@@ -16,7 +16,6 @@ import {
   createApplicationMessage,
   createCommit,
   createGroup,
-  createGroupInfoWithExternalPubAndRatchetTree,
   decodeMlsMessage,
   defaultAuthenticationService,
   defaultKeyPackageEqualityConfig,
@@ -25,6 +24,7 @@ import {
   defaultPaddingConfig,
   emptyPskIndex,
   encodeMlsMessage,
+  joinGroupExternal,
   mlsExporter,
   processMessage,
   type CiphersuiteImpl,
@@ -49,6 +49,7 @@ import type {
 import { suiteImpl, suiteName } from './ciphersuites.js';
 import { TsMlsEngineError, type TsMlsEngineErrorCode } from './errors.js';
 import { basicIdentity, leafIdentities } from './identity.js';
+import { groupInfoForExternalJoins, readingRfcExternalPub } from './external-pub.js';
 import { joinFromWelcome } from './join.js';
 import {
   DEFAULT_KEY_PACKAGE_LIFETIME,
@@ -336,6 +337,80 @@ export class TsMlsEngine implements MlsEngine {
       if (!held.lastResort) this.keyPackages.delete(ref);
       this.groups.set(key, { state, cs, pending: new Map(), own: new Map() });
       return { groupId: Uint8Array.from(state.groupContext.groupId) };
+    });
+  }
+
+  /**
+   * Joins a group by external commit (RFC 9420 §12.4.3.2) from its GroupInfo (MLSMessage, with
+   * external_pub and the ratchet tree): a fresh leaf, an ExternalInit and a path, sent as a
+   * PublicMessage with the new epoch's GroupInfo. The group is kept only if `send` says accepted.
+   */
+  async joinByExternalCommit(
+    groupInfo: Uint8Array,
+    send: CommitSender,
+  ): Promise<{ groupId: Uint8Array; outcome: CommitOutcome }> {
+    const message = decodeMessage(groupInfo, 'GroupInfo');
+    if (message.wireformat !== 'mls_group_info') {
+      throw new TsMlsEngineError(
+        'INVALID_MESSAGE',
+        `expected a GroupInfo, got ${message.wireformat}`,
+      );
+    }
+    const groupId = Uint8Array.from(message.groupInfo.groupContext.groupId);
+    const key = toHex(groupId);
+    const prepared = await this.exclusive(async () => {
+      if (this.groups.get(key)?.state.groupActiveState.kind === 'active') {
+        throw new TsMlsEngineError('GROUP_EXISTS', 'already in a group with this id');
+      }
+      const cs = await suiteImpl(message.groupInfo.groupContext.cipherSuite);
+      // The joiner's leaf comes from a key package that is never uploaded, so not held.
+      const { keyPackage, privateKeyPackage } = await newKeyPackage(this.maker(), false);
+      let joined: Awaited<ReturnType<typeof joinGroupExternal>>;
+      try {
+        joined = await joinGroupExternal(
+          message.groupInfo,
+          keyPackage,
+          privateKeyPackage,
+          false,
+          readingRfcExternalPub(cs),
+          undefined,
+          this.settings.clientConfig,
+        );
+      } catch (error) {
+        throw new TsMlsEngineError('INVALID_MESSAGE', 'the GroupInfo cannot be joined', {
+          cause: error,
+        });
+      }
+      const commit = encodeMlsMessage({
+        version: 'mls10',
+        wireformat: 'mls_public_message',
+        publicMessage: joined.publicMessage,
+      });
+      const bundle: CommitBundle = {
+        commit,
+        groupInfo: await this.encodeGroupInfo(joined.newState, cs),
+      };
+      return { bundle, state: joined.newState, cs };
+    });
+    const verdict = await send(prepared.bundle);
+    if (verdict === 'rejected') return { groupId, outcome: 'rejected' };
+    return this.exclusive(() => {
+      if (this.groups.get(key)?.state.groupActiveState.kind === 'active') {
+        throw new TsMlsEngineError('GROUP_EXISTS', 'already in a group with this id');
+      }
+      const group: GroupEntry = {
+        state: prepared.state,
+        cs: prepared.cs,
+        pending: new Map(),
+        own: new Map(),
+      };
+      this.groups.set(key, group);
+      // The log echoes the joining commit; it is ours.
+      this.remember(group, digest(prepared.bundle.commit), {
+        kind: 'commit',
+        epoch: prepared.state.groupContext.epoch,
+      });
+      return Promise.resolve({ groupId, outcome: 'accepted' as const });
     });
   }
 
@@ -693,7 +768,7 @@ export class TsMlsEngine implements MlsEngine {
   }
 
   private async encodeGroupInfo(state: ClientState, cs: CiphersuiteImpl): Promise<Uint8Array> {
-    const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(state, [], cs);
+    const groupInfo = await groupInfoForExternalJoins(state, cs);
     return encodeMlsMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo });
   }
 

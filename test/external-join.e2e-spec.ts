@@ -1,0 +1,221 @@
+import {
+  type CommitBundle,
+  type Conversation,
+  type MlsEngineFactory,
+  type ParleyClient,
+  tsMlsEngineFactory,
+} from '@parley/client';
+import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { b64, dataOf, registerDevice } from './support/graphql.js';
+import { eventually, sdkDevice, sdkUser } from './support/sdk-clients.js';
+import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
+
+/**
+ * Every device of a user in every conversation of its user, by MLS external commit (RFC 9420
+ * §12.4.3.2): a device registered while the user's other devices are offline joins the groups
+ * made by either engine from the GroupInfo the server keeps, and reads and sends there; two new
+ * devices racing both get in, one per epoch; forged external commits are refused and change
+ * nothing.
+ */
+const openMls = createOpenMlsEngineFactory();
+const engines: [string, MlsEngineFactory][] = [
+  ['ts-mls', tsMlsEngineFactory],
+  ['OpenMLS', openMls],
+];
+
+const texts = (conversation: Conversation) => conversation.history().map((message) => message.text);
+
+describeE2E.each(engines)('a %s device joining by external commit', (_name, joinerEngine) => {
+  let app: TestApp;
+  const clients: ParleyClient[] = [];
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.close()));
+    await app.close();
+  });
+
+  async function token(username: string): Promise<string> {
+    const { signIn } = dataOf(
+      await app.gql<{ signIn: { token: string } }>(
+        `mutation ($input: CredentialsInput!) { signIn(input: $input) { token } }`,
+        { input: { username, password: 'correct horse battery' } },
+      ),
+    );
+    return signIn.token;
+  }
+
+  async function joinable(
+    bearer: string,
+    deviceId: string,
+  ): Promise<{ id: string; epoch: number; groupInfo: string }[]> {
+    const { joinableConversations } = dataOf(
+      await app.gql<{ joinableConversations: { id: string; epoch: number; groupInfo: string }[] }>(
+        `query ($d: ID!) { joinableConversations(deviceId: $d) { id epoch groupInfo } }`,
+        { d: deviceId },
+        bearer,
+      ),
+    );
+    return joinableConversations;
+  }
+
+  /** Two groups of Ana and Ben, one made by a ts-mls device of Ana, one by an OpenMLS one. */
+  async function setUp() {
+    const ana = await sdkUser(app, tsMlsEngineFactory);
+    const anaOpenMls = await sdkDevice(app, openMls, ana.username);
+    const ben = await sdkUser(app, openMls);
+    clients.push(ana.client, anaOpenMls, ben.client);
+    const benId = ben.client.userId ?? '';
+    const byTsMls = await ana.client.createConversation([benId]);
+    const byOpenMls = await anaOpenMls.createConversation([benId]);
+    for (const id of [byTsMls.id, byOpenMls.id]) {
+      for (const client of [ana.client, anaOpenMls, ben.client]) {
+        await eventually(() => client.conversations().some((c) => c.id === id));
+      }
+    }
+    await byTsMls.send('before the new device');
+    await eventually(() => texts(ben.client.conversation(byTsMls.id)).length === 1);
+    // Ana's two devices go offline: nobody of hers can send a Welcome.
+    await ana.client.close();
+    await anaOpenMls.close();
+    return { ana, ben, groups: [byTsMls.id, byOpenMls.id] };
+  }
+
+  it('joins every conversation of its user while the other devices are offline, and talks there', async () => {
+    const { ana, ben, groups } = await setUp();
+    const heard: string[] = [];
+    const started = Date.now();
+    const laptop = await sdkDevice(app, joinerEngine, ana.username);
+    clients.push(laptop);
+    laptop.onJoined((conversation) => heard.push(conversation.id));
+    await eventually(() => groups.every((id) => laptop.conversations().some((c) => c.id === id)));
+    console.log(`joined ${groups.length} groups by external commit in ${Date.now() - started} ms`);
+    for (const id of groups) {
+      const mine = laptop.conversation(id);
+      const bens = ben.client.conversation(id);
+      await eventually(async () => (await bens.members()).length === 4);
+      expect((await mine.members()).length).toBe(4);
+      await mine.send(`hello from the new device in ${id}`);
+      await eventually(() => texts(bens).includes(`hello from the new device in ${id}`));
+      await bens.send(`hello back in ${id}`);
+      await eventually(() => texts(mine).includes(`hello back in ${id}`));
+    }
+    // Nothing to join any more.
+    const bearer = await token(ana.username);
+    expect(await joinable(bearer, laptop.deviceId ?? '')).toEqual([]);
+    // Registering happened before the listener was set: what it joined then is listed anyway.
+    expect(heard.length + laptop.conversations().length).toBeGreaterThanOrEqual(groups.length);
+  });
+
+  it('lets two new devices racing to join both get in, one per epoch', async () => {
+    const { ana, ben, groups } = await setUp();
+    const benToken = await token(ben.username);
+    const epochOf = async (id: string): Promise<number> => {
+      const { conversation } = dataOf(
+        await app.gql<{ conversation: { epoch: number } }>(
+          `query ($d: ID!, $c: ID!) { conversation(deviceId: $d, conversationId: $c) { epoch } }`,
+          { d: ben.client.deviceId, c: id },
+          benToken,
+        ),
+      );
+      return conversation.epoch;
+    };
+    const before = await Promise.all(groups.map(epochOf));
+    const racers = await Promise.all([
+      sdkDevice(app, joinerEngine, ana.username),
+      sdkDevice(app, joinerEngine, ana.username),
+    ]);
+    clients.push(...racers);
+    for (const racer of racers) {
+      await eventually(async () => {
+        await racer.sync();
+        return groups.every((id) => racer.conversations().some((c) => c.id === id));
+      }, 60_000);
+    }
+    for (const [index, id] of groups.entries()) {
+      const bens = ben.client.conversation(id);
+      await eventually(async () => (await bens.members()).length === 5);
+      // One commit per join: two epochs, whoever lost a race retried from the fresh GroupInfo.
+      expect(await epochOf(id)).toBe((before[index] ?? 0) + 2);
+      await racers[0].conversation(id).send(`first racer in ${id}`);
+      await racers[1].conversation(id).send(`second racer in ${id}`);
+      await eventually(
+        () =>
+          texts(bens).includes(`first racer in ${id}`) &&
+          texts(bens).includes(`second racer in ${id}`),
+      );
+    }
+  });
+
+  it('refuses forged external commits with typed codes, changing nothing', async () => {
+    const { ana, ben, groups } = await setUp();
+    const id = groups[0] ?? '';
+    const anaToken = await token(ana.username);
+    // A raw device of Ana's, to read the GroupInfo and to try forgeries with.
+    const device = await registerDevice(app, anaToken);
+    const [target] = (await joinable(anaToken, device.deviceId)).filter((c) => c.id === id);
+    if (target === undefined) throw new Error('the group is not joinable');
+    const groupInfo = Buffer.from(target.groupInfo, 'base64');
+
+    async function attempt(
+      bearer: string,
+      deviceId: string,
+      identity: string,
+      tamper: (bundle: CommitBundle) => CommitBundle = (bundle) => bundle,
+    ): Promise<Record<string, unknown> | undefined> {
+      const engine = await joinerEngine.create(identity);
+      let refusal: Record<string, unknown> | undefined;
+      await engine.joinByExternalCommit(groupInfo, async (bundle) => {
+        const forged = tamper(bundle);
+        const response = await app.gql(
+          `mutation ($input: SubmitCommitBundleInput!) { submitCommitBundle(input: $input) { seq } }`,
+          {
+            input: {
+              deviceId,
+              conversationId: id,
+              commit: b64(forged.commit),
+              groupInfo: b64(forged.groupInfo),
+            },
+          },
+          bearer,
+        );
+        refusal = response.errors?.[0]?.extensions;
+        return 'rejected';
+      });
+      return refusal;
+    }
+
+    // A device whose user is not in the conversation.
+    const cy = await sdkUser(app, tsMlsEngineFactory);
+    clients.push(cy.client);
+    const cyToken = await token(cy.username);
+    const cyDevice = await registerDevice(app, cyToken);
+    expect(await attempt(cyToken, cyDevice.deviceId, cyDevice.identity)).toMatchObject({
+      code: 'FORBIDDEN',
+      reason: 'NOT_A_MEMBER_USER',
+    });
+    // Ana's device claiming another user's identity (Ben's).
+    const benIdentity = ben.client.identity ?? '';
+    expect(await attempt(anaToken, device.deviceId, benIdentity)).toMatchObject({
+      code: 'INVALID_COMMIT',
+      reason: 'WRONG_IDENTITY',
+    });
+    // Ana's device with its own identity, but a byte of the commit's signature flipped (the
+    // signature sits right before the confirmation tag, a 1-byte length and 32 bytes).
+    expect(
+      await attempt(anaToken, device.deviceId, device.identity, (bundle) => {
+        const commit = Uint8Array.from(bundle.commit);
+        const at = commit.length - 33 - 10;
+        commit[at] = (commit[at] ?? 0) ^ 0x01;
+        return { ...bundle, commit };
+      }),
+    ).toMatchObject({ code: 'INVALID_COMMIT', reason: 'BAD_SIGNATURE' });
+    // Nothing changed: same epoch, same GroupInfo, still joinable, roster unchanged.
+    const [after] = (await joinable(anaToken, device.deviceId)).filter((c) => c.id === id);
+    expect(after?.epoch).toBe(target.epoch);
+    expect(after?.groupInfo).toBe(target.groupInfo);
+    expect((await ben.client.conversation(id).members()).length).toBe(3);
+  });
+});
