@@ -121,11 +121,11 @@ export class Outbox {
     return result;
   }
 
-  /** The conversation's pending and failed messages, oldest first. */
+  /** The conversation's pending and failed messages (texts, not metadata), oldest first. */
   list(conversationId: string): OutgoingMessage[] {
     return this.host
       .records()
-      .filter((record) => record.conversationId === conversationId)
+      .filter((record) => record.conversationId === conversationId && record.type !== 'metadata')
       .map((record) => outgoing(record, null));
   }
 
@@ -325,6 +325,8 @@ export class Outbox {
   }
 
   private emit(record: OutboxRecord, seq: number | null): void {
+    // Metadata entries are the SDK's own (setMetadata resolves for them): not messages.
+    if (record.type === 'metadata') return;
     const message = outgoing(record, seq);
     for (const listener of this.listeners) {
       try {

@@ -112,6 +112,8 @@ const DEFAULT_KEY_PACKAGE_TARGET = 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
 // How long close() lets a commit request on the wire (and its resends) finish.
 const CLOSE_COMMIT_GRACE_MS = 5_000;
+// How long startDirectConversation waits for the existing DM's Welcome before joining externally.
+const WELCOME_WAIT_MS = 10_000;
 
 type LiveEvent = EventsSubscription['events'];
 
@@ -584,6 +586,7 @@ export class ParleyClient {
   /** Waits until this device is in a conversation (Welcome or external join), polling too. */
   private async awaitConversation(id: string, timeoutMs: number): Promise<Conversation> {
     const deadline = Date.now() + timeoutMs;
+    const externalAfter = Date.now() + Math.min(WELCOME_WAIT_MS, timeoutMs / 2);
     for (;;) {
       const conversation = this.conversationsById.get(id);
       if (conversation !== undefined) {
@@ -603,6 +606,14 @@ export class ParleyClient {
         );
       }
       await this.joinWelcomes();
+      // The Welcome comes once the creator added both users; a creator that never does (gone,
+      // crashed) leaves the external join. Not at once: a join racing the creator's Add commit
+      // would make it add this device a second time.
+      if (!this.conversationsById.has(id) && Date.now() > externalAfter) {
+        await this.joinExternally().catch((error: unknown) => {
+          this.report(error);
+        });
+      }
       if (!this.conversationsById.has(id)) await new Promise((done) => setTimeout(done, 200));
     }
   }
