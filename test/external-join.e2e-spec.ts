@@ -6,9 +6,10 @@ import {
   tsMlsEngineFactory,
 } from '@parley/client';
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
+import { decodeMlsMessage, encodeMlsMessage } from 'ts-mls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { b64, dataOf, registerDevice } from './support/graphql.js';
-import { eventually, sdkDevice, sdkUser } from './support/sdk-clients.js';
+import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
 /**
@@ -61,7 +62,10 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     return joinableConversations;
   }
 
-  /** Two groups of Ana and Ben, one made by a ts-mls device of Ana, one by an OpenMLS one. */
+  /**
+   * Three conversations of Ana and Ben: a group made by a ts-mls device of Ana, one by an OpenMLS
+   * device of hers, and their DM.
+   */
   async function setUp() {
     const ana = await sdkUser(app, tsMlsEngineFactory);
     const anaOpenMls = await sdkDevice(app, openMls, ana.username);
@@ -70,7 +74,8 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     const benId = ben.client.userId ?? '';
     const byTsMls = await ana.client.createConversation([benId]);
     const byOpenMls = await anaOpenMls.createConversation([benId]);
-    for (const id of [byTsMls.id, byOpenMls.id]) {
+    const direct = await ana.client.startDirectConversation(benId);
+    for (const id of [byTsMls.id, byOpenMls.id, direct.id]) {
       for (const client of [ana.client, anaOpenMls, ben.client]) {
         await eventually(() => client.conversations().some((c) => c.id === id));
       }
@@ -80,18 +85,24 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     // Ana's two devices go offline: nobody of hers can send a Welcome.
     await ana.client.close();
     await anaOpenMls.close();
-    return { ana, ben, groups: [byTsMls.id, byOpenMls.id] };
+    return { ana, ben, groups: [byTsMls.id, byOpenMls.id, direct.id] };
   }
 
   it('joins every conversation of its user while the other devices are offline, and talks there', async () => {
     const { ana, ben, groups } = await setUp();
     const heard: string[] = [];
-    const started = Date.now();
-    const laptop = await sdkDevice(app, joinerEngine, ana.username);
+    const laptop = await sdkClient(app, joinerEngine);
     clients.push(laptop);
+    await laptop.signIn(ana.username, 'correct horse battery');
     laptop.onJoined((conversation) => heard.push(conversation.id));
-    await eventually(() => groups.every((id) => laptop.conversations().some((c) => c.id === id)));
-    console.log(`joined ${groups.length} groups by external commit in ${Date.now() - started} ms`);
+    const started = Date.now();
+    await laptop.registerDevice('laptop');
+    console.log(
+      `registerDevice joined ${heard.length} conversations by external commit in ${Date.now() - started} ms`,
+    );
+    // Registration itself joined them all, and said so.
+    expect([...heard].sort()).toEqual([...groups].sort());
+    await laptop.connect();
     for (const id of groups) {
       const mine = laptop.conversation(id);
       const bens = ben.client.conversation(id);
@@ -105,8 +116,13 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     // Nothing to join any more.
     const bearer = await token(ana.username);
     expect(await joinable(bearer, laptop.deviceId ?? '')).toEqual([]);
-    // Registering happened before the listener was set: what it joined then is listed anyway.
-    expect(heard.length + laptop.conversations().length).toBeGreaterThanOrEqual(groups.length);
+    // A device that left never rejoins by itself, though its user is still there.
+    const left = groups[0] ?? '';
+    await laptop.conversation(left).leave();
+    await eventually(async () => (await ben.client.conversation(left).members()).length === 3);
+    await laptop.sync();
+    expect(await joinable(bearer, laptop.deviceId ?? '')).toEqual([]);
+    expect(laptop.conversation(left).status).not.toBe('active');
   });
 
   it('lets two new devices racing to join both get in, one per epoch', async () => {
@@ -202,7 +218,7 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
       code: 'INVALID_COMMIT',
       reason: 'WRONG_IDENTITY',
     });
-    // Ana's device with its own identity, but a byte of the commit's signature flipped (the
+    // Ana's own device with its own identity, but a byte of the commit's signature flipped (the
     // signature sits right before the confirmation tag, a 1-byte length and 32 bytes).
     expect(
       await attempt(anaToken, device.deviceId, device.identity, (bundle) => {
@@ -212,6 +228,17 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
         return { ...bundle, commit };
       }),
     ).toMatchObject({ code: 'INVALID_COMMIT', reason: 'BAD_SIGNATURE' });
+    // The same without its ExternalInit proposal.
+    expect(
+      await attempt(anaToken, device.deviceId, device.identity, (bundle) => {
+        const [message] = decodeMlsMessage(bundle.commit, 0) ?? [];
+        if (message?.wireformat !== 'mls_public_message') throw new Error('not a PublicMessage');
+        const { content } = message.publicMessage;
+        if (content.contentType !== 'commit') throw new Error('not a commit');
+        content.commit.proposals = [];
+        return { ...bundle, commit: encodeMlsMessage(message) };
+      }),
+    ).toMatchObject({ code: 'INVALID_COMMIT', reason: 'MISSING_EXTERNAL_INIT' });
     // Nothing changed: same epoch, same GroupInfo, still joinable, roster unchanged.
     const [after] = (await joinable(anaToken, device.deviceId)).filter((c) => c.id === id);
     expect(after?.epoch).toBe(target.epoch);

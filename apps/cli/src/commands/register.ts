@@ -9,10 +9,25 @@ export const register: Command = {
     if (args.length > 1)
       throw new UsageError('register takes at most one device name (quote it if it has spaces)');
     const parley = await client();
-    await parley.registerDevice(args[0] ?? 'cli');
-    print(`registered device ${parley.deviceId ?? ''} (${parley.identity ?? ''})`, {
+    // A new device joins its user's conversations by external commit while registering.
+    const joined: { id: string; kind: string }[] = [];
+    const stop = parley.onJoined((conversation) =>
+      joined.push({ id: conversation.id, kind: conversation.kind }),
+    );
+    try {
+      await parley.registerDevice(args[0] ?? 'cli');
+    } finally {
+      stop();
+    }
+    const lines = [`registered device ${parley.deviceId ?? ''} (${parley.identity ?? ''})`];
+    if (joined.length > 0) {
+      const list = joined.map(({ id, kind }) => `${id} (${kind === 'DIRECT' ? 'DM' : 'group'})`);
+      lines.push(`joined ${joined.length} of your conversations: ${list.join(', ')}`);
+    }
+    print(lines.join('\n'), {
       deviceId: parley.deviceId,
       identity: parley.identity,
+      joined,
     });
     return undefined;
   },
