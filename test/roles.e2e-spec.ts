@@ -305,4 +305,23 @@ describeE2E('roles', () => {
       await carolLive.close();
     }
   });
+  it('promotes the longest-standing remaining user when the last admin deletes their last device', async () => {
+    const alice = await ParleyDevice.create(app);
+    const bob = await ParleyDevice.create(app);
+    const carol = await ParleyDevice.create(app);
+    const { conversationId } = await group(alice, [[bob], [carol]]);
+    const carolLive = await roleEvents(app, carol);
+    try {
+      dataOf(await alice.gql(`mutation ($deviceId: ID!) { deleteDevice(deviceId: $deviceId) }`));
+      await carolLive.waitFor(
+        (event) =>
+          event.__typename === 'RoleChangedEvent' &&
+          event.userId === bob.userId &&
+          event.role === 'ADMIN',
+      );
+      expect((await view(bob, conversationId)).role).toBe('ADMIN');
+    } finally {
+      await carolLive.close();
+    }
+  });
 });

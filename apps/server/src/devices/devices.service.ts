@@ -7,6 +7,8 @@ import { DomainError, forbidden, limitExceeded, notFound } from '../common/domai
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
+import { ConversationEntity } from '../conversations/conversation.entity.js';
+import { promoteIfNoAdmin } from '../conversations/roles.js';
 import { EventBus } from '../events/event-bus.js';
 import { conversationChannel, deviceChannel } from '../live/live-event.js';
 import { type Publication, publishCommitted } from '../live/publish.js';
@@ -98,7 +100,7 @@ export class DevicesService {
    * leaving, so that a member who was offline removes it when it next syncs.
    */
   async delete(userId: string, deviceId: string): Promise<void> {
-    const conversationIds = await this.dataSource.transaction(async (manager) => {
+    const { conversationIds, promotions } = await this.dataSource.transaction(async (manager) => {
       const device = await this.owned(manager, userId, deviceId, { lock: true });
       const seats = await manager.find(ConversationMemberEntity, {
         select: { conversationId: true },
@@ -106,7 +108,18 @@ export class DevicesService {
       });
       await manager.update(ConversationMemberEntity, { deviceId: device.id }, { leaving: true });
       await manager.delete(DeviceEntity, { id: device.id });
-      return seats.map((seat) => seat.conversationId);
+      // The last admin's last device gone: each group it leaves without an admin gets one
+      // (conversations locked in id order, so two deletions cannot deadlock).
+      const promotions: Publication[] = [];
+      for (const conversationId of seats.map((seat) => seat.conversationId).sort()) {
+        const conversation = await manager.findOne(ConversationEntity, {
+          where: { id: conversationId },
+          lock: { mode: 'pessimistic_write' },
+        });
+        if (conversation !== null)
+          promotions.push(...(await promoteIfNoAdmin(manager, conversation)));
+      }
+      return { conversationIds: seats.map((seat) => seat.conversationId), promotions };
     });
     // The device's own channel first: its stream ends before anything else reaches it.
     const publications: Publication[] = [
@@ -115,6 +128,7 @@ export class DevicesService {
         channel: conversationChannel(conversationId),
         event: { type: 'member-revoked' as const, conversationId, deviceId },
       })),
+      ...promotions,
     ];
     await publishCommitted(this.events, this.logger, publications);
   }
