@@ -10,7 +10,7 @@ import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import { DataSource } from 'typeorm';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, sdkUser } from './support/sdk-clients.js';
+import { eventually, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
 /**
@@ -112,6 +112,15 @@ describeE2E.each(engines)(
       const newest = `${name} (newest)`;
       await cyView.setMetadata({ name: newest });
       await eventually(() => benView.metadata.name === newest && group.metadata.name === newest);
+
+      // A new device of ben joins by external commit: it cannot read the entries before it, and
+      // one member that was in sends the metadata again.
+      const benPhone = await sdkDevice(app, creatorEngine, ben.username);
+      clients.push(benPhone);
+      const phoneView = await joined(benPhone, group.id);
+      expect(phoneView.metadata.name === null || phoneView.metadata.name === newest).toBe(true);
+      await eventually(() => phoneView.metadata.name === newest, 30_000);
+      expect(phoneView.metadata.avatar).toEqual(avatar);
 
       // Unread counts and the last message, kept with the state.
       await benView.send('one');

@@ -26,6 +26,8 @@ export interface GlobalOptions {
   stateLabel: string;
   /** Passphrase the state file is encrypted under (undefined: not set). */
   passphrase: string | undefined;
+  /** `--name`: the name of the group `create` makes (only create takes it). */
+  name?: string;
 }
 
 /** What a command gets: its arguments, the global options, and ways to print. */

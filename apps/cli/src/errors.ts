@@ -112,7 +112,15 @@ function readable(error: ParleyError): string {
     return `${error.message} (this device was deleted; sign in and register again on a new profile)`;
   if (error instanceof RateLimitedError)
     return `${error.message} (try again in ${error.retryAfterSeconds} s)`;
+  if (error.details.reason === 'ADMIN_REQUIRED')
+    return `${error.message} (only an admin of the conversation may do that; parley conversations shows your role)`;
+  if (error.details.reason === 'DIRECT_CONVERSATION')
+    return `${error.message} (a direct conversation holds its two users only; parley create makes a group)`;
   switch (error.code) {
+    case 'LAST_ADMIN':
+      return `${error.message} (make someone else an admin first: parley role <conversation> <user> admin)`;
+    case 'DIRECT_CONVERSATION_EXISTS':
+      return `${error.message} (parley dm <user> opens it)`;
     case 'NOT_SIGNED_IN':
       return 'Not signed in: run parley signup <username> or parley signin <username> first';
     case 'NO_DEVICE':

@@ -6,11 +6,14 @@ import { chat } from './commands/chat.js';
 import { conversations } from './commands/conversations.js';
 import { create } from './commands/create.js';
 import { devices } from './commands/devices.js';
+import { dm } from './commands/dm.js';
 import { history } from './commands/history.js';
 import { invite } from './commands/invite.js';
 import { leave } from './commands/leave.js';
 import { register } from './commands/register.js';
 import { remove } from './commands/remove.js';
+import { rename } from './commands/rename.js';
+import { role } from './commands/role.js';
 import { send } from './commands/send.js';
 import { signin } from './commands/signin.js';
 import { signup } from './commands/signup.js';
@@ -26,11 +29,14 @@ const commands: Record<string, Command> = {
   whoami,
   devices,
   create,
+  rename,
+  role,
   invite,
   remove,
   leave,
   send,
   chat,
+  dm,
   conversations,
   history,
 };
@@ -136,6 +142,7 @@ async function main(argv: string[], session: Session): Promise<void> {
         profile: { type: 'string' },
         state: { type: 'string' },
         passphrase: { type: 'string' },
+        name: { type: 'string' },
         json: { type: 'boolean', default: false },
         debug: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -172,6 +179,8 @@ async function main(argv: string[], session: Session): Promise<void> {
   }
   if (values.profile !== undefined && values.state !== undefined)
     throw new UsageError('give --profile or --state, not both');
+  if (values.name !== undefined && name !== 'create')
+    throw new UsageError('--name goes with create (parley rename names an existing conversation)');
   const profile = values.profile ?? 'default';
   const options: GlobalOptions = {
     server: values.server ?? process.env.PARLEY_SERVER ?? DEFAULT_SERVER,
@@ -180,6 +189,7 @@ async function main(argv: string[], session: Session): Promise<void> {
     state: values.state ?? defaultStatePath(profile),
     stateLabel: values.state === undefined ? `profile ${profile}` : `state file ${values.state}`,
     passphrase: values.passphrase ?? process.env.PARLEY_PASSPHRASE,
+    ...(values.name === undefined ? {} : { name: values.name }),
   };
   session.stateLabel = options.stateLabel;
   const text = (line: string, json: Record<string, unknown>, stream: NodeJS.WriteStream) => {

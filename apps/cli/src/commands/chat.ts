@@ -2,6 +2,7 @@ import type { OutgoingMessage, ParleyError } from '@parley/client';
 import { CliError, describeError, EXIT } from '../errors.js';
 import { type Command, resolveConversation, UsageError } from '../context.js';
 import { formatMessage, formatOwn } from '../format.js';
+import { titleOf } from './conversations.js';
 import { type LineHandle, openScreen, type Screen } from '../screen.js';
 
 /** A line typed in this chat (or left pending by an earlier one), as the outbox reports it. */
@@ -191,11 +192,31 @@ export const chat: Command = {
     const quit = options.json
       ? ''
       : ' — type and press Enter to send; /quit, Ctrl-D or Ctrl-C ends';
+    const title = await titleOf(parley, conversation);
+    const heading =
+      conversation.kind === 'DIRECT'
+        ? `direct chat with ${title}`
+        : `chat "${conversation.metadata.name ?? conversation.id.slice(0, 8)}" with ${others.length === 0 ? 'nobody else yet' : others.join(', ')}`;
     say(
-      `chat ${conversation.id.slice(0, 8)} with ${others.length === 0 ? 'nobody else yet' : others.join(', ')}${self === null ? '' : ` (you are ${self})`}${quit}`,
-      { chat: conversation.id, members: others, you: self },
+      `${heading}${self === null ? '' : ` (you are ${self})`}${quit}`,
+      {
+        chat: conversation.id,
+        kind: conversation.kind,
+        name: conversation.metadata.name,
+        title,
+        members: others,
+        you: self,
+      },
       'stderr',
     );
+    // A rename while chatting shows as it happens.
+    parley.onMetadata((changed) => {
+      if (changed.id !== conversation.id) return;
+      notice(`the conversation is now called "${changed.metadata.name ?? '(no name)'}"`, {
+        conversationId: changed.id,
+        name: changed.metadata.name,
+      });
+    });
 
     // Lines left pending (or failed) by an earlier run: shown as such, sent now that it is live.
     for (const message of conversation.outbox()) {
@@ -216,6 +237,8 @@ export const chat: Command = {
           { ...message, sentAt: message.sentAt.toISOString() },
           'stdout',
         );
+        // Shown is read: `parley conversations` counts what no chat showed yet.
+        await conversation.markRead();
       }
       if (!ending && conversation.status !== 'active') {
         notice(

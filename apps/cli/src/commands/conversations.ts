@@ -1,10 +1,25 @@
+import type { Conversation, ParleyClient } from '@parley/client';
 import { type Command, UsageError } from '../context.js';
+
+// Up to this many people, `conversations` names them; more, it counts them.
+const NAMED_MEMBERS = 4;
+
+/** How a conversation is called: its name, or for a DM the peer's username. */
+export async function titleOf(parley: ParleyClient, conversation: Conversation): Promise<string> {
+  if (conversation.kind === 'DIRECT' && conversation.peerUserId !== null) {
+    const names = await parley.usernames([conversation.peerUserId]);
+    return names.get(conversation.peerUserId) ?? conversation.peerUserId.slice(0, 8);
+  }
+  return conversation.metadata.name ?? '(no name)';
+}
 
 /** `parley conversations`: the conversations this device is in (or was removed from). */
 export const conversations: Command = {
-  summary: 'list the conversations of this device, with their members',
+  summary: 'list the conversations of this device: name or DM peer, kind, members, unread',
   usage: '',
   details: [
+    'Each line: id, name (for a direct conversation the other user), kind (group or dm),',
+    'members (their names when few, else how many people and devices), unread messages.',
     'A conversation this device was removed from or left is listed with (removed) or (left);',
     'its history stays readable.',
   ],
@@ -17,11 +32,24 @@ export const conversations: Command = {
       const members = await conversation.members();
       const names = await parley.usernames(members.map((member) => member.userId));
       const people = [
-        ...new Set(members.map((member) => names.get(member.userId) ?? member.userId)),
+        ...new Set(members.map((member) => names.get(member.userId) ?? member.userId.slice(0, 8))),
       ];
+      const title = await titleOf(parley, conversation);
+      const kind = conversation.kind === 'DIRECT' ? 'dm' : 'group';
+      const who =
+        people.length <= NAMED_MEMBERS
+          ? people.join(', ')
+          : `${people.length} people, ${members.length} devices`;
+      const unread = conversation.unreadCount > 0 ? `  ${conversation.unreadCount} unread` : '';
       const status = conversation.status === 'active' ? '' : `  (${conversation.status})`;
-      print(`${conversation.id}  ${people.join(', ')}${status}`, {
+      print(`${conversation.id}  ${title}  [${kind}]  ${who}${unread}${status}`, {
         conversationId: conversation.id,
+        kind: conversation.kind,
+        name: conversation.metadata.name,
+        peerUserId: conversation.peerUserId,
+        title,
+        role: conversation.role,
+        unread: conversation.unreadCount,
         status: conversation.status,
         members: members.map((member) => ({
           ...member,

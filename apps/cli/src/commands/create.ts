@@ -3,10 +3,16 @@ import { type Command, progressLine, UsageError, userIds } from '../context.js';
 /** `parley create <username...>`: a group with every device of the users. */
 export const create: Command = {
   summary: 'create an encrypted group with these users (every device of each)',
-  usage: '<username...>',
-  details: ['Prints the conversation id; its first characters are enough for other commands.'],
-  examples: ['parley --profile ana create ben', 'parley --profile ana create ben cat'],
-  async run({ args, client, print, progress }) {
+  usage: '[--name "<name>"] <username...>',
+  details: [
+    'Prints the conversation id; its first characters are enough for other commands.',
+    'You are its admin. --name names it (encrypted: only members read it; parley rename changes it).',
+  ],
+  examples: [
+    'parley --profile ana create ben',
+    'parley --profile ana create --name "Trip to Lyon" ben cat',
+  ],
+  async run({ args, options, client, print, progress }) {
     if (args.length === 0) throw new UsageError('create needs at least one username');
     const parley = await client();
     await parley.connect();
@@ -16,9 +22,13 @@ export const create: Command = {
       const line = progressLine(stage, done, total, true);
       if (line !== null) progress(line);
     });
+    if (options.name !== undefined && options.name !== '')
+      await conversation.setMetadata({ name: options.name });
     const members = await conversation.members();
-    print(`created conversation ${conversation.id} with ${members.length} devices`, {
+    const named = options.name === undefined || options.name === '' ? '' : ` "${options.name}"`;
+    print(`created conversation ${conversation.id}${named} with ${members.length} devices`, {
       conversationId: conversation.id,
+      name: options.name ?? null,
       devices: members.length,
     });
     return undefined;

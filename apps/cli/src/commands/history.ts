@@ -19,6 +19,7 @@ export const history: Command = {
     );
     for (const message of messages)
       print(formatMessage(message, names), { ...message, sentAt: message.sentAt.toISOString() });
+    await conversation.markRead();
     for (const pending of conversation.outbox())
       print(
         `${formatOwn(pending.state === 'failed' ? 'failed' : 'pending', pending.text)}${pending.error === null ? '' : ` (not sent: ${pending.error.message})`}`,

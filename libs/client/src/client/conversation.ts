@@ -645,6 +645,13 @@ export class Conversation implements OutboxConversation {
 
   private async apply(entry: LogEntryFieldsFragment): Promise<void> {
     if (this.failure !== null) return;
+    // A device that joins by external commit cannot read the metadata sent before: one member
+    // (the lowest device id among those who were in) sends it again after that commit.
+    const watchJoin =
+      entry.kind === 'COMMIT' &&
+      this.info.metadataSeq > 0 &&
+      entry.senderDeviceId !== this.context.deviceId;
+    const before = watchJoin ? new Set((await this.members()).map((m) => m.deviceId)) : null;
     const processed = await this.context.engine.processMessage(
       this.groupId,
       fromBase64(entry.message),
@@ -653,6 +660,13 @@ export class Conversation implements OutboxConversation {
     if (processed.kind === 'commit' && processed.removedSelf) {
       await this.markRemoved();
       return;
+    }
+    if (before !== null && processed.kind === 'commit' && !before.has(entry.senderDeviceId)) {
+      const stayed = (await this.members())
+        .map((member) => member.deviceId)
+        .filter((id) => before.has(id))
+        .sort();
+      if (stayed[0] === this.context.deviceId) this.resendMetadata();
     }
     if (processed.kind !== 'application') return;
     let envelope: Envelope;

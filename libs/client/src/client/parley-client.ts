@@ -343,6 +343,7 @@ export class ParleyClient {
         has: (id) => this.conversationsById.has(id),
         adopt: (id, groupId, cursor) => this.adopt(id, groupId, cursor),
         joined: async (conversation) => {
+          await this.describeJoined(conversation);
           await this.save();
           for (const listener of this.joinedListeners) listener(conversation);
           await conversation.catchUp();
@@ -702,6 +703,22 @@ export class ParleyClient {
     }
   }
 
+  /**
+   * Kind, peer and role of a conversation just joined, before the listeners hear of it; on
+   * failure it stays a GROUP until the next sync() says more.
+   */
+  private async describeJoined(conversation: Conversation): Promise<void> {
+    await this.transport
+      .request(ConversationDocument, {
+        deviceId: this.device().deviceId,
+        conversationId: conversation.id,
+      })
+      .then(({ conversation: summary }) => conversation.describe(summary))
+      .catch((error: unknown) => {
+        this.report(error);
+      });
+  }
+
   /** Joins every waiting Welcome, one at a time, and acknowledges each. */
   private joinWelcomes(): Promise<void> {
     const run = async () => {
@@ -719,13 +736,7 @@ export class ParleyClient {
             continue;
           }
           const conversation = this.adopt(welcome.conversationId, groupId, welcome.commitSeq);
-          // Kind, peer and role before the listeners hear of it (the next sync() tries again).
-          await this.transport
-            .request(ConversationDocument, { deviceId, conversationId: welcome.conversationId })
-            .then(({ conversation: summary }) => conversation.describe(summary))
-            .catch((error: unknown) => {
-              this.report(error);
-            });
+          await this.describeJoined(conversation);
           await this.save();
           for (const listener of this.joinedListeners) listener(conversation);
           await conversation.catchUp();

@@ -1,11 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import { decodeEnvelope, encodeEnvelope, InvalidEnvelopeError, textEnvelope } from './envelope.js';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  InvalidEnvelopeError,
+  metadataEnvelope,
+  textEnvelope,
+} from './envelope.js';
 
 describe('envelope', () => {
   it('round-trips a text message', () => {
     const envelope = textEnvelope('hello 👋', new Date('2026-01-02T03:04:05Z'));
     expect(decodeEnvelope(encodeEnvelope(envelope))).toEqual(envelope);
     expect(envelope).toMatchObject({ v: 1, type: 'text', sentAt: '2026-01-02T03:04:05.000Z' });
+  });
+
+  it('round-trips metadata (every field, a re-send with basedOn) and drops malformed metadata', () => {
+    const envelope = metadataEnvelope('m', '2026-01-01T00:00:00Z', {
+      name: 'Trip',
+      description: null,
+      avatar: 'AQI=',
+      basedOn: 7,
+    });
+    expect(decodeEnvelope(encodeEnvelope(envelope))).toEqual(envelope);
+    const malformed = { ...envelope, metadata: { name: 3, description: null, avatar: null } };
+    expect(decodeEnvelope(new TextEncoder().encode(JSON.stringify(malformed)))).not.toHaveProperty(
+      'metadata',
+    );
   });
 
   it('keeps unknown content types, without text', () => {
