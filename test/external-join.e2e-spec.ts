@@ -8,7 +8,7 @@ import {
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import { decodeMlsMessage, encodeMlsMessage } from 'ts-mls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { b64, dataOf, registerDevice } from './support/graphql.js';
+import { b64, dataOf, registerDevice, signUpWithDevice } from './support/graphql.js';
 import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
@@ -123,6 +123,74 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     await laptop.sync();
     expect(await joinable(bearer, laptop.deviceId ?? '')).toEqual([]);
     expect(laptop.conversation(left).status).not.toBe('active');
+  });
+
+  it('joins live, without a sync, a conversation that appears after the device registered', async () => {
+    // Ben (a bare device driven here step by step) claims Ana's key packages — only her first
+    // device has any — then her second device registers and goes live, then Ben commits.
+    const ana = await sdkUser(app, tsMlsEngineFactory);
+    clients.push(ana.client);
+    const ben = await signUpWithDevice(app);
+    const engine = await tsMlsEngineFactory.create(ben.identity);
+    const groupId = crypto.getRandomValues(new Uint8Array(32));
+    const { groupInfo } = await engine.createGroup(groupId);
+    const { createConversation } = dataOf(
+      await app.gql<{ createConversation: { id: string } }>(
+        `mutation ($input: CreateConversationInput!) { createConversation(input: $input) { id } }`,
+        {
+          input: {
+            deviceId: ben.deviceId,
+            groupId: b64(groupId),
+            kind: 'GROUP',
+            groupInfo: b64(groupInfo ?? new Uint8Array()),
+          },
+        },
+        ben.token,
+      ),
+    );
+    const { claimKeyPackages } = dataOf(
+      await app.gql<{ claimKeyPackages: { keyPackages: { keyPackage: string }[] } }>(
+        `mutation ($input: ClaimKeyPackagesInput!) {
+          claimKeyPackages(input: $input) { keyPackages { keyPackage } }
+        }`,
+        { input: { deviceId: ben.deviceId, userIds: [ana.client.userId] } },
+        ben.token,
+      ),
+    );
+    expect(claimKeyPackages.keyPackages).toHaveLength(1);
+    const phone = await sdkDevice(app, joinerEngine, ana.username);
+    clients.push(phone);
+    expect(phone.conversations()).toEqual([]);
+    const outcome = await engine.addMembers(
+      groupId,
+      claimKeyPackages.keyPackages.map((claimed) => Buffer.from(claimed.keyPackage, 'base64')),
+      async (bundle) => {
+        dataOf(
+          await app.gql(
+            `mutation ($input: SubmitCommitBundleInput!) { submitCommitBundle(input: $input) { seq } }`,
+            {
+              input: {
+                deviceId: ben.deviceId,
+                conversationId: createConversation.id,
+                commit: b64(bundle.commit),
+                groupInfo: b64(bundle.groupInfo),
+                welcome: b64(bundle.welcome ?? new Uint8Array()),
+              },
+            },
+            ben.token,
+          ),
+        );
+        return 'accepted';
+      },
+    );
+    expect(outcome).toBe('accepted');
+    // The first device by its Welcome, the second by external commit on the live event.
+    await eventually(() => ana.client.conversations().some((c) => c.id === createConversation.id));
+    await eventually(() => phone.conversations().some((c) => c.id === createConversation.id));
+    await phone.conversation(createConversation.id).send('joined live');
+    await eventually(() =>
+      texts(ana.client.conversation(createConversation.id)).includes('joined live'),
+    );
   });
 
   it('lets two new devices racing to join both get in, one per epoch', async () => {

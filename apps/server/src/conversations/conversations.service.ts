@@ -281,7 +281,17 @@ export class ConversationsService {
         adds.map((add) => add.ref),
       );
       await authorizeCommit(manager, conversation, userId, roster, change);
-      return this.storeCommit(manager, conversation, device.id, input, adds, change, digest);
+      const stored = await this.storeCommit(
+        manager,
+        conversation,
+        device.id,
+        input,
+        adds,
+        change,
+        digest,
+      );
+      stored.events.push(...(await this.joinableEvents(manager, conversation, change)));
+      return stored;
     });
     // Published only once committed: a subscriber never hears of what a rollback undid.
     await publishCommitted(this.events, this.logger, outcome.events);
@@ -547,6 +557,38 @@ export class ConversationsService {
             ],
       );
     });
+  }
+
+  /**
+   * `joinable` events for the devices that may now join by external commit because the commit
+   * added a device of their user: those of the added devices' users that hold no seat and never
+   * held one (say, a device registered between a key-package claim and the commit).
+   */
+  private async joinableEvents(
+    manager: EntityManager,
+    conversation: ConversationEntity,
+    change: RosterChange,
+  ): Promise<Publication[]> {
+    if (change.added.length === 0) return [];
+    const rows: { id: string }[] = await manager.query(
+      `SELECT d."id" FROM "devices" d
+        WHERE d."user_id" IN (SELECT a."user_id" FROM "devices" a WHERE a."id" = ANY($2::text[]))
+          AND NOT EXISTS (SELECT 1 FROM "conversation_members" m
+                           WHERE m."conversation_id" = $1 AND m."device_id" = d."id")
+          AND NOT EXISTS (SELECT 1 FROM "commit_results" r
+                           WHERE r."conversation_id" = $1
+                             AND (d."id" = ANY(r."added_device_ids") OR d."id" = ANY(r."removed_device_ids")))`,
+      [conversation.id, change.added.map((seat) => seat.deviceId)],
+    );
+    return rows.map((row) => ({
+      channel: deviceChannel(row.id),
+      event: {
+        type: 'joinable' as const,
+        conversationId: conversation.id,
+        deviceId: row.id,
+        kind: conversation.kind,
+      },
+    }));
   }
 
   /**

@@ -1,6 +1,9 @@
 import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
-import { ConversationRoleValue } from '../conversations/conversation.model.js';
+import {
+  ConversationKindValue,
+  ConversationRoleValue,
+} from '../conversations/conversation.model.js';
 import { LogEntryModel } from '../messages/message.model.js';
 
 /**
@@ -107,6 +110,19 @@ export class RoleChangedEventModel {
   role!: ConversationRoleValue;
 }
 
+/**
+ * A conversation of the device's user that the device may now join by external commit (see
+ * `joinableConversations`); the SDK joins it at once.
+ */
+@ObjectType('JoinableConversationEvent')
+export class JoinableConversationEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => ConversationKindValue)
+  kind!: ConversationKindValue;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -120,6 +136,7 @@ export const DeviceEventUnion = createUnionType({
       LeaveEventModel,
       DeviceRevokedEventModel,
       RoleChangedEventModel,
+      JoinableConversationEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
@@ -129,6 +146,8 @@ export const DeviceEventUnion = createUnionType({
     if ('leavingDeviceId' in value) return LeaveEventModel;
     if ('revokedDeviceId' in value) return DeviceRevokedEventModel;
     if ('role' in value) return RoleChangedEventModel;
+    // Only this one carries a kind at its top level (a log entry's is inside `entry`).
+    if ('kind' in value) return JoinableConversationEventModel;
     return KeyPackagesLowEventModel;
   },
 });
@@ -142,4 +161,5 @@ export type DeviceEvent =
   | KeyPackagesLowEventModel
   | LeaveEventModel
   | DeviceRevokedEventModel
-  | RoleChangedEventModel;
+  | RoleChangedEventModel
+  | JoinableConversationEventModel;

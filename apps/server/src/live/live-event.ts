@@ -77,6 +77,17 @@ export type RoleLiveEvent = {
   role: 'ADMIN' | 'MEMBER';
 };
 
+/**
+ * A conversation the device may now join by external commit (on its own channel): a commit added
+ * a device of its user there, and this device never held a seat in it.
+ */
+export type JoinableLiveEvent = {
+  type: 'joinable';
+  conversationId: string;
+  deviceId: string;
+  kind: 'GROUP' | 'DIRECT';
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
   | MessageLiveEvent
@@ -86,4 +97,5 @@ export type LiveEvent =
   | LeaveLiveEvent
   | DeviceRevokedLiveEvent
   | MemberRevokedLiveEvent
-  | RoleLiveEvent;
+  | RoleLiveEvent
+  | JoinableLiveEvent;

@@ -6,7 +6,10 @@ import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
-import { ConversationRoleValue } from '../conversations/conversation.model.js';
+import {
+  ConversationKindValue,
+  ConversationRoleValue,
+} from '../conversations/conversation.model.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
@@ -251,6 +254,11 @@ export class LiveService {
             break;
           case 'key-packages-low':
             yield { deviceId: live.deviceId, available: live.available, lowWater: live.lowWater };
+            break;
+          case 'joinable':
+            if (live.deviceId === deviceId) {
+              yield { conversationId: live.conversationId, kind: ConversationKindValue[live.kind] };
+            }
             break;
           case 'role':
             yield {

@@ -690,6 +690,10 @@ export class ParleyClient {
           .get(event.conversationId)
           ?.removeDevices([event.revokedDeviceId]);
         return;
+      case 'JoinableConversationEvent':
+        // A conversation of this user appeared that this device is not in: join it now.
+        if (!this.conversationsById.has(event.conversationId)) await this.joinExternally();
+        return;
       case 'KeyPackagesLowEvent':
         await this.topUpKeyPackages();
         return;
