@@ -7,10 +7,21 @@ import {
 } from '@parley/client';
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import { decodeMlsMessage, encodeMlsMessage } from 'ts-mls';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { b64, dataOf, registerDevice, signUpWithDevice } from './support/graphql.js';
 import { eventually, sdkClient, sdkDevice, sdkUser } from './support/sdk-clients.js';
-import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
+import {
+  describeE2E,
+  e2eSkipReason,
+  startTestApp,
+  testDatabase,
+  type TestApp,
+} from './support/test-app.js';
 
 /**
  * Every device of a user in every conversation of its user, by MLS external commit (RFC 9420
@@ -314,3 +325,67 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     expect((await ben.client.conversation(id).members()).length).toBe(3);
   });
 });
+
+const cliRoot = new URL('..', import.meta.url).pathname;
+const cliMain = join(cliRoot, 'apps/cli/dist/main.js');
+
+// The CLI runs compiled, as users run it (built once by test/support/build-once.ts); it does not
+// depend on the server's database, so it runs in the PGlite project only.
+describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
+  'parley register on a new device',
+  () => {
+    let app: TestApp;
+    let home: string;
+    beforeAll(async () => {
+      const buildFailure = inject('buildFailure');
+      if (buildFailure !== null) throw new Error(buildFailure);
+      app = await startTestApp();
+      home = await mkdtemp(join(tmpdir(), 'parley-external-join-'));
+    }, 300_000);
+    afterAll(async () => {
+      await app.close();
+      await rm(home, { recursive: true, force: true });
+    });
+
+    const parley = async (profile: string, ...args: string[]) => {
+      const { stdout } = await promisify(execFile)(
+        'node',
+        [cliMain, '--state', join(home, `${profile}.state`), '--json', ...args],
+        {
+          env: {
+            ...process.env,
+            PARLEY_SERVER: app.url,
+            PARLEY_PASSPHRASE: `passphrase of ${profile}`,
+            PARLEY_PASSWORD: 'correct horse battery',
+          },
+        },
+      );
+      return stdout
+        .trim()
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    };
+
+    it('says which conversations the new device joined, and it reads and sends there', async () => {
+      for (const name of ['ana', 'ben']) {
+        await parley(name, 'signup', name);
+        await parley(name, 'register', `${name}'s terminal`);
+      }
+      const [created] = await parley('ana', 'create', 'ben');
+      const conversationId = String(created?.conversationId);
+      await parley('ana', 'send', conversationId, 'before the laptop');
+      // Ana's first terminal is not running: the laptop joins by external commit.
+      await parley('laptop', 'signin', 'ana');
+      const [registered] = await parley('laptop', 'register', 'ana laptop');
+      expect(registered?.joined).toEqual([{ id: conversationId, kind: 'GROUP' }]);
+      await parley('laptop', 'send', conversationId, 'from the laptop');
+      await eventually(async () => {
+        const history = await parley('ben', 'history', conversationId);
+        return history.some((message) => message.text === 'from the laptop');
+      }, 30_000);
+      const history = await parley('laptop', 'history', conversationId);
+      expect(history.map((message) => message.text)).toContain('from the laptop');
+    });
+  },
+);
