@@ -204,6 +204,49 @@ describeE2E.each(engines)('a %s device joining by external commit', (_name, join
     );
   });
 
+  it('answers an external commit sent again (its answer lost) as the first time', async () => {
+    const { ana, groups } = await setUp();
+    const id = groups[1] ?? '';
+    const anaToken = await token(ana.username);
+    const device = await registerDevice(app, anaToken);
+    const [target] = (await joinable(anaToken, device.deviceId)).filter((c) => c.id === id);
+    if (target === undefined) throw new Error('the group is not joinable');
+    const engine = await joinerEngine.create(device.identity);
+    const answers: unknown[] = [];
+    const { outcome } = await engine.joinByExternalCommit(
+      Buffer.from(target.groupInfo, 'base64'),
+      async (bundle) => {
+        const submit = async () =>
+          dataOf(
+            await app.gql<{ submitCommitBundle: Record<string, unknown> }>(
+              `mutation ($input: SubmitCommitBundleInput!) {
+                submitCommitBundle(input: $input) { seq epoch addedDeviceIds }
+              }`,
+              {
+                input: {
+                  deviceId: device.deviceId,
+                  conversationId: id,
+                  commit: b64(bundle.commit),
+                  groupInfo: b64(bundle.groupInfo),
+                },
+              },
+              anaToken,
+            ),
+          ).submitCommitBundle;
+        answers.push(await submit(), await submit());
+        return 'accepted';
+      },
+    );
+    expect(outcome).toBe('accepted');
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[0]).toMatchObject({
+      epoch: target.epoch + 1,
+      addedDeviceIds: [device.deviceId],
+    });
+    // Joined once: nothing left to join, and the device is not offered the conversation again.
+    expect((await joinable(anaToken, device.deviceId)).map((c) => c.id)).not.toContain(id);
+  });
+
   it('lets two new devices racing to join both get in, one per epoch', async () => {
     const { ana, ben, groups } = await setUp();
     const benToken = await token(ben.username);

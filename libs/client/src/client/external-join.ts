@@ -7,13 +7,17 @@
  */
 import { fromBase64, toBase64 } from '@parley/protocol';
 import type { CommitBundle, MlsEngine } from '../engine/mls-engine.js';
-import { StaleEpochError } from '../errors.js';
+import { NetworkError, ServiceUnavailableError, StaleEpochError } from '../errors.js';
 import { JoinableConversationsDocument, SubmitCommitBundleDocument } from '../graphql/generated.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
 import type { Conversation } from './conversation.js';
 
 /** External joins of one conversation tried at most (each loss means another commit won). */
 export const EXTERNAL_JOIN_ATTEMPTS = 8;
+
+/** Times an unanswered external commit is sent again (same bytes), and the first wait. */
+const RESENDS = 3;
+const RESEND_DELAY_MS = 250;
 
 /** What joinJoinable needs of the client. */
 export interface ExternalJoinContext {
@@ -72,23 +76,30 @@ async function joinOne(
     const { groupId, outcome } = await context.engine.joinByExternalCommit(
       fromBase64(target.groupInfo),
       async (bundle: CommitBundle) => {
-        try {
-          const { submitCommitBundle } = await context.transport.request(
-            SubmitCommitBundleDocument,
-            {
-              input: {
-                deviceId: context.deviceId,
-                conversationId: target.id,
-                commit: toBase64(bundle.commit),
-                groupInfo: toBase64(bundle.groupInfo),
-              },
-            },
-          );
-          seq = submitCommitBundle.seq;
-          return 'accepted';
-        } catch (error) {
-          if (error instanceof StaleEpochError) return 'rejected';
-          throw error;
+        const input = {
+          deviceId: context.deviceId,
+          conversationId: target.id,
+          commit: toBase64(bundle.commit),
+          groupInfo: toBase64(bundle.groupInfo),
+        };
+        for (let resend = 0; ; resend++) {
+          try {
+            const { submitCommitBundle } = await context.transport.request(
+              SubmitCommitBundleDocument,
+              { input },
+            );
+            seq = submitCommitBundle.seq;
+            return 'accepted';
+          } catch (error) {
+            if (error instanceof StaleEpochError) return 'rejected';
+            // No answer: the server may have stored the commit, and then this device holds a
+            // seat it cannot join again. The same bytes again get the verdict (the server answers
+            // a replay of the bundle that won its epoch as the first time).
+            const unanswered =
+              error instanceof NetworkError || error instanceof ServiceUnavailableError;
+            if (!unanswered || resend >= RESENDS) throw error;
+            await new Promise((resolve) => setTimeout(resolve, RESEND_DELAY_MS * 2 ** resend));
+          }
         }
       },
     );
