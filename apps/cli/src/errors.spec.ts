@@ -1,5 +1,7 @@
 import {
   BadInputError,
+  ForbiddenError,
+  LastAdminError,
   NetworkError,
   NotFoundError,
   RateLimitedError,
@@ -41,6 +43,26 @@ describe('describeError', () => {
 
   it('says where a removed member’s history still is', () => {
     expect(describe_(new RemovedFromConversationError('c1')).message).toContain('parley history');
+  });
+
+  it('says what to do about refusals of roles and direct conversations (exit 1)', () => {
+    const admin = describe_(
+      new ForbiddenError('FORBIDDEN', 'Only an admin adds other users', {
+        reason: 'ADMIN_REQUIRED',
+      }),
+    );
+    expect(admin).toMatchObject({ code: 'FORBIDDEN', exitCode: EXIT.failed });
+    expect(admin.message).toContain('only an admin of the conversation may do that');
+    const last = describe_(new LastAdminError('LAST_ADMIN', 'The last admin cannot step down'));
+    expect(last).toMatchObject({ code: 'LAST_ADMIN', exitCode: EXIT.failed });
+    expect(last.message).toContain('parley role <conversation> <user> admin');
+    const direct = describe_(
+      new ForbiddenError('FORBIDDEN', 'Nobody else joins a direct conversation', {
+        reason: 'DIRECT_CONVERSATION',
+      }),
+    );
+    expect(direct.message).toContain('parley create makes a group');
+    for (const outcome of [admin, last, direct]) expect(outcome.message).not.toContain('\n');
   });
 
   it('calls anything else an internal error (70) and points at --debug', () => {
