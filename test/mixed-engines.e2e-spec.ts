@@ -76,6 +76,8 @@ describeE2E.each(engines)('a mixed group created by %s', (_name, creatorEngine, 
     // A device of the other engine commits: its own key update (an UpdatePath in the creator's
     // group), then an add of one user of each engine.
     await benView.updateKeys();
+    // Only admins add and remove other users: the creator makes Ben one.
+    await group.setRole(id(ben), 'ADMIN');
     await benView.addUsers([id(dee), id(eve)]);
     const deeView = await joined(dee.client, group.id);
     const eveView = await joined(eve.client, group.id);

@@ -189,6 +189,8 @@ describeE2E('SDK with OpenMLS and ts-mls devices in one group', () => {
       return client.conversation(group.id);
     };
     const anaView = await viewOf(ana.client);
+    // Only admins add and remove other users: the creator (ts-mls) makes Ana (OpenMLS) one.
+    await group.setRole(ana.client.userId ?? '', 'ADMIN');
     // OpenMLS adds OpenMLS and ts-mls users; ts-mls and OpenMLS both update; ts-mls removes.
     await anaView.addUsers([cy.client.userId ?? '', dee.client.userId ?? '']);
     const cyView = await viewOf(cy.client);
