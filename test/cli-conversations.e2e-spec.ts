@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { OwnParley } from './support/own-parley.js';
-import { e2eSkipReason, RELAXED_RATE_LIMITS_ENV, testDatabase } from './support/test-app.js';
+import { e2eSkipReason, testDatabase } from './support/test-app.js';
 
 const root = new URL('..', import.meta.url).pathname;
 // PARLEY_TEST_CLI runs the suite against another build (an older commit's, to watch it fail).
@@ -32,21 +32,14 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
       const buildFailure = inject('buildFailure');
       if (buildFailure !== null) throw new Error(buildFailure);
       home = await mkdtemp(join(tmpdir(), 'parley-cli-conversations-'));
-      server = await OwnParley.start('cli-conversations', {
-        PARLEY_DATA_DIR: join(home, 'server-data'),
-        PARLEY_DOMAIN: 'parley.test',
-        PARLEY_TOKEN_SECRET: 'the cli conversations suite secret, 32+ characters',
-        PARLEY_LOG_LEVEL: 'warn',
-        PARLEY_METRICS: 'off',
-        ...RELAXED_RATE_LIMITS_ENV,
-      });
+      server = await OwnParley.forSuite('cli-conversations', home);
       for (const name of ['ana', 'ben', 'cat']) {
         expect((await parley(name, 'signup', name)).code).toBe(0);
         expect((await parley(name, 'register', `${name}'s laptop`)).code).toBe(0);
       }
     }, 300_000);
     afterAll(async () => {
-      await (server as OwnParley | undefined)?.stop();
+      await (server as OwnParley | undefined)?.dispose();
       await rm(home, { recursive: true, force: true });
     });
 

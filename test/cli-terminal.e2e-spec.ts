@@ -7,7 +7,7 @@ import { OwnParley } from './support/own-parley.js';
 import { freePort } from './support/own-postgres.js';
 import { eventually } from './support/sdk-clients.js';
 import { Terminal } from './support/terminal.js';
-import { e2eSkipReason, RELAXED_RATE_LIMITS_ENV, testDatabase } from './support/test-app.js';
+import { e2eSkipReason, testDatabase } from './support/test-app.js';
 
 const root = new URL('..', import.meta.url).pathname;
 // PARLEY_TEST_CLI runs the suite against another build (an older commit's, to watch it fail).
@@ -39,15 +39,9 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
       const buildFailure = inject('buildFailure');
       if (buildFailure !== null) throw new Error(buildFailure);
       home = await mkdtemp(join(tmpdir(), 'parley-cli-terminal-'));
-      server = await OwnParley.start('cli', {
-        PARLEY_DATA_DIR: join(home, 'server-data'),
-        PARLEY_DOMAIN: 'parley.test',
-        PARLEY_TOKEN_SECRET: 'the cli suite secret, at least 32 characters long',
-        PARLEY_LOG_LEVEL: 'warn',
-        PARLEY_METRICS: 'off',
+      server = await OwnParley.forSuite('cli', home, {
         // Small enough that a typed line can exceed it: a send the server refuses for good.
         PARLEY_LIMIT_MESSAGE_BYTES: '2048',
-        ...RELAXED_RATE_LIMITS_ENV,
       });
       for (const name of ['ana', 'ben', 'cat']) {
         expect((await parley(name, 'signup', name)).code).toBe(0);
@@ -60,7 +54,7 @@ describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
     }, 300_000);
     afterAll(async () => {
       // Unset when beforeAll failed before starting it.
-      await (server as OwnParley | undefined)?.stop();
+      await (server as OwnParley | undefined)?.dispose();
       await rm(home, { recursive: true, force: true });
     });
 

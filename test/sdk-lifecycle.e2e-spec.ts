@@ -19,12 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import WebSocket from 'ws';
 import { OwnParley } from './support/own-parley.js';
 import { eventually } from './support/sdk-clients.js';
-import {
-  e2eSkipReason,
-  freshPostgresDatabase,
-  RELAXED_RATE_LIMITS_ENV,
-  testDatabase,
-} from './support/test-app.js';
+import { e2eSkipReason, testDatabase } from './support/test-app.js';
 
 /**
  * The SDK's lifecycles end: connect() against a server that is down, a black hole or no Parley
@@ -38,7 +33,6 @@ import {
 describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
   let server: OwnParley;
   let home: string;
-  let dropDatabase = async () => {};
   const open: ParleyClient[] = [];
   const backgroundErrors: unknown[] = [];
   // Measured figures, printed at the end (README, The SDK).
@@ -48,21 +42,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
     const buildFailure = inject('buildFailure');
     if (buildFailure !== null) throw new Error(buildFailure);
     home = await mkdtemp(join(tmpdir(), 'parley-sdk-lifecycle-'));
-    let databaseEnv: Record<string, string> = { PARLEY_DATA_DIR: join(home, 'server-data') };
-    const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
-    if (testDatabase === 'postgres' && postgresUrl !== undefined) {
-      const database = await freshPostgresDatabase(postgresUrl);
-      dropDatabase = database.drop;
-      databaseEnv = { DATABASE_URL: database.url };
-    }
-    server = await OwnParley.start('sdk-lifecycle', {
-      ...databaseEnv,
-      PARLEY_DOMAIN: 'parley.test',
-      PARLEY_TOKEN_SECRET: 'the sdk lifecycle suite secret, 32 characters or more',
-      PARLEY_LOG_LEVEL: 'warn',
-      PARLEY_METRICS: 'off',
-      ...RELAXED_RATE_LIMITS_ENV,
-    });
+    server = await OwnParley.forSuite('sdk-lifecycle', home);
   }, 120_000);
   // Each test starts with no client of an earlier one running (they would reconnect meanwhile).
   afterEach(async () => {
@@ -70,8 +50,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK lifecycles', () => {
   });
   afterAll(async () => {
     console.info(`SDK lifecycle figures (${testDatabase}):\n  ${figures.join('\n  ')}`);
-    await server.stop();
-    await dropDatabase();
+    await server.dispose();
     await rm(home, { recursive: true, force: true });
   });
 

@@ -16,12 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import WebSocket from 'ws';
 import { OwnParley } from './support/own-parley.js';
 import { eventually } from './support/sdk-clients.js';
-import {
-  e2eSkipReason,
-  freshPostgresDatabase,
-  RELAXED_RATE_LIMITS_ENV,
-  testDatabase,
-} from './support/test-app.js';
+import { e2eSkipReason, testDatabase } from './support/test-app.js';
 
 /**
  * A TCP proxy in front of the server that can lose the answer to the next sendMessage (the
@@ -124,7 +119,6 @@ class FaultyProxy {
 describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
   let server: OwnParley;
   let home: string;
-  let dropDatabase = async () => {};
   const open: ParleyClient[] = [];
   const proxies: FaultyProxy[] = [];
   // Measured figures, printed at the end (README, The SDK).
@@ -134,21 +128,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
     const buildFailure = inject('buildFailure');
     if (buildFailure !== null) throw new Error(buildFailure);
     home = await mkdtemp(join(tmpdir(), 'parley-sdk-outbox-'));
-    let databaseEnv: Record<string, string> = { PARLEY_DATA_DIR: join(home, 'server-data') };
-    const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
-    if (testDatabase === 'postgres' && postgresUrl !== undefined) {
-      const database = await freshPostgresDatabase(postgresUrl);
-      dropDatabase = database.drop;
-      databaseEnv = { DATABASE_URL: database.url };
-    }
-    server = await OwnParley.start('sdk-outbox', {
-      ...databaseEnv,
-      PARLEY_DOMAIN: 'parley.test',
-      PARLEY_TOKEN_SECRET: 'the sdk outbox suite secret, 32 characters or more',
-      PARLEY_LOG_LEVEL: 'warn',
-      PARLEY_METRICS: 'off',
-      ...RELAXED_RATE_LIMITS_ENV,
-    });
+    server = await OwnParley.forSuite('sdk-outbox', home);
   }, 120_000);
   afterEach(async () => {
     await Promise.all(open.splice(0).map((client) => client.close()));
@@ -156,8 +136,7 @@ describe.skipIf(e2eSkipReason !== undefined)('SDK outbox', () => {
   });
   afterAll(async () => {
     console.info(`SDK outbox figures (${testDatabase}):\n  ${figures.join('\n  ')}`);
-    await server.stop();
-    await dropDatabase();
+    await server.dispose();
     await rm(home, { recursive: true, force: true });
   });
 

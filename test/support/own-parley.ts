@@ -1,7 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './own-postgres.js';
-import type { GraphqlResponse } from './test-app.js';
+import {
+  freshPostgresDatabase,
+  type GraphqlResponse,
+  RELAXED_RATE_LIMITS_ENV,
+  testDatabase,
+} from './test-app.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** The compiled server, as `npm start` runs it (built once by test/support/build-once.ts). */
@@ -42,6 +48,46 @@ export class OwnParley {
     readonly port: number,
     private readonly env: Record<string, string>,
   ) {}
+
+  /** Drops what the instance's data lived in (a suite's fresh PostgreSQL database). */
+  private dropData: () => Promise<void> = () => Promise.resolve();
+
+  /**
+   * One suite's server, with data of its own — a PGlite directory under `home`, or in the
+   * postgres project a fresh PostgreSQL database — the settings suites share, and `env` on top.
+   * End it with {@link dispose}.
+   */
+  static async forSuite(
+    name: string,
+    home: string,
+    env: Record<string, string> = {},
+  ): Promise<OwnParley> {
+    let dataEnv: Record<string, string> = { PARLEY_DATA_DIR: join(home, 'server-data') };
+    let dropData = () => Promise.resolve();
+    const postgresUrl = process.env.PARLEY_TEST_DATABASE_URL;
+    if (testDatabase === 'postgres' && postgresUrl !== undefined) {
+      const database = await freshPostgresDatabase(postgresUrl);
+      dropData = database.drop;
+      dataEnv = { DATABASE_URL: database.url };
+    }
+    const instance = await OwnParley.start(name, {
+      ...dataEnv,
+      PARLEY_DOMAIN: 'parley.test',
+      PARLEY_TOKEN_SECRET: `the ${name} suite's secret, 32 characters or more`,
+      PARLEY_LOG_LEVEL: 'warn',
+      PARLEY_METRICS: 'off',
+      ...RELAXED_RATE_LIMITS_ENV,
+      ...env,
+    });
+    instance.dropData = dropData;
+    return instance;
+  }
+
+  /** Stops the instance and drops its data (the end of a suite started by {@link forSuite}). */
+  async dispose(): Promise<void> {
+    await this.stop();
+    await this.dropData();
+  }
 
   /** Starts an instance with `env` added to the environment and waits until /health is 200. */
   static async start(name: string, env: Record<string, string>): Promise<OwnParley> {
