@@ -7,6 +7,7 @@ import { TokenRevocation1795362000000 } from './1795362000000-TokenRevocation.js
 import { RateLimits1795364000000 } from './1795364000000-RateLimits.js';
 import { RateLimitsUnlogged1795364000001 } from './1795364000001-RateLimitsUnlogged.js';
 import { DirectConversationsRoles1795370000000 } from './1795370000000-DirectConversationsRoles.js';
+import { ClaimedKeyPackages1795372010000 } from './1795372010000-ClaimedKeyPackages.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -19,4 +20,5 @@ export const migrations = [
   RateLimits1795364000000,
   RateLimitsUnlogged1795364000001,
   DirectConversationsRoles1795370000000,
+  ClaimedKeyPackages1795372010000,
 ];

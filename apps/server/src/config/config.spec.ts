@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       keyPackageLowWater: 10,
       messageEpochWindow: 2,
       logRetentionSeconds: 90 * 24 * 60 * 60,
+      claimedKeyPackageRetentionDays: 30,
       rateLimits: {
         signInsPerAddressPerMinute: 30,
         signInFreeFailures: 5,
@@ -156,6 +157,7 @@ describe('loadConfig', () => {
       PARLEY_TOKEN_TTL_SECONDS: '3600',
       PARLEY_CIPHERSUITES: ' 3, 1 ,3',
       PARLEY_LIMIT_DEVICES_PER_USER: '4',
+      PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS: '0',
     });
     expect(config).toMatchObject({
       port: 8080,
@@ -167,6 +169,7 @@ describe('loadConfig', () => {
       tokenTtlSeconds: 3600,
       supportedCiphersuites: [3, 1],
       limits: { devicesPerUser: 4 },
+      claimedKeyPackageRetentionDays: 0,
     });
   });
 
@@ -268,6 +271,14 @@ describe('loadConfig', () => {
     ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: '0' }],
     ['PARLEY_CIPHERSUITES', { PARLEY_CIPHERSUITES: '1,4660' }],
     ['PARLEY_LIMIT_BODY_BYTES', { PARLEY_LIMIT_BODY_BYTES: '1023' }],
+    [
+      'PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS',
+      { PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS: '1.5' },
+    ],
+    [
+      'PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS',
+      { PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS: '3651' },
+    ],
     [
       'PARLEY_JWT_AUDIENCE',
       { PARLEY_JWT_ISSUER: 'https://idp.example', PARLEY_JWT_SECRET: SECRET_32 },

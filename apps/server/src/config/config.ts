@@ -119,6 +119,11 @@ export interface Config {
   messageEpochWindow: number;
   /** Log entries older than this are deleted; devices further behind get a gap marker. 0: keep. */
   logRetentionSeconds: number;
+  /**
+   * Claimed key packages are deleted this many days after their claim (and at once when the
+   * Welcome that used them is acknowledged). 0: kept until their Welcome is acknowledged.
+   */
+  claimedKeyPackageRetentionDays: number;
   limits: LimitsConfig;
   rateLimits: RateLimitsConfig;
   /**
@@ -312,6 +317,16 @@ export function loadConfig(env: Env = process.env): Config {
     keyPackageLowWater: integer(env, 'PARLEY_KEY_PACKAGE_LOW_WATER', 10, 0, 10_000),
     messageEpochWindow: integer(env, 'PARLEY_MESSAGE_EPOCH_WINDOW', 2, 0, 100),
     logRetentionSeconds: integer(env, 'PARLEY_LOG_RETENTION_SECONDS', 90 * DAY, 0, 10 * 365 * DAY),
+    // 30 days: a claim is followed by its commit within seconds, or after an offline outbox retry;
+    // a device offline longer than the 30-day token lifetime signs in again anyway. Past that the
+    // row only records who claimed whose key package, which no one needs.
+    claimedKeyPackageRetentionDays: integer(
+      env,
+      'PARLEY_CLAIMED_KEY_PACKAGE_RETENTION_DAYS',
+      30,
+      0,
+      10 * 365,
+    ),
     rateLimits: rateLimits(env),
     trustProxyHops: integer(env, 'PARLEY_TRUST_PROXY', 0, 0, 10),
     limits: {

@@ -20,6 +20,7 @@ import { isUniqueViolation } from '../database/errors.js';
 import { DeviceEntity } from '../devices/device.entity.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
+import { purgeAcknowledgedKeyPackage } from '../key-packages/claimed-key-packages.js';
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
 import { conversationChannel, deviceChannel } from '../live/live-event.js';
 import { type Publication, publishCommitted } from '../live/publish.js';
@@ -698,6 +699,7 @@ export class ConversationsService {
     await this.dataSource.transaction(async (manager) => {
       const device = await this.devices.owned(manager, userId, deviceId);
       if (!/^\d{1,18}$/.test(welcomeId)) throw notFound('Welcome');
+      await purgeAcknowledgedKeyPackage(manager, welcomeId, device.id);
       const { affected } = await manager.delete(WelcomeRecipientEntity, {
         welcomeId,
         deviceId: device.id,

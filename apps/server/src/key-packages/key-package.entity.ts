@@ -15,6 +15,9 @@ import { DeviceEntity } from '../devices/device.entity.js';
   where: `"claimed_at" IS NULL AND NOT "last_resort"`,
 })
 @Index('key_packages_last_resort_idx', ['deviceId'], { unique: true, where: `"last_resort"` })
+@Index('key_packages_claimed_at_idx', ['claimedAt'], {
+  where: `"claimed_at" IS NOT NULL AND NOT "last_resort"`,
+})
 export class KeyPackageEntity {
   /** Upload order; claims hand out the oldest first. int8, so a string in JavaScript. */
   @PrimaryGeneratedColumn('identity', { generatedIdentity: 'ALWAYS', type: 'bigint' })
@@ -47,7 +50,11 @@ export class KeyPackageEntity {
   @Column('boolean', { name: 'last_resort', default: false })
   lastResort!: boolean;
 
-  /** Set when a claim consumed it; kept so the next issue can route Welcomes by ref. */
+  /**
+   * Set when a claim consumed it; the row is kept so that the commit adding the device can prove
+   * the claim, and deleted when the device acknowledges its Welcome or the claimed-key-package
+   * retention passes (see claimed-key-packages.ts).
+   */
   @Column('timestamptz', { name: 'claimed_at', nullable: true })
   claimedAt!: Date | null;
 

@@ -9,6 +9,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
+import { purgeClaimedKeyPackages } from '../key-packages/claimed-key-packages.js';
 
 const EVERY_MINUTE = 60_000;
 
@@ -30,8 +31,9 @@ const keepDigests = (window: string) => `
 
 /**
  * Deletes conversation log entries past the retention period and records, per conversation, the
- * oldest sequence number still stored, so that readers further behind get a gap marker. Every
- * instance runs it; the statements are idempotent, so running twice at once is harmless.
+ * oldest sequence number still stored, so that readers further behind get a gap marker; and, on
+ * the same minute tick, key packages claimed longer ago than their retention. Every instance runs
+ * it; the statements are idempotent, so running twice at once is harmless.
  */
 @Injectable()
 export class RetentionService implements OnModuleInit, OnModuleDestroy {
@@ -44,15 +46,28 @@ export class RetentionService implements OnModuleInit, OnModuleDestroy {
   ) {}
 
   onModuleInit(): void {
-    if (this.config.logRetentionSeconds === 0) return;
+    const { logRetentionSeconds, claimedKeyPackageRetentionDays } = this.config;
+    if (logRetentionSeconds === 0 && claimedKeyPackageRetentionDays === 0) return;
     this.timer = setInterval(() => {
-      this.purgeExpired().catch((error: unknown) => {
+      this.sweep().catch((error: unknown) => {
         this.logger.error(
           `Retention failed: ${error instanceof Error ? error.message : String(error)}`,
         );
       });
     }, EVERY_MINUTE);
     this.timer.unref();
+  }
+
+  /** One tick: each purge that is configured, the log first. */
+  async sweep(): Promise<void> {
+    if (this.config.logRetentionSeconds !== 0) await this.purgeExpired();
+    if (this.config.claimedKeyPackageRetentionDays !== 0) await this.purgeClaimedKeyPackages();
+  }
+
+  /** Deletes key packages claimed longer ago than their retention (0: none); returns how many. */
+  async purgeClaimedKeyPackages(): Promise<number> {
+    const days = this.config.claimedKeyPackageRetentionDays;
+    return days === 0 ? 0 : purgeClaimedKeyPackages(this.dataSource, days);
   }
 
   onModuleDestroy(): void {
