@@ -251,11 +251,9 @@ async function flushOutbox(
   session: Session,
   notice: (line: string) => void,
 ): Promise<void> {
-  const pending = () =>
-    client
-      .conversations()
-      .flatMap((conversation) => conversation.outbox())
-      .filter((message) => message.state === 'pending').length;
+  // Also the metadata the SDK re-sends on its own (after an Add or an external join), which
+  // `outbox()` does not list: a member told to re-send the name must not close before it has.
+  const pending = () => client.pendingCount;
   const waiting = pending();
   if (waiting === 0) return;
   notice(`sending ${waiting} pending message${waiting === 1 ? '' : 's'}…`);

@@ -410,6 +410,14 @@ export class ParleyClient {
     return () => this.connectionListeners.delete(listener);
   }
 
+  /**
+   * How many messages the outbox still has to send, texts and the metadata it re-sends on its
+   * own alike: a short-lived process waits for 0 before it closes.
+   */
+  get pendingCount(): number {
+    return this.state.outbox.filter((record) => record.state === 'pending').length;
+  }
+
   /** Calls `listener` on every change of an outgoing message; returns an unsubscriber. */
   onOutbox(listener: (message: OutgoingMessage) => void): () => void {
     return this.outboxQueue.onChange(listener);
