@@ -49,19 +49,22 @@ export class RetentionService implements OnModuleInit, OnModuleDestroy {
     const { logRetentionSeconds, claimedKeyPackageRetentionDays } = this.config;
     if (logRetentionSeconds === 0 && claimedKeyPackageRetentionDays === 0) return;
     this.timer = setInterval(() => {
-      this.sweep().catch((error: unknown) => {
-        this.logger.error(
-          `Retention failed: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      });
+      void this.sweep();
     }, EVERY_MINUTE);
     this.timer.unref();
   }
 
-  /** One tick: each purge that is configured, the log first. */
+  /** One tick: each purge that is configured, the log first; one failing does not stop the other. */
   async sweep(): Promise<void> {
-    if (this.config.logRetentionSeconds !== 0) await this.purgeExpired();
-    if (this.config.claimedKeyPackageRetentionDays !== 0) await this.purgeClaimedKeyPackages();
+    const failed = (error: unknown) => {
+      this.logger.error(
+        `Retention failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    };
+    if (this.config.logRetentionSeconds !== 0) await this.purgeExpired().catch(failed);
+    if (this.config.claimedKeyPackageRetentionDays !== 0) {
+      await this.purgeClaimedKeyPackages().catch(failed);
+    }
   }
 
   /** Deletes key packages claimed longer ago than their retention (0: none); returns how many. */
