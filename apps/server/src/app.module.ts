@@ -17,6 +17,7 @@ import { EventsModule } from './events/events.module.js';
 import { KeyPackagesModule } from './key-packages/key-packages.module.js';
 import { LiveModule } from './live/live.module.js';
 import { MessagesModule } from './messages/messages.module.js';
+import { SignalsModule } from './signals/signals.module.js';
 import { TokenService } from './auth/token.service.js';
 import { withConnectionRateLimits } from './rate-limits/connection-rate-limits.js';
 import { RateLimitService } from './rate-limits/rate-limit.service.js';
@@ -33,6 +34,7 @@ export const domainModules = [
   ConversationsModule,
   MessagesModule,
   LiveModule,
+  SignalsModule,
 ];
 
 /** Parley's delivery service, configured once at boot. */

@@ -6,6 +6,7 @@ import { DevicesResolver } from './devices/devices.resolver.js';
 import { KeyPackagesResolver } from './key-packages/key-packages.resolver.js';
 import { LiveResolver } from './live/live.resolver.js';
 import { MessagesResolver } from './messages/messages.resolver.js';
+import { SignalsResolver } from './signals/signals.resolver.js';
 
 /** Every resolver class; an end-to-end test checks that the running app serves this schema. */
 export const resolvers = [
@@ -16,6 +17,7 @@ export const resolvers = [
   ConversationsResolver,
   MessagesResolver,
   LiveResolver,
+  SignalsResolver,
 ];
 
 /** The schema as committed in schema.graphql: sorted, so it is stable. */

@@ -18,6 +18,7 @@ export {
   type WhoAmI,
 } from './client/parley-client.js';
 export type { OutgoingMessage } from './client/outbox.js';
+export { type ReceiptSignal, TYPING_INTERVAL_MS, type TypingSignal } from './client/signals.js';
 export type {
   ConversationKind,
   ConversationMetadata,
@@ -41,7 +42,9 @@ export {
   type Envelope,
   type EnvelopeMetadataFields,
   metadataEnvelope,
+  receiptEnvelope,
   textEnvelope,
+  typingEnvelope,
 } from './content/envelope.js';
 export {
   DEFAULT_CIPHERSUITE,

@@ -1,4 +1,5 @@
 import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
+import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 import {
   ConversationKindValue,
@@ -123,6 +124,22 @@ export class JoinableConversationEventModel {
   kind!: ConversationKindValue;
 }
 
+/**
+ * An ephemeral signal of a member device (typing, read receipt): an MLS PrivateMessage that the
+ * server stored nowhere and sends only to devices live right now; never in `messages`.
+ */
+@ObjectType('EphemeralEvent')
+export class EphemeralEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => ID)
+  senderDeviceId!: string;
+
+  @Field(() => BytesScalar, { description: 'MLSMessage carrying a PrivateMessage (application)' })
+  message!: Buffer;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -137,9 +154,12 @@ export const DeviceEventUnion = createUnionType({
       DeviceRevokedEventModel,
       RoleChangedEventModel,
       JoinableConversationEventModel,
+      EphemeralEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
+    // Only this one carries a message at its top level (a log entry's is inside `entry`).
+    if ('message' in value) return EphemeralEventModel;
     if ('entry' in value) return LogEntryEventModel;
     if ('removedDeviceIds' in value) return RosterEventModel;
     if ('welcomeId' in value) return WelcomeEventModel;
@@ -162,4 +182,5 @@ export type DeviceEvent =
   | LeaveEventModel
   | DeviceRevokedEventModel
   | RoleChangedEventModel
-  | JoinableConversationEventModel;
+  | JoinableConversationEventModel
+  | EphemeralEventModel;

@@ -88,6 +88,18 @@ export type JoinableLiveEvent = {
   kind: 'GROUP' | 'DIRECT';
 };
 
+/**
+ * An ephemeral signal (typing, read receipt): an MLS application message checked like any other
+ * but stored nowhere, published once to the conversation's channel. A device not live misses it.
+ */
+export type EphemeralLiveEvent = {
+  type: 'ephemeral';
+  conversationId: string;
+  senderDeviceId: string;
+  /** The MLSMessage, base64. */
+  data: string;
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
   | MessageLiveEvent
@@ -98,4 +110,5 @@ export type LiveEvent =
   | DeviceRevokedLiveEvent
   | MemberRevokedLiveEvent
   | RoleLiveEvent
-  | JoinableLiveEvent;
+  | JoinableLiveEvent
+  | EphemeralLiveEvent;

@@ -260,6 +260,16 @@ export class LiveService {
               yield { conversationId: live.conversationId, kind: ConversationKindValue[live.kind] };
             }
             break;
+          case 'ephemeral':
+            // Only to devices that follow the conversation now, and not back to the sender.
+            if (order.has(live.conversationId) && live.senderDeviceId !== deviceId) {
+              yield {
+                conversationId: live.conversationId,
+                senderDeviceId: live.senderDeviceId,
+                message: Buffer.from(live.data, 'base64'),
+              };
+            }
+            break;
           case 'role':
             yield {
               conversationId: live.conversationId,

@@ -113,6 +113,39 @@ export class MessageAppender {
     });
   }
 
+  /**
+   * Every check {@link append} makes of a message — well formed, a seat on the roster held by
+   * the caller's device, the conversation's group, the epoch window — without storing it: for
+   * ephemeral signals, which are fanned out live and written nowhere. Resolves when the message
+   * may go out; rejects with the domain error `append` would give. One short read transaction,
+   * no lock: nothing is written, so nothing needs ordering against other writers.
+   */
+  async check(message: PendingMessage): Promise<void> {
+    const refused = checkPending(message);
+    if (refused !== null) throw refused;
+    await this.dataSource.transaction(async (manager) => {
+      const conversation = await manager.findOne(ConversationEntity, {
+        select: { id: true, groupId: true, epoch: true },
+        where: { id: message.conversationId },
+      });
+      if (conversation === null) throw notFound('Conversation');
+      const [refusal] = await this.refuseSenders(
+        manager,
+        message.conversationId,
+        conversation.groupId,
+        [message],
+      );
+      if (refusal !== null && refusal !== undefined) throw refusal.error;
+      const epoch = BigInt(conversation.epoch);
+      const outOfWindow = epochRefusal(
+        epoch,
+        epoch - BigInt(this.config.messageEpochWindow),
+        message.epoch,
+      );
+      if (outOfWindow !== null) throw outOfWindow;
+    });
+  }
+
   private async drain(conversationId: string): Promise<void> {
     const queue = this.queues.get(conversationId) ?? [];
     while (queue.length > 0) {
@@ -211,28 +244,14 @@ export class MessageAppender {
     if (conversation === null) {
       return batch.map((waiter) => ({ waiter, error: notFound('Conversation') }));
     }
-    // One roster query per batch, whatever the group size: the senders' seats and owners.
-    const senders: { device_id: string; user_id: string }[] = await manager.query(
-      `SELECT m."device_id", d."user_id" FROM "conversation_members" m
-         JOIN "devices" d ON d."id" = m."device_id"
-        WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[]) AND NOT m."leaving"`,
-      [conversationId, [...new Set(batch.map((waiter) => waiter.deviceId))]],
-    );
-    const ownerOf = new Map(senders.map((row) => [row.device_id, row.user_id]));
     const outcomes: Outcome[] = [];
     const valid: Waiter[] = [];
-    for (const waiter of batch) {
-      const owner = ownerOf.get(waiter.deviceId);
-      if (owner !== waiter.userId) {
-        const error = owner === undefined ? await this.whyNotMember(manager, waiter) : notAMember();
-        outcomes.push({ waiter, error });
-      } else if (!conversation.groupId.equals(waiter.groupId)) {
-        const error = invalidMessage('WRONG_GROUP', 'The message is for another group');
-        outcomes.push({ waiter, error });
-      } else {
-        valid.push(waiter);
-      }
-    }
+    const refusals = await this.refuseSenders(manager, conversationId, conversation.groupId, batch);
+    batch.forEach((waiter, i) => {
+      const refusal = refusals[i];
+      if (refusal === null || refusal === undefined) valid.push(waiter);
+      else outcomes.push({ waiter, error: refusal.error });
+    });
     // A member replaying bytes gets the entry that holds them, whatever its epoch now is: the
     // answer to the same bytes stays the same for as long as the entry is kept.
     const known = await this.entriesWithDigests(manager, conversationId, valid);
@@ -248,12 +267,9 @@ export class MessageAppender {
         outcomes.push({ waiter, entry: existing, stored: false });
         continue;
       }
-      if (waiter.epoch > epoch || waiter.epoch < oldest) {
-        const error = invalidMessage(
-          'EPOCH_OUT_OF_WINDOW',
-          `Messages must be for epochs ${oldest} to ${epoch}; this one is for ${waiter.epoch}`,
-        );
-        outcomes.push({ waiter, error });
+      const outOfWindow = epochRefusal(epoch, oldest, waiter.epoch);
+      if (outOfWindow !== null) {
+        outcomes.push({ waiter, error: outOfWindow });
         continue;
       }
       seq += 1n;
@@ -327,8 +343,42 @@ export class MessageAppender {
     return known;
   }
 
+  /**
+   * Per message, why its sender may not post it (null when it may): its device is not on the
+   * roster, not the caller's, or the message is for another group. One roster query for all,
+   * whatever the group size: the senders' seats and owners.
+   */
+  private async refuseSenders(
+    manager: EntityManager,
+    conversationId: string,
+    groupId: Buffer,
+    messages: PendingMessage[],
+  ): Promise<({ error: unknown } | null)[]> {
+    const senders: { device_id: string; user_id: string }[] = await manager.query(
+      `SELECT m."device_id", d."user_id" FROM "conversation_members" m
+         JOIN "devices" d ON d."id" = m."device_id"
+        WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[]) AND NOT m."leaving"`,
+      [conversationId, [...new Set(messages.map((message) => message.deviceId))]],
+    );
+    const ownerOf = new Map(senders.map((row) => [row.device_id, row.user_id]));
+    const refusals: ({ error: unknown } | null)[] = [];
+    for (const message of messages) {
+      const owner = ownerOf.get(message.deviceId);
+      if (owner !== message.userId) {
+        refusals.push({
+          error: owner === undefined ? await this.whyNotMember(manager, message) : notAMember(),
+        });
+      } else if (!groupId.equals(message.groupId)) {
+        refusals.push({ error: invalidMessage('WRONG_GROUP', 'The message is for another group') });
+      } else {
+        refusals.push(null);
+      }
+    }
+    return refusals;
+  }
+
   /** The precise reason a device may not post: not the caller's, gone, or not on the roster. */
-  private async whyNotMember(manager: EntityManager, waiter: Waiter): Promise<unknown> {
+  private async whyNotMember(manager: EntityManager, waiter: PendingMessage): Promise<unknown> {
     try {
       await this.devices.owned(manager, waiter.userId, waiter.deviceId);
       return notAMember();
@@ -336,6 +386,15 @@ export class MessageAppender {
       return error;
     }
   }
+}
+
+/** Why a message of `epoch` is refused when the conversation is at `current`, or null. */
+function epochRefusal(current: bigint, oldest: bigint, epoch: bigint): DomainError | null {
+  if (epoch <= current && epoch >= oldest) return null;
+  return invalidMessage(
+    'EPOCH_OUT_OF_WINDOW',
+    `Messages must be for epochs ${oldest} to ${current}; this one is for ${epoch}`,
+  );
 }
 
 function messageOf(error: unknown): string {

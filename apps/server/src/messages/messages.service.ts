@@ -11,7 +11,7 @@ import { ConversationMemberEntity } from '../conversations/conversation-member.e
 import { invalidMessage } from '../conversations/conversations.errors.js';
 import { ConversationsService } from '../conversations/conversations.service.js';
 import { LogEntryEntity } from './log-entry.entity.js';
-import { MessageAppender } from './message-appender.js';
+import { MessageAppender, type PendingMessage } from './message-appender.js';
 import type { SendMessageInput } from './message.input.js';
 import { LogEntryKindValue, type LogEntryModel, type LogPageModel } from './message.model.js';
 
@@ -44,6 +44,21 @@ export class MessagesService {
    * log already holds (a retry, or a member's replay) get the entry that holds them.
    */
   async send(userId: string, input: SendMessageInput): Promise<LogEntryModel> {
+    const entry = await this.appender.append(await this.pending(userId, input));
+    return toLogEntryModel(entry);
+  }
+
+  /**
+   * Checks an application message exactly as {@link send} does — size, a PrivateMessage of
+   * content type application, the caller's device on the roster, the group, the epoch window —
+   * and stores nothing: for ephemeral signals. Rejects with the same typed errors.
+   */
+  async checkEphemeral(userId: string, input: SendMessageInput): Promise<void> {
+    await this.appender.check(await this.pending(userId, input));
+  }
+
+  /** The message as the appender takes it, once its bytes passed the MLS wire-format checks. */
+  private async pending(userId: string, input: SendMessageInput): Promise<PendingMessage> {
     if (input.message.length > this.config.limits.messageBytes) {
       throw limitExceeded('Message size', this.config.limits.messageBytes);
     }
@@ -57,7 +72,7 @@ export class MessagesService {
     if (inspected.contentType !== 'application') {
       throw invalidMessage('WRONG_CONTENT_TYPE', 'Only application messages are sent this way');
     }
-    const entry = await this.appender.append({
+    return {
       userId,
       deviceId: input.deviceId,
       conversationId: input.conversationId,
@@ -65,8 +80,7 @@ export class MessagesService {
       epoch: inspected.epoch,
       data: input.message,
       digest: createHash('sha256').update(input.message).digest(),
-    });
-    return toLogEntryModel(entry);
+    };
   }
 
   /**

@@ -1,9 +1,12 @@
 import { fromBase64, parseIdentity, SerialQueue, toBase64 } from '@parley/protocol';
 import {
   decodeEnvelope,
+  encodeEnvelope,
   type Envelope,
   type EnvelopeMetadataFields,
   InvalidEnvelopeError,
+  receiptEnvelope,
+  typingEnvelope,
 } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
 import {
@@ -36,6 +39,7 @@ import {
   type StoredMessage,
 } from './client-state.js';
 import type { OutboxConversation, OutgoingMessage } from './outbox.js';
+import { type TypingSignal, TypingThrottle } from './signals.js';
 
 /** A decrypted message of a conversation, in log order. */
 export interface ReceivedMessage {
@@ -118,6 +122,15 @@ export interface ConversationContext {
   metadataChanged(conversation: Conversation): void;
   /** Hands a failure of background work to the client's onError. */
   report(error: unknown): void;
+  /**
+   * Saves the engine state (the key just used is never used again) and sends an ephemeral
+   * signal's ciphertext with sendEphemeral: to the live devices only, stored nowhere.
+   */
+  sendEphemeral(conversationId: string, ciphertext: Uint8Array): Promise<void>;
+  /** Whether this device sends read receipts (the client option `readReceipts`, default true). */
+  readonly readReceipts: boolean;
+  /** Tells the onTyping/onReceipt listeners of a signal; false if the envelope is none. */
+  signal(from: TypingSignal, envelope: Envelope): boolean;
   /** The outbox's pending and failed messages of the conversation. */
   outbox(conversationId: string): OutgoingMessage[];
   /** Sends an outbox message again. */
@@ -149,6 +162,7 @@ const HISTORY_LIMIT = 1000;
  */
 export class Conversation implements OutboxConversation {
   private readonly queue = new SerialQueue();
+  private readonly typingThrottle = new TypingThrottle();
   private readonly inbox: ReceivedMessage[] = [];
   private readonly readers = new Set<() => void>();
   private failure: ParleyError | null = null;
@@ -227,12 +241,72 @@ export class Conversation implements OutboxConversation {
       : { ...last, conversationId: this.id, sentAt: new Date(last.sentAt) };
   }
 
-  /** Marks everything received so far as read (unreadCount 0), saved with the state. */
+  /**
+   * Marks everything received so far as read (unreadCount 0), saved with the state, and tells
+   * the members live now with a read receipt "read up to seq N" (unless the client was made with
+   * `readReceipts: false`). A receipt that cannot go out is reported to onError, not thrown: the
+   * local read mark is what counts.
+   */
   async markRead(): Promise<void> {
     if (this.info.unreadCount === 0 && this.info.readSeq >= this.cursor) return;
     this.info.readSeq = this.cursor;
     this.info.unreadCount = 0;
     await this.persistOnly();
+    if (this.context.readReceipts && this.info.readSeq > 0) {
+      await this.sendSignal(receiptEnvelope(this.info.readSeq)).catch((error: unknown) => {
+        this.context.report(error);
+      });
+    }
+  }
+
+  /**
+   * Tells the members live now that this user is typing: an ephemeral signal, never stored. At
+   * most one per 3 s goes out (resolves false for the ones held back); call it on every key.
+   */
+  async typing(): Promise<boolean> {
+    const refusal = this.refusal();
+    if (refusal !== null) throw refusal;
+    if (!this.typingThrottle.take()) return false;
+    await this.sendSignal(typingEnvelope());
+    return true;
+  }
+
+  /** Encrypts a signal envelope in the conversation's order and sends it with sendEphemeral. */
+  private async sendSignal(envelope: Envelope): Promise<void> {
+    const ciphertext = await this.encryptOutgoing(encodeEnvelope(envelope));
+    await this.context.sendEphemeral(this.id, ciphertext);
+  }
+
+  /**
+   * @internal An EphemeralEvent: decrypted in the conversation's order (so it meets the MLS
+   * state the log built so far) and handed to the signal listeners; never history, unread count
+   * or saved state. One that does not decrypt (an epoch this device has not reached, or keys
+   * already gone) is dropped: a signal is best effort by nature.
+   */
+  receiveEphemeral(senderDeviceId: string, message: string): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.failure !== null || senderDeviceId === this.context.deviceId) return;
+      let processed;
+      try {
+        processed = await this.context.engine.processMessage(this.groupId, fromBase64(message));
+      } catch {
+        return;
+      }
+      if (processed.kind !== 'application' || processed.senderIdentity === null) return;
+      let envelope: Envelope;
+      try {
+        envelope = decodeEnvelope(processed.plaintext);
+      } catch {
+        return;
+      }
+      // The MLS credential names the sender; a server that claims another device is not believed.
+      const sender = parseIdentity(processed.senderIdentity);
+      if (sender?.deviceId !== senderDeviceId) return;
+      this.context.signal(
+        { conversationId: this.id, userId: sender.userId, deviceId: senderDeviceId },
+        envelope,
+      );
+    });
   }
 
   /**
@@ -683,6 +757,8 @@ export class Conversation implements OutboxConversation {
       this.applyMetadata(entry.seq, envelope.metadata);
       return;
     }
+    // Signals travel with sendEphemeral; one a client wrongly stored in the log is no message.
+    if (envelope.type === 'typing' || envelope.type === 'receipt') return;
     if (envelope.type === 'text') {
       this.info.lastMessage = {
         seq: entry.seq,

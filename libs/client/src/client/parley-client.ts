@@ -26,6 +26,7 @@ import {
   RegisterDeviceDocument,
   SignInDocument,
   SignOutDocument,
+  SendEphemeralDocument,
   SignOutEverywhereDocument,
   SignUpDocument,
   UploadKeyPackagesDocument,
@@ -50,6 +51,7 @@ import {
 import { Conversation, type Progress } from './conversation.js';
 import { joinJoinable } from './external-join.js';
 import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
+import { type ReceiptSignal, SignalListeners, type TypingSignal } from './signals.js';
 
 /** How a client is set up. */
 export interface ParleyClientOptions {
@@ -75,6 +77,11 @@ export interface ParleyClientOptions {
   onError?: (error: unknown) => void;
   /** How long one query or mutation may take before it fails with a NetworkError (30 s). */
   requestTimeoutMs?: number;
+  /**
+   * Whether `markRead()` tells the other members with a read receipt (default true). False:
+   * this device sends none (it still hears the others').
+   */
+  readReceipts?: boolean;
   /**
    * How long connect() may take to open the live connection and catch up before it fails with a
    * NetworkError (60 s): a server that takes the socket but never answers cannot hang it.
@@ -129,6 +136,9 @@ export class ParleyClient {
   private readonly conversationsById = new Map<string, Conversation>();
   private readonly joinedListeners = new Set<(conversation: Conversation) => void>();
   private readonly metadataListeners = new Set<(conversation: Conversation) => void>();
+  private readonly signalListeners = new SignalListeners((error) => {
+    this.report(error);
+  });
   private readonly connectionListeners = new Set<(change: ConnectionChange) => void>();
   private readonly outboxQueue: Outbox;
   private stopLive: (() => void) | null = null;
@@ -627,6 +637,22 @@ export class ParleyClient {
     }
   }
 
+  /**
+   * Calls `listener` when a member device types in a conversation (a live signal, never stored:
+   * a device offline then never hears it); returns an unsubscriber.
+   */
+  onTyping(listener: (signal: TypingSignal) => void): () => void {
+    return this.signalListeners.onTyping(listener);
+  }
+
+  /**
+   * Calls `listener` when a member device says it read a conversation up to `seq` (a live read
+   * receipt, never stored); returns an unsubscriber.
+   */
+  onReceipt(listener: (signal: ReceiptSignal) => void): () => void {
+    return this.signalListeners.onReceipt(listener);
+  }
+
   /** Calls `listener` whenever a conversation's encrypted metadata changes; returns an unsubscriber. */
   onMetadata(listener: (conversation: Conversation) => void): () => void {
     this.metadataListeners.add(listener);
@@ -709,6 +735,11 @@ export class ParleyClient {
         if (event.userId === this.state.userId) {
           await this.conversationsById.get(event.conversationId)?.roleChanged(event.role);
         }
+        return;
+      case 'EphemeralEvent':
+        await this.conversationsById
+          .get(event.conversationId)
+          ?.receiveEphemeral(event.senderDeviceId, event.message);
         return;
       case 'SubscribedEvent':
         return;
@@ -955,6 +986,19 @@ export class ParleyClient {
         report: (error) => {
           this.report(error);
         },
+        sendEphemeral: async (conversationId, ciphertext) => {
+          // The engine state that used the key first: after a crash it is never used again.
+          await this.save();
+          await this.transport.request(SendEphemeralDocument, {
+            input: {
+              deviceId: this.device().deviceId,
+              conversationId,
+              message: toBase64(ciphertext),
+            },
+          });
+        },
+        readReceipts: this.options.readReceipts ?? true,
+        signal: (from, envelope) => this.signalListeners.dispatch(from, envelope),
         outbox: (conversationId) => this.outboxQueue.list(conversationId),
         retry: (conversationId, messageId) => this.outboxQueue.retry(conversationId, messageId),
         discard: (conversationId, messageId) => this.outboxQueue.discard(conversationId, messageId),

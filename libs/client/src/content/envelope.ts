@@ -16,6 +16,8 @@ export interface Envelope {
   text?: string;
   /** For `type: 'metadata'`: the conversation's whole metadata as the sender sets it. */
   metadata?: EnvelopeMetadataFields;
+  /** For `type: 'receipt'`: the sender's device has read the log up to this seq. */
+  seq?: number;
 }
 
 /**
@@ -72,6 +74,10 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
   }
   const text = 'text' in value && typeof value.text === 'string' ? value.text : undefined;
   const metadata = 'metadata' in value ? readMetadata(value.metadata) : undefined;
+  const seq =
+    'seq' in value && Number.isSafeInteger(value.seq) && (value.seq as number) >= 0
+      ? (value.seq as number)
+      : undefined;
   return {
     v: 1,
     type: value.type,
@@ -79,7 +85,18 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
     sentAt: value.sentAt,
     ...(text === undefined ? {} : { text }),
     ...(metadata === undefined ? {} : { metadata }),
+    ...(seq === undefined ? {} : { seq }),
   };
+}
+
+/** A typing indicator: sent with `sendEphemeral`, never stored. */
+export function typingEnvelope(now = new Date()): Envelope {
+  return { v: 1, type: 'typing', id: crypto.randomUUID(), sentAt: now.toISOString() };
+}
+
+/** A read receipt, "read up to `seq`": sent with `sendEphemeral`, never stored. */
+export function receiptEnvelope(seq: number, now = new Date()): Envelope {
+  return { v: 1, type: 'receipt', id: crypto.randomUUID(), sentAt: now.toISOString(), seq };
 }
 
 /** A metadata envelope (every field: the newest entry replaces the metadata whole). */
