@@ -12,13 +12,26 @@ import {
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import { DataSource } from 'typeorm';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { EventBus } from '../apps/server/src/events/event-bus.js';
 import { conversationChannel } from '../apps/server/src/live/live-event.js';
 import { SendEphemeralDocument } from '../libs/client/src/graphql/generated.js';
 import { b64, errorCodeOf, signUpWithDevice } from './support/graphql.js';
 import { eventually, sdkUser } from './support/sdk-clients.js';
-import { describeE2E, startTestApp, type TestApp, testConfig } from './support/test-app.js';
+import { OwnParley } from './support/own-parley.js';
+import { Terminal } from './support/terminal.js';
+import {
+  describeE2E,
+  e2eSkipReason,
+  startTestApp,
+  type TestApp,
+  testConfig,
+  testDatabase,
+} from './support/test-app.js';
 
 /**
  * Ephemeral signals (issue 11, item 4): typing indicators and read receipts are MLS application
@@ -272,6 +285,103 @@ describeE2E.each(engines)(
         bus.seen.filter((event) => event.type === 'ephemeral').map((event) => event.senderDeviceId),
       ).toEqual([ben.deviceId, ben.deviceId, ben.deviceId, ben.deviceId, ben.deviceId]);
       bus.close();
+    });
+  },
+);
+
+const cli = join(new URL('..', import.meta.url).pathname, 'apps/cli/dist/main.js');
+
+/**
+ * `parley chat` on two pseudo-terminals: ben typing shows "ben typing…" in ana's prompt, and
+ * once ben's chat showed ana's line, ana's shows "✓ read by ben". PGlite project only: the CLI
+ * does not depend on the server's database.
+ */
+describe.skipIf(e2eSkipReason !== undefined || testDatabase === 'postgres')(
+  'typing and read marks in parley chat',
+  () => {
+    let server: OwnParley;
+    let home: string;
+    let conversationId = '';
+    const terminals: Terminal[] = [];
+
+    const env = (profile: string) => ({
+      ...process.env,
+      HOME: home,
+      PARLEY_SERVER: server.url,
+      PARLEY_PASSPHRASE: `passphrase of ${profile}`,
+      PARLEY_PASSWORD: 'correct horse battery',
+    });
+    function parley(profile: string, ...args: string[]): Promise<{ code: number; out: string }> {
+      const child = spawn(process.execPath, [cli, '--profile', profile, ...args], {
+        env: env(profile),
+      });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+      child.stdin.end();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`parley ${args.join(' ')} still running:\n${out}`));
+        }, 60_000);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          resolve({ code: code ?? -1, out });
+        });
+      });
+    }
+    const terminal = (profile: string, args: string[]) => {
+      const session = new Terminal(
+        [process.execPath, cli, '--profile', profile, ...args],
+        env(profile),
+      );
+      terminals.push(session);
+      return session;
+    };
+
+    beforeAll(async () => {
+      const buildFailure = inject('buildFailure');
+      if (buildFailure !== null) throw new Error(buildFailure);
+      home = await mkdtemp(join(tmpdir(), 'parley-signals-'));
+      server = await OwnParley.forSuite('signals', home);
+      for (const name of ['ana', 'ben']) {
+        expect((await parley(name, 'signup', name)).code).toBe(0);
+        expect((await parley(name, 'register', `${name}'s terminal`)).code).toBe(0);
+      }
+      const created = await parley('ana', 'create', 'ben');
+      expect(created.code).toBe(0);
+      conversationId = /created conversation (\S+)/.exec(created.out)?.[1] ?? '';
+      expect(conversationId).not.toBe('');
+    }, 300_000);
+    afterEach(() => {
+      for (const session of terminals.splice(0)) session.kill();
+    });
+    afterAll(async () => {
+      await (server as OwnParley | undefined)?.dispose();
+      await rm(home, { recursive: true, force: true });
+    });
+
+    it('shows "ben typing…" while ben types, and "✓ read by ben" once ben saw the line', async () => {
+      const ana = terminal('ana', ['chat', conversationId.slice(0, 8)]);
+      const ben = terminal('ben', ['chat', conversationId.slice(0, 8)]);
+      await ana.waitFor('Ctrl-C ends', 60_000);
+      await ben.waitFor('Ctrl-C ends', 60_000);
+      // Both chats are live once their banners are out; keys typed until ana sees it.
+      expect(ana.text.includes('typing…')).toBe(false);
+      await eventually(async () => {
+        ben.type('h');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return ana.text.includes('(ben typing…) > ');
+      }, 30_000);
+      ben.type('\x15');
+      ana.type('are you there?\r');
+      await ben.waitFor(/ana: are you there\?/, 30_000);
+      await ana.waitFor(/✓ read by ben/, 30_000);
+      expect(ben.text.includes('read by')).toBe(false);
+      ana.type('/quit\r');
+      ben.type('/quit\r');
+      expect(await ana.exit(10_000)).toBe(0);
+      expect(await ben.exit(10_000)).toBe(0);
     });
   },
 );

@@ -13,6 +13,11 @@ export interface Screen {
   line(text: string, stream?: 'stdout' | 'stderr'): void;
   /** Prints a line that `update` may rewrite later (same width), or a new line where it cannot. */
   mutable(text: string): LineHandle;
+  /**
+   * A transient status ("ben is typing…") next to the prompt, or none; shown on a terminal
+   * only — through a pipe it would be noise in a transcript.
+   */
+  status(text: string | null): void;
   /** Stops reading input and gives the terminal back. */
   close(): void;
 }
@@ -24,6 +29,8 @@ export interface InputEvents {
   end(): void;
   /** Ctrl-C typed on the terminal (raw mode: it arrives as a key, not as SIGINT). */
   interrupt(): void;
+  /** A key typed on the terminal (not Enter): the user is typing. Never called for a pipe. */
+  typing?(): void;
 }
 
 // Printable width of a string (the lines are ASCII and a few symbols: length is close enough).
@@ -63,7 +70,26 @@ class TerminalScreen implements Screen {
     this.input.on('SIGINT', () => {
       events.interrupt();
     });
+    // readline emits keypress events on a terminal's input stream.
+    process.stdin.on('keypress', this.onKeypress);
+    this.typing = () => {
+      events.typing?.();
+    };
     this.input.prompt();
+  }
+
+  private readonly typing: () => void;
+
+  private readonly onKeypress = (_text: unknown, key: { name?: string } | undefined) => {
+    if (this.closed || key?.name === 'return' || key?.name === 'enter') return;
+    this.typing();
+  };
+
+  status(text: string | null): void {
+    if (this.closed) return;
+    // In the prompt itself: drawn and cleared with it, never across what is being typed.
+    this.input.setPrompt(text === null ? '> ' : `(${text}) > `);
+    this.input.prompt(true);
   }
 
   private columns(): number {
@@ -112,6 +138,7 @@ class TerminalScreen implements Screen {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    process.stdin.off('keypress', this.onKeypress);
     this.out.write('\r\x1b[J');
     this.input.close();
   }
@@ -144,6 +171,10 @@ class PlainScreen implements Screen {
         this.line(next);
       },
     };
+  }
+
+  status(): void {
+    // Nothing through a pipe: a transient line has no place in a transcript.
   }
 
   close(): void {

@@ -15,6 +15,8 @@ interface Typed {
 
 // On /quit or Ctrl-D with the server reachable, lines still in flight get this long to go out.
 const FLUSH_MS = 3_000;
+// "ben is typing…" goes away this long after ben's last typing signal (they come every 3 s).
+const TYPING_SHOWN_MS = 5_000;
 
 /** `parley chat <conversation>`: live and interactive; each line typed is sent. */
 export const chat: Command = {
@@ -185,9 +187,56 @@ export const chat: Command = {
         interrupt: () => {
           end(EXIT.interrupted);
         },
+        typing: () => {
+          // Throttled by the SDK (one signal per 3 s); a signal that fails is no one's concern.
+          if (!ending) conversation.typing().catch(() => undefined);
+        },
       },
       options.json,
     );
+
+    // Who is typing (until TYPING_SHOWN_MS after their last signal), in the prompt.
+    const typers = new Map<string, NodeJS.Timeout>();
+    const showTypers = () => {
+      screen?.status(typers.size === 0 ? null : `${[...typers.keys()].join(', ')} typing…`);
+    };
+    parley.onTyping((signal) => {
+      if (signal.conversationId !== conversation.id || signal.userId === parley.userId) return;
+      void parley.usernames([signal.userId]).then((known) => {
+        const name = known.get(signal.userId) ?? signal.userId.slice(0, 8);
+        clearTimeout(typers.get(name));
+        const timer = setTimeout(() => {
+          typers.delete(name);
+          showTypers();
+        }, TYPING_SHOWN_MS);
+        timer.unref();
+        typers.set(name, timer);
+        showTypers();
+      });
+    });
+    // Read marks: "✓ read by ben" once ben's device read past own lines not yet marked for ben.
+    const ownSeqs: number[] = conversation
+      .history()
+      .filter((message) => message.own)
+      .map((message) => message.seq);
+    parley.onOutbox((message) => {
+      if (message.conversationId === conversation.id && message.seq !== null)
+        ownSeqs.push(message.seq);
+    });
+    const markedFor = new Map<string, number>();
+    parley.onReceipt((receipt) => {
+      // On a terminal only: a pipe's transcript stays what was said, whoever reads it when.
+      if (screen?.live !== true) return;
+      if (receipt.conversationId !== conversation.id || receipt.userId === parley.userId) return;
+      const read = ownSeqs.filter((seq) => seq <= receipt.seq);
+      const newest = read.length === 0 ? 0 : Math.max(...read);
+      if (newest <= (markedFor.get(receipt.userId) ?? 0)) return;
+      markedFor.set(receipt.userId, newest);
+      void parley.usernames([receipt.userId]).then((known) => {
+        const name = known.get(receipt.userId) ?? receipt.userId.slice(0, 8);
+        say(`  ✓ read by ${name}`, { read: conversation.id, by: name, seq: newest }, 'stdout');
+      });
+    });
 
     const quit = options.json
       ? ''
