@@ -39,7 +39,7 @@ import {
   type StoredMessage,
 } from './client-state.js';
 import type { OutboxConversation, OutgoingMessage } from './outbox.js';
-import { type TypingSignal, TypingThrottle } from './signals.js';
+import { ReceiptCoalescer, type TypingSignal, TypingThrottle } from './signals.js';
 
 /** A decrypted message of a conversation, in log order. */
 export interface ReceivedMessage {
@@ -253,11 +253,16 @@ export class Conversation implements OutboxConversation {
     this.info.unreadCount = 0;
     await this.persistOnly();
     if (this.context.readReceipts && this.info.readSeq > 0) {
-      await this.sendSignal(receiptEnvelope(this.info.readSeq)).catch((error: unknown) => {
-        this.context.report(error);
-      });
+      await this.receipts.push(this.info.readSeq);
     }
   }
+
+  // Receipts go out coalesced; one that fails is reported, never thrown (a closed client's not).
+  private readonly receipts = new ReceiptCoalescer((seq) =>
+    this.sendSignal(receiptEnvelope(seq)).catch((error: unknown) => {
+      if (!this.ended) this.context.report(error);
+    }),
+  );
 
   /**
    * Tells the members live now that this user is typing: an ephemeral signal, never stored. At
@@ -673,6 +678,7 @@ export class Conversation implements OutboxConversation {
    */
   close(error?: ParleyError): void {
     this.draining = true;
+    this.receipts.cancel();
     for (const wake of [...this.resendSleepers]) wake();
     if (error === undefined) {
       this.ended = true;

@@ -3,6 +3,12 @@ import type { Envelope } from '../content/envelope.js';
 /** Typing indicators go out at most this often per conversation (a held key sends one per 3 s). */
 export const TYPING_INTERVAL_MS = 3_000;
 
+/**
+ * Read receipts go out at most this often per conversation: a reader of a busy conversation
+ * marks read after every message, and each receipt costs the sender's message budget.
+ */
+export const RECEIPT_INTERVAL_MS = 1_000;
+
 /** A member device is typing in a conversation (heard live; never stored anywhere). */
 export interface TypingSignal {
   conversationId: string;
@@ -75,5 +81,54 @@ export class TypingThrottle {
     if (now - this.last < TYPING_INTERVAL_MS) return false;
     this.last = now;
     return true;
+  }
+}
+
+/**
+ * Coalesces read receipts: the first goes out at once, later ones at most once per
+ * {@link RECEIPT_INTERVAL_MS}, each with the newest seq marked meanwhile (one is enough: a
+ * receipt says "up to").
+ */
+export class ReceiptCoalescer {
+  private sentAt = Number.NEGATIVE_INFINITY;
+  private waiting: number | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly send: (seq: number) => Promise<void>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Receipt "read up to `seq`": now, or with the next one due. */
+  push(seq: number): Promise<void> {
+    const wait = this.sentAt + RECEIPT_INTERVAL_MS - this.now();
+    if (wait <= 0 && this.timer === null) {
+      this.sentAt = this.now();
+      return this.send(seq);
+    }
+    this.waiting = Math.max(seq, this.waiting ?? 0);
+    if (this.timer === null) {
+      this.timer = setTimeout(
+        () => {
+          this.timer = null;
+          const next = this.waiting;
+          this.waiting = null;
+          if (next === null) return;
+          this.sentAt = this.now();
+          void this.send(next);
+        },
+        Math.max(0, wait),
+      );
+      // A pending receipt never keeps a process alive.
+      this.timer.unref();
+    }
+    return Promise.resolve();
+  }
+
+  /** Drops a receipt still waiting (the client closes). */
+  cancel(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.waiting = null;
   }
 }
