@@ -147,6 +147,8 @@ export class ParleyClient {
   // Rejects the connect() under way (close() cuts it short).
   private abortConnect: ((error: ParleyError) => void) | null = null;
   private connection: 'idle' | 'online' | 'offline' | 'stopped' = 'idle';
+  // Whether onError has heard that the token or the device is revoked (told once, not per task).
+  private revocationReported = false;
   private closed = false;
   private closing: Promise<void> | null = null;
   private connecting: Promise<void> | null = null;
@@ -1016,6 +1018,7 @@ export class ParleyClient {
   }
 
   private async useToken(token: string, userId: string): Promise<void> {
+    this.revocationReported = false;
     this.transport.setToken(token);
     this.state.token = token;
     this.state.userId = userId;
@@ -1051,6 +1054,12 @@ export class ParleyClient {
    */
   private report(error: unknown): void {
     if (isRetryable(error) || (error instanceof ParleyError && error.code === 'CLOSED')) return;
+    // The live connection and any background request (an acknowledgement, a top-up) may each
+    // meet the revoked token or device: the app hears it once.
+    if (error instanceof ParleyError && isTerminal(error)) {
+      if (this.revocationReported) return;
+      this.revocationReported = true;
+    }
     this.options.onError?.(error);
   }
 }
