@@ -1,5 +1,4 @@
 import {
-  type Conversation,
   ForbiddenError,
   MemoryStateStore,
   type MlsEngineFactory,
@@ -7,10 +6,10 @@ import {
   tsMlsEngineFactory,
 } from '@parley/client';
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
-import { DataSource } from 'typeorm';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, sdkDevice, sdkUser } from './support/sdk-clients.js';
+import { dumpDatabase } from './support/database-dump.js';
+import { eventually, joined, sdkDevice, sdkUser } from './support/sdk-clients.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
 /**
@@ -54,11 +53,6 @@ describeE2E.each(engines)(
       const made = await sdkUser(app, engine, store === undefined ? {} : { store });
       clients.push(made.client);
       return made;
-    }
-
-    async function joined(client: ParleyClient, id: string): Promise<Conversation> {
-      await eventually(() => client.conversations().some((conversation) => conversation.id === id));
-      return client.conversation(id);
     }
 
     it('is set by one member, seen by all, by a later member, and kept across a restart', async () => {
@@ -150,26 +144,9 @@ describeE2E.each(engines)(
       expect(restored.role).toBe('ADMIN');
 
       // Nowhere on the server: every table of the database, every log line.
-      const dataSource = app.app.get(DataSource);
-      const tables = await dataSource.query<{ name: string }[]>(
-        `SELECT table_name AS "name" FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`,
-      );
-      expect(tables.length).toBeGreaterThan(5);
-      const dump: string[] = [];
-      for (const { name: table } of tables) {
-        const rows = await dataSource.query<Record<string, unknown>[]>(`SELECT * FROM "${table}"`);
-        for (const row of rows) {
-          for (const value of Object.values(row)) {
-            if (value instanceof Uint8Array) {
-              dump.push(Buffer.from(value).toString('latin1'), Buffer.from(value).toString('hex'));
-              dump.push(Buffer.from(value).toString('base64'));
-            } else {
-              dump.push(typeof value === 'string' ? value : JSON.stringify(value));
-            }
-          }
-        }
-      }
-      const haystacks = { tables: dump.join('\n'), logs: logLines.join('\n') };
+      const dump = await dumpDatabase(app);
+      expect(dump.tables).toBeGreaterThan(5);
+      const haystacks = { tables: dump.text, logs: logLines.join('\n') };
       expect(logLines.length).toBeGreaterThan(10);
       for (const secret of [name, renamed, newest, description]) {
         const bytes = Buffer.from(secret, 'utf8');

@@ -1,5 +1,4 @@
 import {
-  type Conversation,
   encodeEnvelope,
   type GraphqlTransport,
   type MlsEngineFactory,
@@ -21,7 +20,8 @@ import { EventBus } from '../apps/server/src/events/event-bus.js';
 import { conversationChannel } from '../apps/server/src/live/live-event.js';
 import { SendEphemeralDocument } from '../libs/client/src/graphql/generated.js';
 import { b64, errorCodeOf, signUpWithDevice } from './support/graphql.js';
-import { eventually, sdkUser } from './support/sdk-clients.js';
+import { dumpDatabase } from './support/database-dump.js';
+import { eventually, joined, sdkUser } from './support/sdk-clients.js';
 import { OwnParley } from './support/own-parley.js';
 import { Terminal } from './support/terminal.js';
 import {
@@ -103,11 +103,6 @@ describeE2E.each(engines)(
       return client;
     }
 
-    async function joined(client: ParleyClient, id: string): Promise<Conversation> {
-      await eventually(() => client.conversations().some((conversation) => conversation.id === id));
-      return client.conversation(id);
-    }
-
     /** Everything the server publishes on the conversation's channel, as a subscriber sees it. */
     async function watch(conversationId: string) {
       const stream = app.app.get(EventBus).open([conversationChannel(conversationId)]);
@@ -124,28 +119,11 @@ describeE2E.each(engines)(
       };
     }
 
-    /** Every table of the test database as text (bytes as latin1, hex and base64). */
+    /** Every table of the test database as text (at least the schema's own). */
     async function dumpTables(): Promise<string> {
-      const dataSource = app.app.get(DataSource);
-      const tables = await dataSource.query<{ name: string }[]>(
-        `SELECT table_name AS "name" FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`,
-      );
-      expect(tables.length).toBeGreaterThan(5);
-      const dump: string[] = [];
-      for (const { name: table } of tables) {
-        const rows = await dataSource.query<Record<string, unknown>[]>(`SELECT * FROM "${table}"`);
-        for (const row of rows) {
-          for (const value of Object.values(row)) {
-            if (value instanceof Uint8Array) {
-              const bytes = Buffer.from(value);
-              dump.push(bytes.toString('latin1'), bytes.toString('hex'), bytes.toString('base64'));
-            } else {
-              dump.push(JSON.stringify(value));
-            }
-          }
-        }
-      }
-      return dump.join('\n');
+      const dump = await dumpDatabase(app);
+      expect(dump.tables).toBeGreaterThan(5);
+      return dump.text;
     }
 
     const transportOf = (client: ParleyClient) =>

@@ -1,4 +1,9 @@
-import { type MlsEngineFactory, ParleyClient, type StateStore } from '@parley/client';
+import {
+  type Conversation,
+  type MlsEngineFactory,
+  ParleyClient,
+  type StateStore,
+} from '@parley/client';
 import WebSocket from 'ws';
 import type { TestApp } from './test-app.js';
 
@@ -50,6 +55,12 @@ export function sdkClient(
     },
     ...(store === undefined ? {} : { store }),
   });
+}
+
+/** The client's view of a conversation once it has joined it (by Welcome or external commit). */
+export async function joined(client: ParleyClient, id: string): Promise<Conversation> {
+  await eventually(() => client.conversations().some((conversation) => conversation.id === id));
+  return client.conversation(id);
 }
 
 /** Waits until `check` holds, polling; fails after `ms`. */
