@@ -8,6 +8,7 @@ import { RateLimits1795364000000 } from './1795364000000-RateLimits.js';
 import { RateLimitsUnlogged1795364000001 } from './1795364000001-RateLimitsUnlogged.js';
 import { DirectConversationsRoles1795370000000 } from './1795370000000-DirectConversationsRoles.js';
 import { ClaimedKeyPackages1795372010000 } from './1795372010000-ClaimedKeyPackages.js';
+import { MessageTimers1795380000000 } from './1795380000000-MessageTimers.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   RateLimitsUnlogged1795364000001,
   DirectConversationsRoles1795370000000,
   ClaimedKeyPackages1795372010000,
+  MessageTimers1795380000000,
 ];

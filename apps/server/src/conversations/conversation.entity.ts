@@ -7,6 +7,10 @@ export type ConversationKind = 'GROUP' | 'DIRECT';
 @Entity('conversations')
 @Check('conversations_kind', `"kind" IN ('GROUP', 'DIRECT')`)
 @Check(
+  'conversations_message_timer',
+  `"message_timer_seconds" = 0 OR "message_timer_seconds" BETWEEN 5 AND 86400`,
+)
+@Check(
   'conversations_direct_pair',
   `("kind" = 'DIRECT') = ("direct_user_low" IS NOT NULL AND "direct_user_high" IS NOT NULL) AND ("direct_user_low" IS NULL OR "direct_user_low" < "direct_user_high")`,
 )
@@ -55,6 +59,13 @@ export class ConversationEntity {
    */
   @Column('bytea', { name: 'group_info', nullable: true })
   groupInfo!: Buffer | null;
+
+  /**
+   * The message timer in force, seconds (0 = off), from the newest TIMER entry: application
+   * messages appended while it is on expire that long after they are stored.
+   */
+  @Column('integer', { name: 'message_timer_seconds', default: 0 })
+  messageTimerSeconds!: number;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

@@ -74,6 +74,12 @@ export class ConversationModel {
   @Field(() => [ConversationMemberModel])
   members!: ConversationMemberModel[];
 
+  @Field(() => Int, {
+    description:
+      "The message timer in force, seconds (0 = off), as its last setter told the server; members read the authenticated value from the log's TIMER entries",
+  })
+  messageTimerSeconds!: number;
+
   @Field()
   createdAt!: Date;
 }

@@ -24,7 +24,7 @@ import { purgeAcknowledgedKeyPackage } from '../key-packages/claimed-key-package
 import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
 import { conversationChannel, deviceChannel } from '../live/live-event.js';
 import { type Publication, publishCommitted } from '../live/publish.js';
-import { LogEntryEntity } from '../messages/log-entry.entity.js';
+import { appendToLog, logEntryPublication } from '../messages/conversation-log.js';
 import { ConversationMemberEntity } from './conversation-member.entity.js';
 import { ConversationEntity } from './conversation.entity.js';
 import type {
@@ -372,22 +372,23 @@ export class ConversationsService {
     change: RosterChange,
     digest: Buffer,
   ): Promise<{ result: CommitResultModel; events: Publication[] }> {
-    const seq = (BigInt(conversation.lastSeq) + 1n).toString();
     const newEpoch = (BigInt(conversation.epoch) + 1n).toString();
+    const [entry] = await appendToLog(manager, conversation, [
+      {
+        kind: 'COMMIT',
+        epoch: conversation.epoch,
+        senderDeviceId: deviceId,
+        data: input.commit,
+        digest: null,
+      },
+    ]);
+    if (entry === undefined) throw new Error('The commit was not appended');
+    const seq = entry.seq;
     await manager.update(
       ConversationEntity,
       { id: conversation.id },
-      { epoch: newEpoch, lastSeq: seq, groupInfo: input.groupInfo },
+      { epoch: newEpoch, groupInfo: input.groupInfo },
     );
-    const entry = manager.create(LogEntryEntity, {
-      conversationId: conversation.id,
-      seq,
-      kind: 'COMMIT',
-      epoch: conversation.epoch,
-      senderDeviceId: deviceId,
-      data: input.commit,
-    });
-    await manager.insert(LogEntryEntity, entry);
     const result: CommitResultModel = {
       conversationId: conversation.id,
       seq,
@@ -422,21 +423,7 @@ export class ConversationsService {
         })),
       );
     }
-    const events: Publication[] = [
-      {
-        channel: conversationChannel(conversation.id),
-        event: {
-          type: 'message',
-          conversationId: conversation.id,
-          seq,
-          kind: 'COMMIT',
-          epoch: conversation.epoch,
-          senderDeviceId: deviceId,
-          createdAt: entry.createdAt,
-          data: input.commit.toString('base64'),
-        },
-      },
-    ];
+    const events: Publication[] = [logEntryPublication(entry)];
     if (change.added.length > 0 || change.removed.length > 0) {
       events.push({
         channel: conversationChannel(conversation.id),
@@ -942,6 +929,7 @@ export class ConversationsService {
       lastSeq: conversation.lastSeq,
       ackedSeq: seats.find((seat) => seat.deviceId === deviceId)?.ackedSeq ?? '0',
       members,
+      messageTimerSeconds: conversation.messageTimerSeconds,
       createdAt: conversation.createdAt,
     };
   }

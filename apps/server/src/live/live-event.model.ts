@@ -140,6 +140,22 @@ export class EphemeralEventModel {
   message!: Buffer;
 }
 
+/**
+ * Log entries that the message timer deleted before they reached the device (in their place in
+ * the log's order): their bytes are gone, for every device.
+ */
+@ObjectType('ExpiredEvent')
+export class ExpiredEventModel {
+  @Field(() => ID)
+  conversationId!: string;
+
+  @Field(() => SafeIntScalar)
+  expiredFromSeq!: string;
+
+  @Field(() => SafeIntScalar)
+  expiredToSeq!: string;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -155,9 +171,11 @@ export const DeviceEventUnion = createUnionType({
       RoleChangedEventModel,
       JoinableConversationEventModel,
       EphemeralEventModel,
+      ExpiredEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
+    if ('expiredFromSeq' in value) return ExpiredEventModel;
     // Only this one carries a message at its top level (a log entry's is inside `entry`).
     if ('message' in value) return EphemeralEventModel;
     if ('entry' in value) return LogEntryEventModel;
@@ -183,4 +201,5 @@ export type DeviceEvent =
   | DeviceRevokedEventModel
   | RoleChangedEventModel
   | JoinableConversationEventModel
-  | EphemeralEventModel;
+  | EphemeralEventModel
+  | ExpiredEventModel;

@@ -9,10 +9,14 @@ export type MessageLiveEvent = {
   type: 'message';
   conversationId: string;
   seq: string;
-  kind: 'COMMIT' | 'APPLICATION';
+  kind: 'COMMIT' | 'APPLICATION' | 'TIMER';
   epoch: string;
   senderDeviceId: string;
   createdAt: Date;
+  /** Application messages stored while a timer was on: past it, the bytes are not delivered. */
+  expiresAt: Date | null;
+  /** TIMER entries: the timer set, in seconds. */
+  timerSeconds: number | null;
   /** The MLSMessage, base64. */
   data: string;
 };

@@ -44,6 +44,18 @@ async function* releasing(
   }
 }
 
+/**
+ * An event as it may leave now: a log entry whose expiry has passed while it waited (in the bus's
+ * queue for a slow subscriber, or held for order) goes out as an expired marker in its place,
+ * never with its bytes.
+ */
+function deliverable(event: DeviceEvent): DeviceEvent {
+  if (!('entry' in event) || event.entry.expiresAt === null) return event;
+  if (event.entry.expiresAt.getTime() > Date.now()) return event;
+  const { conversationId, seq } = event.entry;
+  return { conversationId, expiredFromSeq: seq, expiredToSeq: seq };
+}
+
 /** Publishers only put LiveEvents on Parley's channels. */
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
 
@@ -193,6 +205,8 @@ export class LiveService {
                 senderDeviceId: live.senderDeviceId,
                 createdAt: live.createdAt,
                 message: Buffer.from(live.data, 'base64'),
+                expiresAt: live.expiresAt,
+                timerSeconds: live.timerSeconds,
               },
             };
             const seq = BigInt(live.seq);
@@ -300,7 +314,7 @@ export class LiveService {
     events: DeviceEvent[],
   ): Generator<DeviceEvent, void, undefined> {
     for (const event of events) {
-      yield event;
+      yield deliverable(event);
       if ('removedDeviceIds' in event && event.removedDeviceIds.includes(deviceId)) {
         order.untrack(conversationId);
         stream.remove(conversationChannel(conversationId));
@@ -345,7 +359,19 @@ export class LiveService {
       stream.remove(conversationChannel(conversationId));
       return;
     }
-    const entries = read.entries.map((entry) => ({ seq: BigInt(entry.seq), event: { entry } }));
+    const entries: { seq: bigint; event: DeviceEvent }[] = read.entries.map((entry) => ({
+      seq: BigInt(entry.seq),
+      event: { entry },
+    }));
+    // In their place in the log's order, the ranges the timer deleted (seqs the device then
+    // knows are gone, not missing).
+    for (const range of read.expired) {
+      entries.push({
+        seq: BigInt(range.fromSeq),
+        event: { conversationId, expiredFromSeq: range.fromSeq, expiredToSeq: range.toSeq },
+      });
+    }
+    entries.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
     const ready = order.fill(conversationId, entries, read.covered);
     yield* this.inOrder(order, stream, deviceId, conversationId, ready);
   }

@@ -10,12 +10,17 @@ import {
 } from 'typeorm';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 
-/** Kinds of conversation log entries; system entries (timer changes, …) come later. */
-export type LogEntryKind = 'COMMIT' | 'APPLICATION';
+/** Kinds of conversation log entries: commits, application messages, message-timer changes. */
+export type LogEntryKind = 'COMMIT' | 'APPLICATION' | 'TIMER';
 
 /** One entry of a conversation's log, stored once whatever the group size. */
 @Entity('log_entries')
-@Check('log_entries_kind', `"kind" IN ('COMMIT', 'APPLICATION')`)
+@Check('log_entries_kind', `"kind" IN ('COMMIT', 'APPLICATION', 'TIMER')`)
+@Check(
+  'log_entries_timer',
+  `("kind" = 'TIMER') = ("timer_seconds" IS NOT NULL) AND ("expires_at" IS NULL OR "kind" = 'APPLICATION')`,
+)
+@Index('log_entries_expires_at_idx', ['expiresAt'], { where: `"expires_at" IS NOT NULL` })
 @Index('log_entries_digest_key', ['conversationId', 'digest'], {
   unique: true,
   where: `"digest" IS NOT NULL`,
@@ -58,4 +63,16 @@ export class LogEntryEntity {
    */
   @Column('bytea', { nullable: true })
   digest!: Buffer | null;
+
+  /**
+   * When the sweeper deletes this application message: storage time plus the conversation's
+   * message timer at its seq. Null when no timer was on (and for commits and TIMER entries, which
+   * the timer never deletes).
+   */
+  @Column('timestamptz', { name: 'expires_at', nullable: true })
+  expiresAt!: Date | null;
+
+  /** TIMER entries: the timer they set, in seconds (0 = off); null for other kinds. */
+  @Column('integer', { name: 'timer_seconds', nullable: true })
+  timerSeconds!: number | null;
 }

@@ -10,10 +10,11 @@ import { invalidMessage, notAMember } from '../conversations/conversations.error
 import { isDatabaseUnavailable, isUniqueViolation } from '../database/errors.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
-import { conversationChannel } from '../live/live-event.js';
 import { publishCommitted } from '../live/publish.js';
 import { Metrics } from '../metrics/metrics.js';
-import { LogEntryEntity } from './log-entry.entity.js';
+import { appendToLog, logEntryPublication, type NewLogEntry } from './conversation-log.js';
+import { ExpirySweeper } from './expiry-sweeper.js';
+import { LogEntryEntity, type LogEntryKind } from './log-entry.entity.js';
 
 /** An application message waiting for its place in the log. */
 export interface PendingMessage {
@@ -25,6 +26,11 @@ export interface PendingMessage {
   data: Buffer;
   /** SHA-256 of `data`: the same bytes are stored once per conversation. */
   digest: Buffer;
+  /**
+   * Set for a change of the conversation's message timer (a TIMER entry; 0 = off), in order with
+   * the messages around it; absent for an application message.
+   */
+  timerSeconds?: number;
 }
 
 interface Waiter extends PendingMessage {
@@ -93,6 +99,7 @@ export class MessageAppender {
     private readonly events: EventBus,
     @Inject(CONFIG) private readonly config: Config,
     private readonly metrics: Metrics,
+    private readonly expiry: ExpirySweeper,
   ) {}
 
   /**
@@ -163,23 +170,8 @@ export class MessageAppender {
           }
         }
         this.metrics.appended(batch.length, stored.length);
-        await publishCommitted(
-          this.events,
-          this.logger,
-          stored.map((entry) => ({
-            channel: conversationChannel(conversationId),
-            event: {
-              type: 'message',
-              conversationId,
-              seq: entry.seq,
-              kind: 'APPLICATION',
-              epoch: entry.epoch,
-              senderDeviceId: entry.senderDeviceId,
-              createdAt: entry.createdAt,
-              data: entry.data.toString('base64'),
-            },
-          })),
-        );
+        await publishCommitted(this.events, this.logger, stored.map(logEntryPublication));
+        this.expiry.expect(stored);
       } catch (error) {
         for (const waiter of batch) waiter.reject(error);
       }
@@ -237,7 +229,7 @@ export class MessageAppender {
     batch: Waiter[],
   ): Promise<Outcome[]> {
     const conversation = await manager.findOne(ConversationEntity, {
-      select: { id: true, groupId: true, epoch: true, lastSeq: true },
+      select: { id: true, groupId: true, epoch: true, lastSeq: true, messageTimerSeconds: true },
       where: { id: conversationId },
       lock: { mode: 'pessimistic_write' },
     });
@@ -257,14 +249,22 @@ export class MessageAppender {
     const known = await this.entriesWithDigests(manager, conversationId, valid);
     const epoch = BigInt(conversation.epoch);
     const oldest = epoch - BigInt(this.config.messageEpochWindow);
-    let seq = BigInt(conversation.lastSeq);
-    const created: LogEntryEntity[] = [];
+    // The timer in force moves with the TIMER entries of the batch, message by message.
+    let timer = conversation.messageTimerSeconds;
+    const appended: { waiter: Waiter; entry: NewLogEntry }[] = [];
+    const firstOfBatch = new Set<string>();
+    const duplicates: Waiter[] = [];
     for (const waiter of valid) {
       const key = waiter.digest.toString('hex');
       const existing = known.get(key);
       if (existing !== undefined) {
-        // Already in the log, or stored by an earlier message of this batch: shared, not stored.
+        // Already in the log: shared, not stored.
         outcomes.push({ waiter, entry: existing, stored: false });
+        continue;
+      }
+      if (firstOfBatch.has(key)) {
+        // Stored by an earlier message of this batch: it gets that entry once it exists.
+        duplicates.push(waiter);
         continue;
       }
       const outOfWindow = epochRefusal(epoch, oldest, waiter.epoch);
@@ -272,23 +272,37 @@ export class MessageAppender {
         outcomes.push({ waiter, error: outOfWindow });
         continue;
       }
-      seq += 1n;
-      const entry = manager.create(LogEntryEntity, {
-        conversationId,
-        seq: seq.toString(),
-        kind: 'APPLICATION',
-        epoch: waiter.epoch.toString(),
-        senderDeviceId: waiter.deviceId,
-        data: waiter.data,
-        digest: waiter.digest,
+      firstOfBatch.add(key);
+      if (waiter.timerSeconds !== undefined) timer = waiter.timerSeconds;
+      appended.push({
+        waiter,
+        entry: {
+          kind: waiter.timerSeconds === undefined ? 'APPLICATION' : 'TIMER',
+          epoch: waiter.epoch,
+          senderDeviceId: waiter.deviceId,
+          data: waiter.data,
+          digest: waiter.digest,
+          ...(waiter.timerSeconds === undefined
+            ? { expiresInSeconds: timer }
+            : { timerSeconds: waiter.timerSeconds }),
+        },
       });
-      known.set(key, entry);
-      created.push(entry);
-      outcomes.push({ waiter, entry, stored: true });
     }
-    if (created.length === 0) return outcomes;
-    await manager.update(ConversationEntity, { id: conversationId }, { lastSeq: seq.toString() });
-    await manager.insert(LogEntryEntity, created);
+    const stored = await appendToLog(
+      manager,
+      conversation,
+      appended.map(({ entry }) => entry),
+    );
+    appended.forEach(({ waiter }, i) => {
+      const entry = stored[i];
+      if (entry === undefined) throw new Error('An appended message lost its entry');
+      known.set(waiter.digest.toString('hex'), entry);
+      outcomes.push({ waiter, entry, stored: true });
+    });
+    for (const waiter of duplicates) {
+      const entry = known.get(waiter.digest.toString('hex'));
+      if (entry !== undefined) outcomes.push({ waiter, entry, stored: false });
+    }
     return outcomes;
   }
 
@@ -307,18 +321,24 @@ export class MessageAppender {
     const digests = new Map(batch.map((waiter) => [waiter.digest.toString('hex'), waiter]));
     if (digests.size === 0) return known;
     const list = [...digests.values()].map((_, i) => `$${i + 2}`).join(', ');
+    // int8 columns: strings from pg, numbers from PGlite.
     const rows: {
-      seq: string;
-      epoch: string;
+      seq: string | number;
+      epoch: string | number;
       sender_device_id: string;
       created_at: Date;
       digest: Buffer;
       data: Buffer | null;
+      kind: LogEntryKind | null;
+      expires_at: Date | null;
+      timer_seconds: number | null;
     }[] = await manager.query(
-      `SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", "data" FROM "log_entries"
+      `SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", "data", "kind", "expires_at", "timer_seconds"
+         FROM "log_entries"
         WHERE "conversation_id" = $1 AND "digest" IN (${list})
        UNION ALL
-       SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", NULL FROM "log_entry_digests"
+       SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", NULL, NULL, NULL, NULL
+         FROM "log_entry_digests"
         WHERE "conversation_id" = $1 AND "digest" IN (${list})`,
       [conversationId, ...[...digests.values()].map((waiter) => waiter.digest)],
     );
@@ -328,15 +348,18 @@ export class MessageAppender {
       if (waiter === undefined) continue;
       known.set(
         key,
+        // Deleted entries (retention, timer) are rebuilt from what was kept and what is sent.
         manager.create(LogEntryEntity, {
           conversationId,
-          seq: row.seq,
-          kind: 'APPLICATION',
-          epoch: row.epoch,
+          seq: String(row.seq),
+          kind: row.kind ?? (waiter.timerSeconds === undefined ? 'APPLICATION' : 'TIMER'),
+          epoch: String(row.epoch),
           senderDeviceId: row.sender_device_id,
           createdAt: row.created_at,
           data: row.data ?? waiter.data,
           digest: row.digest,
+          expiresAt: row.expires_at,
+          timerSeconds: row.timer_seconds ?? waiter.timerSeconds ?? null,
         }),
       );
     }

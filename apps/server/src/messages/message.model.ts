@@ -1,4 +1,4 @@
-import { Field, ID, ObjectType, registerEnumType } from '@nestjs/graphql';
+import { Field, ID, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 
@@ -6,6 +6,7 @@ import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 export enum LogEntryKindValue {
   COMMIT = 'COMMIT',
   APPLICATION = 'APPLICATION',
+  TIMER = 'TIMER',
 }
 registerEnumType(LogEntryKindValue, { name: 'LogEntryKind' });
 
@@ -31,12 +32,30 @@ export class LogEntryModel {
   createdAt!: Date;
 
   @Field(() => BytesScalar, {
-    description: 'MLSMessage: a PublicMessage commit or a PrivateMessage',
+    description:
+      'MLSMessage: a PublicMessage commit, or a PrivateMessage (an application message or a timer change)',
   })
   message!: Buffer;
+
+  @Field(() => Date, {
+    nullable: true,
+    description:
+      'When the server deletes this application message: its storage time plus the timer in force at its seq; null when no timer was on',
+  })
+  expiresAt!: Date | null;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      'TIMER entries: the timer set, in seconds (0 = off), as the sender told the server; members check it against the encrypted entry',
+  })
+  timerSeconds!: number | null;
 }
 
-/** Entries retention deleted before the device read them: it must recover (rejoin) the group. */
+/**
+ * A range of the log whose entries were deleted: by retention before the device read them (the
+ * page's `gap`: it must recover, rejoin, the group), or by the message timer (`expired`).
+ */
 @ObjectType('LogGap')
 export class LogGapModel {
   @Field(() => SafeIntScalar)
@@ -54,6 +73,12 @@ export class LogPageModel {
     description: 'Set when entries after the cursor were deleted: they are missing, not skipped',
   })
   gap!: LogGapModel | null;
+
+  @Field(() => [LogGapModel], {
+    description:
+      'Ranges of this page whose application messages the timer deleted: gone for every device, nothing to recover',
+  })
+  expired!: LogGapModel[];
 
   @Field(() => [LogEntryModel])
   entries!: LogEntryModel[];

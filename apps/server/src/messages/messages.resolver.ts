@@ -3,7 +3,7 @@ import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 import { RateLimitService } from '../rate-limits/rate-limit.service.js';
-import { SendMessageInput } from './message.input.js';
+import { SendMessageInput, SetMessageTimerInput } from './message.input.js';
 import { LogEntryModel, LogPageModel } from './message.model.js';
 import { MessagesService } from './messages.service.js';
 
@@ -25,6 +25,19 @@ export class MessagesResolver {
     // One in-memory count per request (see RateLimitService): no round trip on the send path.
     await this.rateLimits.consume('messagesPerDevice', `${principal.userId}:${input.deviceId}`);
     return this.messagesService.send(principal.userId, input);
+  }
+
+  @Mutation(() => LogEntryModel, {
+    description:
+      "Changes the conversation's message timer: a TIMER entry in the log, in order with the messages, carrying the change encrypted (MLS application message) and its value for the server",
+  })
+  async setMessageTimer(
+    @CurrentPrincipal() principal: Principal,
+    @Args('input') input: SetMessageTimerInput,
+  ): Promise<LogEntryModel> {
+    // A log entry like a message: the same budget.
+    await this.rateLimits.consume('messagesPerDevice', `${principal.userId}:${input.deviceId}`);
+    return this.messagesService.setTimer(principal.userId, input);
   }
 
   @Query(() => LogPageModel, { description: 'Log entries after a sequence number, in order' })

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { inspectMessage } from '@parley/mls';
-import { DataSource, MoreThan } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { DomainError, limitExceeded } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
 import { CONFIG } from '../config/config.module.js';
@@ -12,8 +12,13 @@ import { invalidMessage } from '../conversations/conversations.errors.js';
 import { ConversationsService } from '../conversations/conversations.service.js';
 import { LogEntryEntity } from './log-entry.entity.js';
 import { MessageAppender, type PendingMessage } from './message-appender.js';
-import type { SendMessageInput } from './message.input.js';
-import { LogEntryKindValue, type LogEntryModel, type LogPageModel } from './message.model.js';
+import type { SendMessageInput, SetMessageTimerInput } from './message.input.js';
+import {
+  LogEntryKindValue,
+  type LogEntryModel,
+  type LogGapModel,
+  type LogPageModel,
+} from './message.model.js';
 
 /** The API view of a log entry. */
 export function toLogEntryModel(entry: LogEntryEntity): LogEntryModel {
@@ -25,8 +30,13 @@ export function toLogEntryModel(entry: LogEntryEntity): LogEntryModel {
     senderDeviceId: entry.senderDeviceId,
     createdAt: entry.createdAt,
     message: entry.data,
+    expiresAt: entry.expiresAt,
+    timerSeconds: entry.timerSeconds,
   };
 }
+
+/** The shortest and longest message timers, in seconds (0 turns the timer off). */
+export const MESSAGE_TIMER_RANGE = { min: 5, max: 86_400 } as const;
 
 /** Application messages into the conversation log, and reading the log with cursors. */
 @Injectable()
@@ -45,6 +55,29 @@ export class MessagesService {
    */
   async send(userId: string, input: SendMessageInput): Promise<LogEntryModel> {
     const entry = await this.appender.append(await this.pending(userId, input));
+    return toLogEntryModel(entry);
+  }
+
+  /**
+   * Changes the conversation's message timer: a TIMER entry in the log, in order with the
+   * messages (those after it expire by the new timer), carrying the change as an MLS application
+   * message the server cannot read, so members can tell who set it and check `seconds` against
+   * it. Checked like any message (size, wire format, sender's seat, group, epoch window);
+   * idempotent like one.
+   */
+  async setTimer(userId: string, input: SetMessageTimerInput): Promise<LogEntryModel> {
+    const { seconds } = input;
+    if (seconds !== 0 && (seconds < MESSAGE_TIMER_RANGE.min || seconds > MESSAGE_TIMER_RANGE.max)) {
+      throw new DomainError(
+        'BAD_USER_INPUT',
+        `seconds must be 0 (off) or ${MESSAGE_TIMER_RANGE.min}–${MESSAGE_TIMER_RANGE.max}`,
+        { field: 'seconds' },
+      );
+    }
+    const entry = await this.appender.append({
+      ...(await this.pending(userId, input)),
+      timerSeconds: seconds,
+    });
     return toLogEntryModel(entry);
   }
 
@@ -115,15 +148,22 @@ export class MessagesService {
           ? { fromSeq: from.toString(), toSeq: (retainedFrom - 1n).toString() }
           : null;
       const start = (from < retainedFrom ? retainedFrom : from) - 1n;
-      const entries = await manager.find(LogEntryEntity, {
-        where: { conversationId, seq: MoreThan(start.toString()) },
-        order: { seq: 'ASC' },
-        take: first + 1,
-      });
+      // Past their expiry, bytes are never served, even before the sweeper deleted them.
+      const entries = await manager
+        .createQueryBuilder(LogEntryEntity, 'entry')
+        .where('entry.conversationId = :conversationId', { conversationId })
+        .andWhere('entry.seq > :start', { start: start.toString() })
+        .andWhere('(entry.expiresAt IS NULL OR entry.expiresAt > clock_timestamp())')
+        .orderBy('entry.seq', 'ASC')
+        .take(first + 1)
+        .getMany();
+      const page = entries.slice(0, first);
+      const hasMore = entries.length > first;
       return {
         gap,
-        entries: entries.slice(0, first).map(toLogEntryModel),
-        hasMore: entries.length > first,
+        expired: expiredRanges(start, page, hasMore ? null : BigInt(conversation.lastSeq)),
+        entries: page.map(toLogEntryModel),
+        hasMore,
         lastSeq: conversation.lastSeq,
       };
     });
@@ -139,7 +179,7 @@ export class MessagesService {
     deviceId: string,
     conversationId: string,
     after: bigint,
-  ): Promise<{ entries: LogEntryModel[]; covered: bigint } | null> {
+  ): Promise<{ entries: LogEntryModel[]; expired: LogGapModel[]; covered: bigint } | null> {
     let page: LogPageModel;
     try {
       page = await this.page(
@@ -157,7 +197,7 @@ export class MessagesService {
     }
     const last = page.entries.at(-1);
     const covered = page.hasMore && last !== undefined ? last.seq : page.lastSeq;
-    return { entries: page.entries, covered: BigInt(covered) };
+    return { entries: page.entries, expired: page.expired, covered: BigInt(covered) };
   }
 
   /** Moves the device's cursor forward (never back) to `seq`, at most the newest entry. */
@@ -189,4 +229,29 @@ export class MessagesService {
       return seq;
     });
   }
+}
+
+/**
+ * The ranges of a page that the timer deleted: within the retained part of the log seqs have no
+ * other holes, so every seq missing between `start` and the page's entries (and, on the last
+ * page, up to `lastSeq`) was an application message that expired.
+ */
+export function expiredRanges(
+  start: bigint,
+  entries: readonly { seq: string }[],
+  lastSeq: bigint | null,
+): { fromSeq: string; toSeq: string }[] {
+  const ranges: { fromSeq: string; toSeq: string }[] = [];
+  let expected = start + 1n;
+  const hole = (below: bigint) => {
+    if (below > expected)
+      ranges.push({ fromSeq: expected.toString(), toSeq: (below - 1n).toString() });
+  };
+  for (const entry of entries) {
+    const seq = BigInt(entry.seq);
+    hole(seq);
+    expected = seq + 1n;
+  }
+  if (lastSeq !== null) hole(lastSeq + 1n);
+  return ranges;
 }

@@ -125,6 +125,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** How long after its expiry each timed message was deleted by this instance's sweeper. */
+  readonly expiryLateness = new Histogram({
+    name: 'parley_expired_message_lateness_seconds',
+    help: 'Time from a message expiry to its deletion by the sweeper (this instance)',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
   private readonly publishOk = this.busPublishDuration.labels('ok');
   private readonly publishFailed = this.busPublishDuration.labels('failed');
 
