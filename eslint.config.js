@@ -93,6 +93,24 @@ export default tseslint.config(
     },
   },
   {
+    // SFrame is a standalone MIT library over WebCrypto, for browsers as much as Node.
+    files: ['libs/sframe/src/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./)',
+              message: '@parley/sframe imports nothing: no package, not even node:.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['libs/client/src/**/*.ts', 'libs/engine-openmls/src/**/*.ts'],
     // Specs check what the SDK makes against the server's own validator (libs/mls).
     ignores: ['**/*.spec.ts', '**/spec-support.ts'],
