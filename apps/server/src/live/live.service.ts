@@ -49,9 +49,9 @@ async function* releasing(
  * queue for a slow subscriber, or held for order) goes out as an expired marker in its place,
  * never with its bytes.
  */
-function deliverable(event: DeviceEvent): DeviceEvent {
+export function deliverable(event: DeviceEvent, now = Date.now()): DeviceEvent {
   if (!('entry' in event) || event.entry.expiresAt === null) return event;
-  if (event.entry.expiresAt.getTime() > Date.now()) return event;
+  if (event.entry.expiresAt.getTime() > now) return event;
   const { conversationId, seq } = event.entry;
   return { conversationId, expiredFromSeq: seq, expiredToSeq: seq };
 }
