@@ -28,13 +28,24 @@ export type {
 export { normalizeServerUrl } from './transport/server-url.js';
 export {
   Conversation,
+  type ExpiredMessages,
+  ForgedEntryError,
   HistoryGapError,
   LeftConversationError,
   type Member,
   type Progress,
   type ReceivedMessage,
   RemovedFromConversationError,
+  type TimerChange,
 } from './client/conversation.js';
+export {
+  checkMessageTimer,
+  type ForgeryReason,
+  isValidMessageTimer,
+  MESSAGE_TIMER_RANGE,
+  messageExpiry,
+  timerForgery,
+} from './client/timers.js';
 export { MemoryStateStore, type StateStore } from './client/client-state.js';
 export {
   decodeEnvelope,
@@ -44,6 +55,7 @@ export {
   metadataEnvelope,
   receiptEnvelope,
   textEnvelope,
+  timerEnvelope,
   typingEnvelope,
 } from './content/envelope.js';
 export {

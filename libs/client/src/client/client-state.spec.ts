@@ -24,7 +24,30 @@ describe('the client state format', () => {
             groupId: Uint8Array.of(9),
             status: 'removed',
             cursor: 4,
-            history: [],
+            history: [
+              {
+                seq: 3,
+                senderUserId: 'u2',
+                senderDeviceId: 'd2',
+                own: false,
+                type: 'timer',
+                id: 't',
+                text: null,
+                sentAt: '2026-01-01T00:00:00.000Z',
+                timerSeconds: 30,
+              },
+              {
+                seq: 4,
+                senderUserId: 'u2',
+                senderDeviceId: 'd2',
+                own: false,
+                type: 'text',
+                id: 'x',
+                text: 'hi',
+                sentAt: '2026-01-01T00:00:00.000Z',
+                expiresAt: '2026-01-01T00:00:30.000Z',
+              },
+            ],
             info: {
               kind: 'DIRECT',
               peerUserId: 'u2',
@@ -42,7 +65,11 @@ describe('the client state format', () => {
                 id: 'x',
                 text: 'hi',
                 sentAt: '2026-01-01T00:00:00.000Z',
+                expiresAt: '2026-01-01T00:00:30.000Z',
               },
+              timerSeconds: 30,
+              timerSeq: 3,
+              serverTimerSeconds: 30,
             },
           },
         ],
@@ -124,6 +151,52 @@ describe('the client state format', () => {
       description: null,
       avatar: null,
     });
+  });
+
+  it('loads a version 3 state (before message timers): no timer known, messages never expire', () => {
+    const version3 = {
+      version: 3,
+      token: 't',
+      userId: 'u',
+      deviceId: 'd',
+      identity: 'i',
+      engine: 'ts-mls',
+      engineState: null,
+      conversations: {
+        c1: {
+          groupId: 'CQ==',
+          status: 'active',
+          cursor: 4,
+          history: [
+            {
+              seq: 4,
+              senderUserId: 'u2',
+              senderDeviceId: 'd2',
+              own: false,
+              type: 'text',
+              id: 'x',
+              text: 'hi',
+              sentAt: '2026-01-01T00:00:00.000Z',
+            },
+          ],
+          info: {
+            kind: 'GROUP',
+            peerUserId: null,
+            role: 'MEMBER',
+            metadata: { name: null, description: null, avatar: null },
+            metadataSeq: 0,
+            readSeq: 0,
+            unreadCount: 1,
+            lastMessage: null,
+          },
+        },
+      },
+      outbox: [],
+    };
+    const loaded = deserializeClientState(new TextEncoder().encode(JSON.stringify(version3)));
+    const record = loaded.conversations.get('c1');
+    expect(record?.info).toMatchObject({ timerSeconds: null, timerSeq: 0, serverTimerSeconds: 0 });
+    expect(record?.history[0]?.expiresAt).toBeUndefined();
   });
 
   it('refuses a version it does not know', () => {

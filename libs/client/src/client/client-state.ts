@@ -33,6 +33,10 @@ export interface StoredMessage {
   id: string;
   text: string | null;
   sentAt: string;
+  /** When the message disappears (ISO); absent or null: it does not. */
+  expiresAt?: string | null;
+  /** For `type: 'timer'`: the timer it set, seconds (0 = off). */
+  timerSeconds?: number;
 }
 
 /** Whether this device is in a conversation, was removed from it, or left it. */
@@ -86,6 +90,15 @@ export interface ConversationInfo {
   unreadCount: number;
   /** The newest text message, own or not. */
   lastMessage: StoredMessage | null;
+  /**
+   * The message timer in force, seconds (0 = off), from the newest TIMER entry this device
+   * decrypted and checked; null until it read one (it then goes by the server's claim).
+   */
+  timerSeconds: number | null;
+  /** Log position of that TIMER entry (0: none yet). */
+  timerSeq: number;
+  /** The timer the server claims (Conversation.messageTimerSeconds), unauthenticated. */
+  serverTimerSeconds: number;
 }
 
 /** What a conversation starts with before the server or the log said more. */
@@ -99,6 +112,9 @@ export function defaultInfo(): ConversationInfo {
     readSeq: 0,
     unreadCount: 0,
     lastMessage: null,
+    timerSeconds: null,
+    timerSeq: 0,
+    serverTimerSeconds: 0,
   };
 }
 
@@ -162,14 +178,21 @@ interface SerializedOutboxRecord extends Omit<OutboxRecord, 'ciphertext'> {
   ciphertext: string | null;
 }
 
-interface SerializedInfo extends Omit<ConversationInfo, 'metadata'> {
+interface SerializedInfo extends Omit<
+  ConversationInfo,
+  'metadata' | 'timerSeconds' | 'timerSeq' | 'serverTimerSeconds'
+> {
   metadata: { name: string | null; description: string | null; avatar: string | null };
+  timerSeconds?: number | null;
+  timerSeq?: number;
+  serverTimerSeconds?: number;
 }
 
 // Version 1 had no conversation status (every conversation was active) and no outbox; version 2
-// no conversation info (kind, role, metadata, read position): both still load.
+// no conversation info (kind, role, metadata, read position); version 3 no message timers
+// (the timer fields of info, messages' expiresAt): all still load.
 interface SerializedState {
-  version: 3;
+  version: 4;
   token: string | null;
   userId: string | null;
   deviceId: string | null;
@@ -192,7 +215,7 @@ interface SerializedState {
 /** State to bytes (JSON), for a StateStore. */
 export function serializeClientState(state: ClientState): Uint8Array {
   const serialized: SerializedState = {
-    version: 3,
+    version: 4,
     token: state.token,
     userId: state.userId,
     deviceId: state.deviceId,
@@ -231,7 +254,7 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
   const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Omit<SerializedState, 'version'> & {
     version: unknown;
   };
-  if (parsed.version !== 1 && parsed.version !== 2 && parsed.version !== 3) {
+  if (![1, 2, 3, 4].includes(parsed.version as number)) {
     throw new Error(`Unknown client state version ${String(parsed.version)}`);
   }
   return {
@@ -263,6 +286,9 @@ export function deserializeClientState(bytes: Uint8Array): ClientState {
 function deserializeInfo(info: SerializedInfo): ConversationInfo {
   return {
     ...info,
+    timerSeconds: info.timerSeconds ?? null,
+    timerSeq: info.timerSeq ?? 0,
+    serverTimerSeconds: info.serverTimerSeconds ?? 0,
     metadata: {
       ...info.metadata,
       avatar: info.metadata.avatar === null ? null : fromBase64(info.metadata.avatar),

@@ -6,12 +6,14 @@ import {
   type EnvelopeMetadataFields,
   InvalidEnvelopeError,
   receiptEnvelope,
+  timerEnvelope,
   typingEnvelope,
 } from '../content/envelope.js';
 import type { CommitBundle, CommitSender, MlsEngine } from '../engine/mls-engine.js';
 import {
   BadInputError,
   closedError,
+  isRetryable,
   NetworkError,
   NotAMemberError,
   ParleyError,
@@ -26,6 +28,7 @@ import {
   ConversationDocument,
   MessagesDocument,
   SetMemberRoleDocument,
+  SetMessageTimerDocument,
   SubmitCommitBundleDocument,
 } from '../graphql/generated.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
@@ -38,8 +41,17 @@ import {
   defaultInfo,
   type StoredMessage,
 } from './client-state.js';
-import type { OutboxConversation, OutgoingMessage } from './outbox.js';
+import { isEpochOutOfWindow, type OutboxConversation, type OutgoingMessage } from './outbox.js';
 import { ReceiptCoalescer, type TypingSignal, TypingThrottle } from './signals.js';
+import {
+  checkMessageTimer,
+  earliestExpiry,
+  ExpiryAlarm,
+  type ForgeryReason,
+  messageExpiry,
+  splitExpired,
+  timerForgery,
+} from './timers.js';
 
 /** A decrypted message of a conversation, in log order. */
 export interface ReceivedMessage {
@@ -56,9 +68,42 @@ export interface ReceivedMessage {
   id: string;
   text: string | null;
   sentAt: Date;
+  /**
+   * When the message disappears from this device (memory and saved state): the earlier of the
+   * server's expiry and storage time plus the timer this device authenticated; null: never.
+   */
+  expiresAt: Date | null;
+  /**
+   * For `type: 'timer'` (a change of the message timer, in the timeline where it happened):
+   * the timer from here on, seconds (0 = off); null for other types.
+   */
+  timerSeconds: number | null;
 }
 
-/** A member device of a conversation. */
+/** Messages gone by the timer: removed from this device, or gone before it could read them. */
+export interface ExpiredMessages {
+  conversationId: string;
+  /** Messages this device had (history, memory, saved state) and removed now. */
+  seqs: number[];
+  /**
+   * Log ranges the server deleted by the timer before this device read them (offline too
+   * long): it never had them, and never will.
+   */
+  missed: { fromSeq: number; toSeq: number }[];
+}
+
+/** A change of a conversation's message timer that this device decrypted and checked. */
+export interface TimerChange {
+  conversationId: string;
+  /** The TIMER entry's position: messages after it expire by the new timer. */
+  seq: number;
+  /** Seconds, 0 = off. */
+  seconds: number;
+  /** Who set it, from the MLS credential (not from the server). */
+  userId: string;
+  deviceId: string;
+  own: boolean;
+}
 export interface Member {
   userId: string;
   deviceId: string;
@@ -81,6 +126,30 @@ export class HistoryGapError extends ParleyError {
     super(
       'HISTORY_GAP',
       `Log entries ${fromSeq}–${toSeq} were deleted before this device read them`,
+    );
+  }
+}
+
+/**
+ * A log entry whose timer claim does not match what its MLS sender encrypted: the server edited
+ * it, a member's device relayed another device's bytes as its own, or the server hid a timer
+ * change in an ordinary entry (`reason`). Reported through `onError`; the forged claim never
+ * changes the conversation's timer (a hidden change from the named device does apply).
+ */
+export class ForgedEntryError extends ParleyError {
+  constructor(
+    readonly conversationId: string,
+    readonly seq: number,
+    readonly reason: ForgeryReason,
+    /** The device the server names as sender. */
+    readonly claimedDeviceId: string,
+    /** The device of the MLS credential that signed the content, if known. */
+    readonly senderDeviceId: string | null,
+  ) {
+    super(
+      'FORGED_ENTRY',
+      `Log entry ${seq} of conversation ${conversationId} is forged (${reason}): the server's claim is not believed`,
+      { conversationId, seq, reason, claimedDeviceId, senderDeviceId },
     );
   }
 }
@@ -120,6 +189,10 @@ export interface ConversationContext {
   ): Promise<{ seq: number; id: string }>;
   /** Tells the client's onMetadata listeners. */
   metadataChanged(conversation: Conversation): void;
+  /** Tells the onTimerChanged listeners. */
+  timerChanged(change: TimerChange): void;
+  /** Tells the onExpired listeners. */
+  expired(event: ExpiredMessages): void;
   /** Hands a failure of background work to the client's onError. */
   report(error: unknown): void;
   /**
@@ -154,6 +227,9 @@ const PAGE = 200;
 const MAX_AVATAR_BYTES = 64 * 1024;
 // Decrypted messages kept locally per conversation (MLS cannot decrypt them again).
 const HISTORY_LIMIT = 1000;
+// A timer change refused because its epoch left the server's window is encrypted again at most
+// this many times (each after catching up), as the outbox does for messages.
+const TIMER_REENCRYPTIONS = 3;
 
 /**
  * One conversation as this device sees it. Log entries are processed strictly in sequence
@@ -176,6 +252,15 @@ export class Conversation implements OutboxConversation {
   private readonly resendSleepers = new Set<() => void>();
   // close() has begun: no new commit request goes out; those on the wire may finish.
   private draining = false;
+  // Wakes at the earliest expiry of a kept message.
+  private readonly alarm = new ExpiryAlarm(() => {
+    this.enqueue(() => this.purgeExpired()).catch((error: unknown) => {
+      if (!this.ended) this.context.report(error);
+    });
+  });
+  // Messages already due when the state was loaded: dropped from memory at once, from the saved
+  // state (and told to onExpired) by the first purge.
+  private dueAtOpen: number[] = [];
 
   /** @internal Made by ParleyClient. */
   constructor(
@@ -191,13 +276,104 @@ export class Conversation implements OutboxConversation {
   ) {
     this.currentStatus = status;
     if (status !== 'active') this.failure = this.statusError(status);
-    this.inbox.push(
-      ...history.map((stored) => ({
-        ...stored,
-        conversationId: id,
-        sentAt: new Date(stored.sentAt),
-      })),
-    );
+    const restored = history.map((stored) => ({
+      ...stored,
+      conversationId: id,
+      sentAt: new Date(stored.sentAt),
+      expiresAt:
+        stored.expiresAt === undefined || stored.expiresAt === null
+          ? null
+          : new Date(stored.expiresAt),
+      timerSeconds: stored.timerSeconds ?? null,
+    }));
+    // Timers survive restarts: what expired while the client was closed is never shown again.
+    const { kept, expired } = splitExpired(restored, Date.now());
+    this.inbox.push(...kept);
+    this.dueAtOpen = expired.map((message) => message.seq);
+    const last = this.info.lastMessage;
+    const lastDue =
+      last?.expiresAt !== undefined &&
+      last.expiresAt !== null &&
+      Date.parse(last.expiresAt) <= Date.now();
+    if (this.dueAtOpen.length > 0 || lastDue) {
+      this.forgetExpired(expired);
+      this.alarm.set(Date.now());
+    } else {
+      this.scheduleExpiry();
+    }
+  }
+
+  /**
+   * The message timer in force, seconds (0 = off): from the newest TIMER entry this device
+   * decrypted and checked, or — until it read one (it joined after the change) — the server's
+   * claim, which the server also enforces by deleting expired messages.
+   */
+  get messageTimerSeconds(): number {
+    return this.info.timerSeconds ?? this.info.serverTimerSeconds;
+  }
+
+  /** Whether {@link messageTimerSeconds} comes from a TIMER entry this device checked. */
+  get messageTimerAuthenticated(): boolean {
+    return this.info.timerSeconds !== null;
+  }
+
+  /**
+   * Sets the message timer (0 = off, else 5–86,400 s; BadInputError with code BAD_TIMER before
+   * anything is sent otherwise): a `timer` envelope, encrypted like a message, sent with
+   * setMessageTimer so that the server stamps every later message with its expiry and members can
+   * check who set what. Resolves with its log position once stored and applied here.
+   *
+   * Not through the durable outbox: a setting sent after a restart could land after a newer
+   * change by another member and silently undo it. A failure is the caller's to see: network
+   * failures are resent with the same bytes (at most 3 times, each request bounded by
+   * `requestTimeoutMs`), an epoch that left the server's window is caught up with and encrypted
+   * again; everything else rejects.
+   */
+  async setMessageTimer(seconds: number): Promise<{ seq: number }> {
+    checkMessageTimer(seconds);
+    const refusal = this.refusal();
+    if (refusal !== null) throw refusal;
+    for (let reencryptions = 0; ; reencryptions++) {
+      const ciphertext = await this.encryptOutgoing(encodeEnvelope(timerEnvelope(seconds)));
+      // The engine state that used the key is saved first: after a crash it is never used again.
+      await this.persistOnly();
+      let seq: number;
+      try {
+        seq = await this.submitTimer(toBase64(ciphertext), seconds);
+      } catch (error) {
+        if (isEpochOutOfWindow(error) && reencryptions < TIMER_REENCRYPTIONS) {
+          await this.catchUp();
+          continue;
+        }
+        if (error instanceof NotAMemberError) {
+          await this.markRemoved();
+          throw this.refusal() ?? error;
+        }
+        throw error;
+      }
+      // The entry comes back through the log: reading it applies the timer here too.
+      await this.catchUp().catch((error: unknown) => {
+        this.context.report(error);
+      });
+      return { seq };
+    }
+  }
+
+  /** Sends a timer change, again (same bytes) while no answer comes, at most COMMIT_RESENDS times. */
+  private async submitTimer(message: string, seconds: number): Promise<number> {
+    for (let resend = 0; ; resend++) {
+      if (this.draining) throw closedError();
+      try {
+        const { setMessageTimer } = await this.context.transport.request(SetMessageTimerDocument, {
+          input: { deviceId: this.context.deviceId, conversationId: this.id, seconds, message },
+        });
+        return setMessageTimer.seq;
+      } catch (error) {
+        // Same bytes, same entry: a resend after a lost answer stores nothing twice.
+        if (!isRetryable(error) || resend >= COMMIT_RESENDS) throw error;
+        await this.resendWait(COMMIT_RESEND_DELAY_MS * 2 ** resend);
+      }
+    }
   }
 
   /** GROUP, or DIRECT (one per pair of users: both users' devices and nobody else). */
@@ -238,7 +414,16 @@ export class Conversation implements OutboxConversation {
     const last = this.info.lastMessage;
     return last === null
       ? null
-      : { ...last, conversationId: this.id, sentAt: new Date(last.sentAt) };
+      : {
+          ...last,
+          conversationId: this.id,
+          sentAt: new Date(last.sentAt),
+          expiresAt:
+            last.expiresAt === undefined || last.expiresAt === null
+              ? null
+              : new Date(last.expiresAt),
+          timerSeconds: last.timerSeconds ?? null,
+        };
   }
 
   /**
@@ -376,21 +561,32 @@ export class Conversation implements OutboxConversation {
     await this.persistOnly();
   }
 
-  /** @internal What the server says of the conversation: kind, peer, this user's role. */
+  /**
+   * @internal What the server says of the conversation: kind, peer, this user's role, and its
+   * (unauthenticated) message timer.
+   */
   describe(summary: {
     kind: ConversationKind;
     peerUserId?: string | null;
     role: ConversationRole;
+    messageTimerSeconds?: number;
   }): boolean {
     const peerUserId = summary.peerUserId ?? null;
+    const serverTimerSeconds = summary.messageTimerSeconds ?? this.info.serverTimerSeconds;
     if (
       this.info.kind === summary.kind &&
       this.info.peerUserId === peerUserId &&
-      this.info.role === summary.role
+      this.info.role === summary.role &&
+      this.info.serverTimerSeconds === serverTimerSeconds
     ) {
       return false;
     }
-    Object.assign(this.info, { kind: summary.kind, peerUserId, role: summary.role });
+    Object.assign(this.info, {
+      kind: summary.kind,
+      peerUserId,
+      role: summary.role,
+      serverTimerSeconds,
+    });
     return true;
   }
 
@@ -489,11 +685,12 @@ export class Conversation implements OutboxConversation {
    * LeftConversationError), or deleted or signed out everywhere.
    */
   async *messages(options: { from?: 'start' | 'now' } = {}): AsyncGenerator<ReceivedMessage> {
-    let next = options.from === 'now' ? this.inbox.length : 0;
+    // By seq, not by index: expired messages leave the inbox while an iterator is under way.
+    let after = options.from === 'now' ? (this.inbox.at(-1)?.seq ?? 0) : -1;
     for (;;) {
-      const message = this.inbox[next];
+      const message = this.firstAfter(after);
       if (message !== undefined) {
-        next += 1;
+        after = message.seq;
         yield message;
         continue;
       }
@@ -659,6 +856,25 @@ export class Conversation implements OutboxConversation {
     return this.enqueue(() => this.readLog());
   }
 
+  /**
+   * @internal An ExpiredEvent: entries the timer deleted before they reached this device. The
+   * cursor moves past them (they were application messages, nothing MLS needs), and onExpired
+   * hears of the range; one not next in line is read from the log instead.
+   */
+  receiveExpired(fromSeq: number, toSeq: number): Promise<void> {
+    return this.enqueue(async () => {
+      if (toSeq <= this.cursor || this.failure !== null) return;
+      if (fromSeq > this.cursor + 1) {
+        await this.readLog();
+        return;
+      }
+      const missed = { fromSeq: Math.max(fromSeq, this.cursor + 1), toSeq };
+      this.cursor = toSeq;
+      await this.saved();
+      this.context.expired({ conversationId: this.id, seqs: [], missed: [missed] });
+    });
+  }
+
   /** @internal A live log entry: processed if it is the next one, else the log is read. */
   receive(entry: LogEntryFieldsFragment): Promise<void> {
     return this.enqueue(async () => {
@@ -678,6 +894,7 @@ export class Conversation implements OutboxConversation {
    */
   close(error?: ParleyError): void {
     this.draining = true;
+    this.alarm.cancel();
     this.receipts.cancel();
     for (const wake of [...this.resendSleepers]) wake();
     if (error === undefined) {
@@ -716,9 +933,21 @@ export class Conversation implements OutboxConversation {
         this.fail(new HistoryGapError(messages.gap.fromSeq, messages.gap.toSeq));
         return processed;
       }
+      const before = this.cursor;
       for (const entry of messages.entries) await this.apply(entry);
       processed += messages.entries.length;
-      if (messages.entries.length > 0) await this.saved();
+      // Ranges the timer deleted before this device read them: application messages only, so
+      // the cursor moves past them as if processed (nothing there for MLS).
+      const missed = messages.expired
+        .filter((range) => range.toSeq > before)
+        .map((range) => ({ fromSeq: Math.max(range.fromSeq, before + 1), toSeq: range.toSeq }));
+      // An entry may have ended the conversation (removed): then nothing after it counts.
+      const going = this.refusal() === null;
+      if (going) for (const range of missed) this.cursor = Math.max(this.cursor, range.toSeq);
+      if (this.cursor !== before) await this.saved();
+      if (going && missed.length > 0) {
+        this.context.expired({ conversationId: this.id, seqs: [], missed });
+      }
       if (!messages.hasMore) return processed;
     }
   }
@@ -749,22 +978,57 @@ export class Conversation implements OutboxConversation {
       if (stayed[0] === this.context.deviceId) this.resendMetadata();
     }
     if (processed.kind !== 'application') return;
-    let envelope: Envelope;
+    let envelope: Envelope | null = null;
     try {
       envelope = decodeEnvelope(processed.plaintext);
     } catch (error) {
       // A message this SDK cannot read is skipped, not fatal: the conversation goes on.
-      if (error instanceof InvalidEnvelopeError) return;
-      throw error;
+      if (!(error instanceof InvalidEnvelopeError)) throw error;
     }
     const sender =
       processed.senderIdentity === null ? null : parseIdentity(processed.senderIdentity);
+    // The server's TIMER claims are checked against what the MLS sender encrypted.
+    const forgery = timerForgery(entry, envelope, sender?.deviceId ?? null);
+    if (forgery !== null) {
+      this.context.report(
+        new ForgedEntryError(
+          this.id,
+          entry.seq,
+          forgery,
+          entry.senderDeviceId,
+          sender?.deviceId ?? null,
+        ),
+      );
+      // A hidden change is still its member's (the credential names the device the server
+      // names): it applies. Any other forged entry changes nothing and shows nowhere.
+      if (forgery !== 'HIDDEN_TIMER') return;
+    }
+    if (envelope === null) return;
+    if (envelope.type === 'timer') {
+      if (sender === null || envelope.seconds === undefined) return;
+      this.applyTimer(entry, envelope, envelope.seconds, sender, processed.own);
+      return;
+    }
     if (envelope.type === 'metadata') {
       this.applyMetadata(entry.seq, envelope.metadata);
       return;
     }
     // Signals travel with sendEphemeral; one a client wrongly stored in the log is no message.
     if (envelope.type === 'typing' || envelope.type === 'receipt') return;
+    const expiresAt = messageExpiry(
+      new Date(entry.createdAt),
+      entry.expiresAt === null ? null : new Date(entry.expiresAt),
+      this.info.timerSeconds,
+    );
+    if (expiresAt !== null && expiresAt.getTime() <= Date.now()) {
+      // Already due (read late): never shown, never kept; the app hears it went.
+      this.context.expired({
+        conversationId: this.id,
+        seqs: [],
+        missed: [{ fromSeq: entry.seq, toSeq: entry.seq }],
+      });
+      return;
+    }
     if (envelope.type === 'text') {
       this.info.lastMessage = {
         seq: entry.seq,
@@ -775,6 +1039,7 @@ export class Conversation implements OutboxConversation {
         id: envelope.id,
         text: envelope.text ?? null,
         sentAt: envelope.sentAt,
+        expiresAt: expiresAt?.toISOString() ?? null,
       };
       if (!processed.own && entry.seq > this.info.readSeq) this.info.unreadCount += 1;
     }
@@ -788,7 +1053,121 @@ export class Conversation implements OutboxConversation {
       id: envelope.id,
       text: envelope.text ?? null,
       sentAt: new Date(envelope.sentAt),
+      expiresAt,
+      timerSeconds: null,
     });
+    if (expiresAt !== null) this.scheduleExpiry();
+  }
+
+  /**
+   * A checked timer change: in force from its seq on (messages after it expire by it), in the
+   * timeline where it happened, and told to onTimerChanged.
+   */
+  private applyTimer(
+    entry: LogEntryFieldsFragment,
+    envelope: Envelope,
+    seconds: number,
+    sender: { userId: string; deviceId: string },
+    own: boolean,
+  ): void {
+    this.info.timerSeconds = seconds;
+    this.info.timerSeq = entry.seq;
+    if (entry.kind === 'TIMER') this.info.serverTimerSeconds = seconds;
+    this.deliver({
+      conversationId: this.id,
+      seq: entry.seq,
+      senderUserId: sender.userId,
+      senderDeviceId: sender.deviceId,
+      own,
+      type: 'timer',
+      id: envelope.id,
+      text: null,
+      sentAt: new Date(envelope.sentAt),
+      expiresAt: null,
+      timerSeconds: seconds,
+    });
+    this.context.timerChanged({
+      conversationId: this.id,
+      seq: entry.seq,
+      seconds,
+      userId: sender.userId,
+      deviceId: sender.deviceId,
+      own,
+    });
+  }
+
+  /** Removes what is due from memory and saved state, tells onExpired, waits for the next. */
+  private async purgeExpired(): Promise<void> {
+    const { kept, expired } = splitExpired(this.inbox, Date.now());
+    const seqs = [...this.dueAtOpen, ...expired.map((message) => message.seq)];
+    this.dueAtOpen = [];
+    this.inbox.splice(0, this.inbox.length, ...kept);
+    this.forgetExpired(expired);
+    if (seqs.length > 0) {
+      await this.context.persist(
+        this.id,
+        this.cursor,
+        this.keptHistory(),
+        this.currentStatus,
+        this.info,
+      );
+      this.context.expired({ conversationId: this.id, seqs, missed: [] });
+    }
+    this.scheduleExpiry();
+  }
+
+  /** Unread count and last message without the expired messages. */
+  private forgetExpired(expired: readonly ReceivedMessage[]): void {
+    for (const message of expired) {
+      if (
+        !message.own &&
+        message.type === 'text' &&
+        message.seq > this.info.readSeq &&
+        this.info.unreadCount > 0
+      ) {
+        this.info.unreadCount -= 1;
+      }
+    }
+    const last = this.info.lastMessage;
+    if (last === null) return;
+    const lastDue =
+      (last.expiresAt !== undefined &&
+        last.expiresAt !== null &&
+        Date.parse(last.expiresAt) <= Date.now()) ||
+      expired.some((message) => message.seq === last.seq);
+    if (!lastDue) return;
+    const newest = this.inbox.findLast((message) => message.type === 'text');
+    this.info.lastMessage =
+      newest === undefined
+        ? null
+        : {
+            seq: newest.seq,
+            senderUserId: newest.senderUserId,
+            senderDeviceId: newest.senderDeviceId,
+            own: newest.own,
+            type: newest.type,
+            id: newest.id,
+            text: newest.text,
+            sentAt: newest.sentAt.toISOString(),
+            expiresAt: newest.expiresAt?.toISOString() ?? null,
+          };
+  }
+
+  private scheduleExpiry(): void {
+    if (this.ended) return;
+    this.alarm.set(earliestExpiry(this.inbox));
+  }
+
+  /** The first kept message after `seq` (the inbox is in seq order). */
+  private firstAfter(seq: number): ReceivedMessage | undefined {
+    let low = 0;
+    let high = this.inbox.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if ((this.inbox[middle]?.seq ?? Infinity) > seq) high = middle;
+      else low = middle + 1;
+    }
+    return this.inbox[low];
   }
 
   /** A metadata entry: the newest by log order wins; a re-send older than what is known not. */
@@ -916,10 +1295,14 @@ export class Conversation implements OutboxConversation {
   }
 
   private keptHistory(): StoredMessage[] {
-    return this.inbox.slice(-HISTORY_LIMIT).map(({ conversationId: _, sentAt, ...rest }) => ({
-      ...rest,
-      sentAt: sentAt.toISOString(),
-    }));
+    return this.inbox
+      .slice(-HISTORY_LIMIT)
+      .map(({ conversationId: _, sentAt, expiresAt, timerSeconds, ...rest }) => ({
+        ...rest,
+        sentAt: sentAt.toISOString(),
+        ...(expiresAt === null ? {} : { expiresAt: expiresAt.toISOString() }),
+        ...(timerSeconds === null ? {} : { timerSeconds }),
+      }));
   }
 
   private async saved(): Promise<void> {

@@ -403,7 +403,7 @@ function outgoing(record: OutboxRecord, seq: number | null): OutgoingMessage {
 }
 
 /** The server refused the bytes because their epoch is outside its window (not the message). */
-function isEpochOutOfWindow(error: unknown): boolean {
+export function isEpochOutOfWindow(error: unknown): boolean {
   return error instanceof InvalidMessageError && error.details.reason === 'EPOCH_OUT_OF_WINDOW';
 }
 

@@ -48,7 +48,12 @@ import {
   type StateStore,
   type StoredMessage,
 } from './client-state.js';
-import { Conversation, type Progress } from './conversation.js';
+import {
+  Conversation,
+  type ExpiredMessages,
+  type Progress,
+  type TimerChange,
+} from './conversation.js';
 import { joinJoinable } from './external-join.js';
 import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
 import { type ReceiptSignal, SignalListeners, type TypingSignal } from './signals.js';
@@ -136,6 +141,8 @@ export class ParleyClient {
   private readonly conversationsById = new Map<string, Conversation>();
   private readonly joinedListeners = new Set<(conversation: Conversation) => void>();
   private readonly metadataListeners = new Set<(conversation: Conversation) => void>();
+  private readonly timerListeners = new Set<(change: TimerChange) => void>();
+  private readonly expiredListeners = new Set<(event: ExpiredMessages) => void>();
   private readonly signalListeners = new SignalListeners((error) => {
     this.report(error);
   });
@@ -655,6 +662,36 @@ export class ParleyClient {
     return this.signalListeners.onReceipt(listener);
   }
 
+  /**
+   * Sets a conversation's message timer: 0 turns it off, else 5–86,400 seconds (BadInputError
+   * with code BAD_TIMER otherwise, before anything is sent). See
+   * {@link Conversation.setMessageTimer}.
+   */
+  setMessageTimer(conversationId: string, seconds: number): Promise<{ seq: number }> {
+    return this.conversation(conversationId).setMessageTimer(seconds);
+  }
+
+  /**
+   * Calls `listener` for each change of a conversation's message timer this device decrypted and
+   * checked (who set what, at which seq; also in the conversation's timeline as a message of type
+   * `timer`); returns an unsubscriber. Forged changes never reach it: they go to `onError` as
+   * ForgedEntryError.
+   */
+  onTimerChanged(listener: (change: TimerChange) => void): () => void {
+    this.timerListeners.add(listener);
+    return () => this.timerListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` when messages disappear by the timer: `seqs` this device had and has now
+   * removed from memory and from its saved state, or `missed` ranges the server deleted before
+   * this device read them; returns an unsubscriber.
+   */
+  onExpired(listener: (event: ExpiredMessages) => void): () => void {
+    this.expiredListeners.add(listener);
+    return () => this.expiredListeners.delete(listener);
+  }
+
   /** Calls `listener` whenever a conversation's encrypted metadata changes; returns an unsubscriber. */
   onMetadata(listener: (conversation: Conversation) => void): () => void {
     this.metadataListeners.add(listener);
@@ -737,6 +774,11 @@ export class ParleyClient {
         if (event.userId === this.state.userId) {
           await this.conversationsById.get(event.conversationId)?.roleChanged(event.role);
         }
+        return;
+      case 'ExpiredEvent':
+        await this.conversationsById
+          .get(event.conversationId)
+          ?.receiveExpired(event.expiredFromSeq, event.expiredToSeq);
         return;
       case 'EphemeralEvent':
         await this.conversationsById
@@ -912,6 +954,17 @@ export class ParleyClient {
     return retryDelay(this.reconnectAttempt, error instanceof RateLimitedError ? error : undefined);
   }
 
+  /** Calls each listener; one that throws goes to onError, the others still hear. */
+  private emit<T>(listeners: ReadonlySet<(value: T) => void>, value: T): void {
+    for (const listener of listeners) {
+      try {
+        listener(value);
+      } catch (error) {
+        this.report(error);
+      }
+    }
+  }
+
   private emitConnection(change: ConnectionChange): void {
     for (const listener of this.connectionListeners) {
       try {
@@ -984,6 +1037,12 @@ export class ParleyClient {
               this.report(error);
             }
           }
+        },
+        timerChanged: (change) => {
+          this.emit(this.timerListeners, change);
+        },
+        expired: (event) => {
+          this.emit(this.expiredListeners, event);
         },
         report: (error) => {
           this.report(error);

@@ -5,6 +5,7 @@ import {
   InvalidEnvelopeError,
   metadataEnvelope,
   textEnvelope,
+  timerEnvelope,
 } from './envelope.js';
 
 describe('envelope', () => {
@@ -26,6 +27,19 @@ describe('envelope', () => {
     expect(decodeEnvelope(new TextEncoder().encode(JSON.stringify(malformed)))).not.toHaveProperty(
       'metadata',
     );
+  });
+
+  it('round-trips a timer change and drops a malformed seconds field', () => {
+    const envelope = timerEnvelope(30, new Date('2026-01-02T03:04:05Z'));
+    expect(envelope).toMatchObject({ v: 1, type: 'timer', seconds: 30 });
+    expect(decodeEnvelope(encodeEnvelope(envelope))).toEqual(envelope);
+    expect(decodeEnvelope(encodeEnvelope(timerEnvelope(0)))).toMatchObject({ seconds: 0 });
+    for (const seconds of ['30', -1, 2.5, null]) {
+      const malformed = { ...envelope, seconds };
+      expect(
+        decodeEnvelope(new TextEncoder().encode(JSON.stringify(malformed))),
+      ).not.toHaveProperty('seconds');
+    }
   });
 
   it('keeps unknown content types, without text', () => {

@@ -18,6 +18,8 @@ export interface Envelope {
   metadata?: EnvelopeMetadataFields;
   /** For `type: 'receipt'`: the sender's device has read the log up to this seq. */
   seq?: number;
+  /** For `type: 'timer'`: the conversation's message timer from this entry on, seconds (0 = off). */
+  seconds?: number;
 }
 
 /**
@@ -74,6 +76,10 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
   }
   const text = 'text' in value && typeof value.text === 'string' ? value.text : undefined;
   const metadata = 'metadata' in value ? readMetadata(value.metadata) : undefined;
+  const seconds =
+    'seconds' in value && Number.isSafeInteger(value.seconds) && (value.seconds as number) >= 0
+      ? (value.seconds as number)
+      : undefined;
   const seq =
     'seq' in value && Number.isSafeInteger(value.seq) && (value.seq as number) >= 0
       ? (value.seq as number)
@@ -86,6 +92,7 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
     ...(text === undefined ? {} : { text }),
     ...(metadata === undefined ? {} : { metadata }),
     ...(seq === undefined ? {} : { seq }),
+    ...(seconds === undefined ? {} : { seconds }),
   };
 }
 
@@ -97,6 +104,14 @@ export function typingEnvelope(now = new Date()): Envelope {
 /** A read receipt, "read up to `seq`": sent with `sendEphemeral`, never stored. */
 export function receiptEnvelope(seq: number, now = new Date()): Envelope {
   return { v: 1, type: 'receipt', id: crypto.randomUUID(), sentAt: now.toISOString(), seq };
+}
+
+/**
+ * A message timer change, "messages disappear `seconds` after they are stored" (0 = off): sent
+ * with setMessageTimer, whose TIMER log entry carries the same value for the server.
+ */
+export function timerEnvelope(seconds: number, now = new Date()): Envelope {
+  return { v: 1, type: 'timer', id: crypto.randomUUID(), sentAt: now.toISOString(), seconds };
 }
 
 /** A metadata envelope (every field: the newest entry replaces the metadata whole). */
