@@ -17,6 +17,7 @@ import { role } from './commands/role.js';
 import { send } from './commands/send.js';
 import { signin } from './commands/signin.js';
 import { signup } from './commands/signup.js';
+import { timer } from './commands/timer.js';
 import { whoami } from './commands/whoami.js';
 import { type Command, defaultStatePath, type GlobalOptions, openClient } from './context.js';
 import { describeError, EXIT, EXIT_CODES_HELP, UsageError } from './errors.js';
@@ -30,6 +31,7 @@ const commands: Record<string, Command> = {
   devices,
   create,
   rename,
+  timer,
   role,
   invite,
   remove,

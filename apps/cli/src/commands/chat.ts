@@ -1,7 +1,8 @@
 import type { OutgoingMessage, ParleyError } from '@parley/client';
 import { CliError, describeError, EXIT } from '../errors.js';
 import { type Command, resolveConversation, UsageError } from '../context.js';
-import { formatMessage, formatOwn } from '../format.js';
+import { formatTimer } from '../duration.js';
+import { formatDisappeared, formatMessage, formatOwn, senderName } from '../format.js';
 import { titleOf } from './conversations.js';
 import { type LineHandle, openScreen, type Screen } from '../screen.js';
 
@@ -214,14 +215,38 @@ export const chat: Command = {
         showTypers();
       });
     });
+    // Lines on screen by seq: the timer removes them from the history, the screen says so.
+    const shown = new Map<number, { who: string; sentAt: Date }>();
+    parley.onExpired((event) => {
+      if (event.conversationId !== conversation.id) return;
+      for (const seq of event.seqs) {
+        const line = shown.get(seq);
+        if (line === undefined) continue;
+        shown.delete(seq);
+        say(
+          formatDisappeared(line.who, line.sentAt),
+          { disappeared: seq, conversationId: conversation.id, sentAt: line.sentAt.toISOString() },
+          'stdout',
+        );
+      }
+      const missed = event.missed.reduce((sum, range) => sum + range.toSeq - range.fromSeq + 1, 0);
+      if (missed > 0)
+        say(
+          `(${missed} message${missed === 1 ? '' : 's'} disappeared before this device could read ${missed === 1 ? 'it' : 'them'})`,
+          { missed: event.missed, conversationId: conversation.id },
+          'stdout',
+        );
+    });
     // Read marks: "✓ read by ben" once ben's device read past own lines not yet marked for ben.
     const ownSeqs: number[] = conversation
       .history()
       .filter((message) => message.own)
       .map((message) => message.seq);
     parley.onOutbox((message) => {
-      if (message.conversationId === conversation.id && message.seq !== null)
+      if (message.conversationId === conversation.id && message.seq !== null) {
         ownSeqs.push(message.seq);
+        shown.set(message.seq, { who: 'me', sentAt: message.createdAt });
+      }
     });
     const markedFor = new Map<string, number>();
     parley.onReceipt((receipt) => {
@@ -246,10 +271,14 @@ export const chat: Command = {
       conversation.kind === 'DIRECT'
         ? `direct chat with ${title}`
         : `chat "${conversation.metadata.name ?? conversation.id.slice(0, 8)}" with ${others.length === 0 ? 'nobody else yet' : others.join(', ')}`;
+    const timerSeconds = conversation.messageTimerSeconds;
+    const disappearing =
+      timerSeconds === 0 ? '' : ` — messages disappear after ${formatTimer(timerSeconds)}`;
     say(
-      `${heading}${self === null ? '' : ` (you are ${self})`}${quit}`,
+      `${heading}${self === null ? '' : ` (you are ${self})`}${disappearing}${quit}`,
       {
         chat: conversation.id,
+        messageTimerSeconds: timerSeconds,
         kind: conversation.kind,
         name: conversation.metadata.name,
         title,
@@ -277,10 +306,13 @@ export const chat: Command = {
     const showMessages = async () => {
       for await (const message of conversation.messages({ from: 'start' })) {
         if (ending) return;
-        if (message.own && message.seq > replayedUpTo) continue;
+        // Own lines come from the outbox; an own timer change has none.
+        if (message.own && message.type !== 'timer' && message.seq > replayedUpTo) continue;
         const senders = await parley.usernames(
           message.senderUserId === null ? [] : [message.senderUserId],
         );
+        if (message.expiresAt !== null)
+          shown.set(message.seq, { who: senderName(message, senders), sentAt: message.sentAt });
         say(
           formatMessage(message, senders),
           { ...message, sentAt: message.sentAt.toISOString() },

@@ -1,5 +1,6 @@
 import type { Conversation, ParleyClient } from '@parley/client';
 import { type Command, UsageError } from '../context.js';
+import { formatTimer } from '../duration.js';
 
 // Up to this many people, `conversations` names them; more, it counts them.
 const NAMED_MEMBERS = 4;
@@ -19,7 +20,8 @@ export const conversations: Command = {
   usage: '',
   details: [
     'Each line: id, name (for a direct conversation the other user), kind (group or dm),',
-    'members (their names when few, else how many people and devices), unread messages.',
+    'members (their names when few, else how many people and devices), unread messages, and',
+    'the message timer when messages disappear.',
     'A conversation this device was removed from or left is listed with (removed) or (left);',
     'its history stays readable.',
   ],
@@ -42,7 +44,11 @@ export const conversations: Command = {
           : `${people.length} people, ${members.length} devices`;
       const unread = conversation.unreadCount > 0 ? `  ${conversation.unreadCount} unread` : '';
       const status = conversation.status === 'active' ? '' : `  (${conversation.status})`;
-      print(`${conversation.id}  ${title}  [${kind}]  ${who}${unread}${status}`, {
+      const timer =
+        conversation.messageTimerSeconds === 0
+          ? ''
+          : `  disappearing ${formatTimer(conversation.messageTimerSeconds)}`;
+      print(`${conversation.id}  ${title}  [${kind}]  ${who}${unread}${timer}${status}`, {
         conversationId: conversation.id,
         kind: conversation.kind,
         name: conversation.metadata.name,
@@ -50,6 +56,7 @@ export const conversations: Command = {
         title,
         role: conversation.role,
         unread: conversation.unreadCount,
+        messageTimerSeconds: conversation.messageTimerSeconds,
         status: conversation.status,
         members: members.map((member) => ({
           ...member,
