@@ -7,6 +7,7 @@ import { clientErrorHandler, HttpErrorFilter } from './common/http-errors.js';
 import type { Config } from './config/config.js';
 import { createLogger, PinoNestLogger } from './logging/logger.js';
 import { fastifyLogOptions, installRequestContext } from './logging/request-logging.js';
+import { serveWebApp } from './web/web-app.js';
 
 /** How {@link createApp} logs. */
 export interface CreateAppOptions {
@@ -56,6 +57,8 @@ export async function createApp(
     abortOnError: false,
   });
   app.useGlobalFilters(new HttpErrorFilter(config.limits.bodyBytes));
+  // The browser client (apps/web), built by `npm start`, at / next to /graphql.
+  serveWebApp(app.getHttpAdapter().getInstance());
   // Past the cap new sockets are closed at once, before the process runs out of descriptors.
   (app.getHttpServer() as { maxConnections: number }).maxConnections = http.maxConnections;
   app.enableShutdownHooks();
