@@ -10,6 +10,7 @@ import { type BenchDatabase, countQueries, freshDatabase, startParley } from './
 import { type SizeReport, sizes } from './sizes.js';
 import { fmt, median, table } from './stats.js';
 import { type MeasuredRun, throughput, type ThroughputReport } from './throughput.js';
+import { type TimerReport, type TimerRun, timers } from './timers.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const numbers = (name: string, fallback: string) =>
@@ -216,6 +217,97 @@ function sizesTable(reports: SizeReport[]): string {
   ].join('\n');
 }
 
+function timersTables(report: TimerReport): string {
+  const runs = report.stream;
+  const [off, on] = runs;
+  const lines = [
+    '(timers) expiring messages: lateness of deletion and cost against the same stream untimed',
+    table(
+      [
+        'run',
+        'msgs/min',
+        'sent',
+        'deleted',
+        'left over',
+        'lateness p50 ms',
+        'p99 ms',
+        'max ms',
+        'sweeps',
+        'sweeper ms',
+        'process CPU ms/msg',
+        'db CPU ms/msg',
+      ],
+      runs.map((run) => [
+        run.label,
+        fmt(run.acceptedPerMinute, 0),
+        String(run.sent),
+        String(run.deleted),
+        String(run.leftOver),
+        fmt(run.latenessMs.p50, 1),
+        fmt(run.latenessMs.p99, 1),
+        fmt(run.latenessMs.max, 1),
+        String(run.sweeps),
+        fmt(run.sweepMs, 0),
+        fmt(run.processCpuPerMessage, 3),
+        fmt(run.databaseCpuPerMessage, 3),
+      ]),
+    ),
+  ];
+  if (off !== undefined && on !== undefined && on.deleted > 0) {
+    const perMinute = (ms: number, run: TimerRun) => (ms * 60) / run.seconds;
+    lines.push(
+      `sweeper: ${fmt(perMinute(on.sweepMs, on), 0)} ms of statements per minute, ` +
+        `${fmt((on.sweepMs / on.deleted) * 1000, 0)} ms per 1,000 deletions; ` +
+        `process CPU per message ×${fmt(on.processCpuPerMessage / off.processCpuPerMessage, 2)}, ` +
+        `database CPU per message ×${fmt(on.databaseCpuPerMessage / off.databaseCpuPerMessage, 2)} of the untimed run`,
+    );
+  }
+  lines.push(
+    '',
+    '(timers) the sweeper alone: rows expiring at a steady rate against an idle window as long',
+    table(
+      [
+        'window',
+        'seconds',
+        'expiring',
+        'deleted',
+        'lateness p50 ms',
+        'p99 ms',
+        'max ms',
+        'sweeps',
+        'sweeper ms',
+        'server CPU ms',
+        'db CPU ms',
+      ],
+      report.sweeper.map((run) => [
+        run.label,
+        fmt(run.seconds, 0),
+        String(run.expiring),
+        String(run.deleted),
+        fmt(run.latenessMs.p50, 1),
+        fmt(run.latenessMs.p99, 1),
+        fmt(run.latenessMs.max, 1),
+        String(run.sweeps),
+        fmt(run.sweepMs, 0),
+        fmt(run.processCpuMs, 0),
+        fmt(run.databaseCpuMs, 0),
+      ]),
+    ),
+  );
+  const [idle, busy] = report.sweeper;
+  if (idle !== undefined && busy !== undefined && busy.deleted > 0) {
+    const extra = (key: 'processCpuMs' | 'databaseCpuMs') =>
+      ((busy[key] - idle[key]) / busy.deleted) * 1000;
+    lines.push(
+      `sweeper cost over idle: server ${fmt(extra('processCpuMs'), 0)} ms and database ` +
+        `${fmt(extra('databaseCpuMs'), 0)} ms of CPU per 1,000 deletions ` +
+        `(${fmt(((busy.processCpuMs - idle.processCpuMs) / busy.seconds) * 0.1, 2)} % and ` +
+        `${fmt(((busy.databaseCpuMs - idle.databaseCpuMs) / busy.seconds) * 0.1, 2)} % of one core)`,
+    );
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   countQueries();
   const started = performance.now();
@@ -290,6 +382,26 @@ async function main(): Promise<void> {
       }
     } finally {
       await load.close().catch(() => undefined);
+      await parley.close();
+      await dropDatabase(database);
+    }
+  }
+
+  if (sections.has('timers')) {
+    log('(timers) deleting expired messages');
+    const database = await createDatabase();
+    const parley = await startParley(database.url);
+    try {
+      const runs = await timers(parley, database, {
+        conversations: Number(env('PARLEY_BENCH_TIMER_CONVERSATIONS', '100')),
+        perMinute: Number(env('PARLEY_BENCH_TIMER_PER_MINUTE', '10000')),
+        seconds: Number(env('PARLEY_BENCH_TIMER_SECONDS', '30')),
+        sweeperSeconds: Number(env('PARLEY_BENCH_SWEEPER_SECONDS', '60')),
+        log,
+      });
+      results.timers = runs;
+      printed.push(timersTables(runs));
+    } finally {
       await parley.close();
       await dropDatabase(database);
     }

@@ -97,7 +97,7 @@ export class ExpirySweeper implements OnApplicationBootstrap, OnModuleDestroy {
       const rows: { late_ms: string | number }[] = await this.dataSource.query(
         `WITH "due" AS (
            SELECT "conversation_id", "seq" FROM "log_entries"
-            WHERE "expires_at" <= clock_timestamp()
+            WHERE "expires_at" <= now()
             ORDER BY "expires_at"
             LIMIT $1
             FOR UPDATE SKIP LOCKED
