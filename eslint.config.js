@@ -133,6 +133,30 @@ export default tseslint.config(
     },
   },
   {
+    // The browser client (GPL-3.0-only) is one more client of the public API: the SDK, the
+    // OpenMLS engine and the shared constants, never the server or what only the server uses.
+    files: ['apps/web/**/*.{ts,tsx}'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@parley/server', '@parley/cli', '@parley/mls', '@parley/migrations'],
+              message:
+                'apps/web imports @parley/client, @parley/engine-openmls, @parley/protocol only.',
+            },
+            {
+              regex: '^(\\.\\./)+(apps/(server|cli)|libs/mls|migrations)(/|$)',
+              message:
+                'apps/web imports @parley/client, @parley/engine-openmls, @parley/protocol only.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The suites' raw MLS member must not share wire-format code with what it tests.
     files: ['libs/mls-member/src/**/*.ts'],
     rules: {

@@ -160,30 +160,32 @@ export function Chat({
             : 'You left this conversation.'}
         </p>
       )}
-      <ol className="messages" role="log" aria-label={`Messages in ${title}`}>
-        {lines.map((line) => {
-          switch (line.kind) {
-            case 'day':
-              return (
-                <li key={line.key} className="day" role="separator">
-                  {line.label}
-                </li>
-              );
-            case 'message':
-              return <MessageLine key={line.key} session={session} message={line.message} />;
-            case 'outgoing':
-              return (
-                <OutgoingLine
-                  key={line.key}
-                  session={session}
-                  conversation={conversation}
-                  message={line.message}
-                />
-              );
-          }
-        })}
-        <li ref={end} className="end" aria-hidden="true" />
-      </ol>
+      <div className="timeline" role="log" aria-label={`Messages in ${title}`}>
+        <ol className="messages">
+          {lines.map((line) => {
+            switch (line.kind) {
+              case 'day':
+                return (
+                  <li key={line.key} className="day">
+                    {line.label}
+                  </li>
+                );
+              case 'message':
+                return <MessageLine key={line.key} session={session} message={line.message} />;
+              case 'outgoing':
+                return (
+                  <OutgoingLine
+                    key={line.key}
+                    session={session}
+                    conversation={conversation}
+                    message={line.message}
+                  />
+                );
+            }
+          })}
+          <li ref={end} className="end" aria-hidden="true" />
+        </ol>
+      </div>
       <div className="below" aria-live="polite">
         {typing.length > 0 && (
           <span className="typing">
