@@ -9,6 +9,7 @@ import { RateLimitsUnlogged1795364000001 } from './1795364000001-RateLimitsUnlog
 import { DirectConversationsRoles1795370000000 } from './1795370000000-DirectConversationsRoles.js';
 import { ClaimedKeyPackages1795372010000 } from './1795372010000-ClaimedKeyPackages.js';
 import { MessageTimers1795380000000 } from './1795380000000-MessageTimers.js';
+import { Calls1795390000000 } from './1795390000000-Calls.js';
 
 /** Every migration, oldest first. A landed migration is never edited; add a new one here. */
 export const migrations = [
@@ -23,4 +24,5 @@ export const migrations = [
   DirectConversationsRoles1795370000000,
   ClaimedKeyPackages1795372010000,
   MessageTimers1795380000000,
+  Calls1795390000000,
 ];

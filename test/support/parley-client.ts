@@ -22,7 +22,8 @@ export interface LiveEvent {
     | 'RosterEvent'
     | 'WelcomeEvent'
     | 'KeyPackagesLowEvent'
-    | 'LeaveEvent';
+    | 'LeaveEvent'
+    | 'CallEvent';
   entry?: Entry & { conversationId: string };
   conversationId?: string;
   seq?: number;
@@ -32,6 +33,15 @@ export interface LiveEvent {
   commitSeq?: number;
   available?: number;
   leavingDeviceId?: string;
+  callChange?: 'STARTED' | 'JOINED' | 'LEFT' | 'ENDED';
+  callDeviceId?: string;
+  call?: {
+    id: string;
+    conversationId: string;
+    media: 'AUDIO' | 'VIDEO';
+    endedAt: string | null;
+    participants: { deviceId: string; userId: string }[];
+  };
 }
 
 const ENTRY_FIELDS = 'seq kind epoch senderDeviceId message';
@@ -44,6 +54,10 @@ export const EVENTS_SUBSCRIPTION = `subscription ($deviceId: ID!) {
     ... on WelcomeEvent { welcomeId conversationId epoch commitSeq }
     ... on KeyPackagesLowEvent { deviceId available lowWater }
     ... on LeaveEvent { conversationId leavingDeviceId }
+    ... on CallEvent {
+      callChange callDeviceId
+      call { id conversationId media endedAt participants { deviceId userId } }
+    }
   }
 }`;
 

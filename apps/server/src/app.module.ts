@@ -18,6 +18,7 @@ import { KeyPackagesModule } from './key-packages/key-packages.module.js';
 import { LiveModule } from './live/live.module.js';
 import { MessagesModule } from './messages/messages.module.js';
 import { SignalsModule } from './signals/signals.module.js';
+import { CallsModule } from './calls/calls.module.js';
 import { TokenService } from './auth/token.service.js';
 import { withConnectionRateLimits } from './rate-limits/connection-rate-limits.js';
 import { RateLimitService } from './rate-limits/rate-limit.service.js';
@@ -35,6 +36,7 @@ export const domainModules = [
   MessagesModule,
   LiveModule,
   SignalsModule,
+  CallsModule,
 ];
 
 /** Parley's delivery service, configured once at boot. */

@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       messageEpochWindow: 2,
       logRetentionSeconds: 90 * 24 * 60 * 60,
       claimedKeyPackageRetentionDays: 30,
+      calls: { maxParticipants: 8, heartbeatTimeoutSeconds: 30, iceServers: [] },
       rateLimits: {
         signInsPerAddressPerMinute: 30,
         signInFreeFailures: 5,
@@ -171,6 +172,34 @@ describe('loadConfig', () => {
       limits: { devicesPerUser: 4 },
       claimedKeyPackageRetentionDays: 0,
     });
+  });
+
+  it('reads the call settings, ICE servers as JSON (a single URL string too)', () => {
+    const config = loadConfig({
+      PARLEY_CALL_MAX_PARTICIPANTS: '4',
+      PARLEY_CALL_HEARTBEAT_TIMEOUT_SECONDS: '10',
+      PARLEY_ICE_SERVERS:
+        '[{"urls":"stun:stun.example.com:3478"},{"urls":["turn:turn.example.com"],"username":"u","credential":"c"}]',
+    });
+    expect(config.calls).toEqual({
+      maxParticipants: 4,
+      heartbeatTimeoutSeconds: 10,
+      iceServers: [
+        { urls: ['stun:stun.example.com:3478'] },
+        { urls: ['turn:turn.example.com'], username: 'u', credential: 'c' },
+      ],
+    });
+  });
+
+  it.each([
+    'not json',
+    '{"urls":["stun:x"]}',
+    '[{"urls":[]}]',
+    '[{"urls":["https://example.com"]}]',
+    '[{"urls":["stun:x"],"username":1}]',
+    '[42]',
+  ])('refuses PARLEY_ICE_SERVERS=%s, naming the variable', (raw) => {
+    expect(() => loadConfig({ PARLEY_ICE_SERVERS: raw })).toThrow(/PARLEY_ICE_SERVERS/);
   });
 
   it.each([

@@ -34,6 +34,22 @@ export interface LimitsConfig {
   subscriptionsPerDevice: number;
 }
 
+/** A STUN or TURN server handed to clients for WebRTC. */
+export interface IceServerConfig {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
+/** Calls: how many take part, when a silent participant is dropped, and which ICE servers. */
+export interface CallsConfig {
+  /** Devices in one call (a mesh: each sends its media to every other). */
+  maxParticipants: number;
+  /** A participant with no heartbeat for this long is dropped from its call. */
+  heartbeatTimeoutSeconds: number;
+  iceServers: IceServerConfig[];
+}
+
 /** Bounds on the shape of one GraphQL operation, checked before any resolver runs. */
 export interface QueryLimitsConfig {
   maxTokens: number;
@@ -125,6 +141,7 @@ export interface Config {
    */
   claimedKeyPackageRetentionDays: number;
   limits: LimitsConfig;
+  calls: CallsConfig;
   rateLimits: RateLimitsConfig;
   /**
    * How many reverse proxies in front of Parley to trust for the client address
@@ -241,6 +258,42 @@ function metrics(env: Env): MetricsConfig {
   }
   const host = match[1]?.replace(/^\[|\]$/g, '') ?? '127.0.0.1';
   return { kind: 'listen', host, port };
+}
+
+function iceServers(env: Env): IceServerConfig[] {
+  const raw = text(env, 'PARLEY_ICE_SERVERS');
+  if (raw === undefined) return [];
+  const refuse = (problem: string) =>
+    new ConfigError(
+      'PARLEY_ICE_SERVERS',
+      `must be a JSON array of { "urls": [...], "username"?, "credential"? } (${problem})`,
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw refuse('not JSON');
+  }
+  if (!Array.isArray(value)) throw refuse('not an array');
+  return value.map((entry: unknown) => {
+    if (typeof entry !== 'object' || entry === null) throw refuse('an entry is not an object');
+    const { urls, username, credential } = entry as Record<string, unknown>;
+    const list = typeof urls === 'string' ? [urls] : urls;
+    if (
+      !Array.isArray(list) ||
+      list.length === 0 ||
+      !list.every((u) => typeof u === 'string' && /^(stuns?|turns?):/.test(u))
+    ) {
+      throw refuse('urls must be stun:, stuns:, turn: or turns: URLs');
+    }
+    if (username !== undefined && typeof username !== 'string') throw refuse('username');
+    if (credential !== undefined && typeof credential !== 'string') throw refuse('credential');
+    return {
+      urls: list as string[],
+      ...(username === undefined ? {} : { username }),
+      ...(credential === undefined ? {} : { credential }),
+    };
+  });
 }
 
 function logLevel(env: Env): LogLevel {
@@ -368,6 +421,13 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       subscriptionsPerSocket: integer(env, 'PARLEY_LIMIT_SUBSCRIPTIONS_PER_SOCKET', 2, 1, 100),
       subscriptionsPerDevice: integer(env, 'PARLEY_LIMIT_SUBSCRIPTIONS_PER_DEVICE', 4, 1, 100),
+    },
+    calls: {
+      // 8: a mesh sends each participant's media to every other (7 uplinks each at 8); beyond
+      // that a selective forwarding unit is the answer, which SFrame keys already allow.
+      maxParticipants: integer(env, 'PARLEY_CALL_MAX_PARTICIPANTS', 8, 2, 64),
+      heartbeatTimeoutSeconds: integer(env, 'PARLEY_CALL_HEARTBEAT_TIMEOUT_SECONDS', 30, 3, 3600),
+      iceServers: iceServers(env),
     },
     queryLimits: {
       maxTokens: integer(env, 'PARLEY_QUERY_MAX_TOKENS', 2000, 100, 1_000_000),

@@ -25,6 +25,7 @@ import { KeyPackageEntity } from '../key-packages/key-package.entity.js';
 import { conversationChannel, deviceChannel } from '../live/live-event.js';
 import { type Publication, publishCommitted } from '../live/publish.js';
 import { appendToLog, logEntryPublication } from '../messages/conversation-log.js';
+import { dropFromConversationCalls } from '../calls/call-roster.js';
 import { ConversationMemberEntity } from './conversation-member.entity.js';
 import { ConversationEntity } from './conversation.entity.js';
 import type {
@@ -438,6 +439,14 @@ export class ConversationsService {
       });
     }
     events.push(...(await applyRosterChange(manager, conversation, seq, change)));
+    // A device removed from the conversation is dropped from its calls at once.
+    events.push(
+      ...(await dropFromConversationCalls(
+        manager,
+        conversation.id,
+        change.removed.map((seat) => seat.deviceId),
+      )),
+    );
     if (input.welcome != null && adds.length > 0) {
       const welcome = manager.create(WelcomeEntity, {
         conversationId: conversation.id,
@@ -705,7 +714,7 @@ export class ConversationsService {
    * event) so that the next commit removes its leaf — MLS lets no member commit its own removal.
    */
   async leave(userId: string, deviceId: string, conversationId: string): Promise<void> {
-    const promotions = await this.dataSource.transaction(async (manager) => {
+    const consequences = await this.dataSource.transaction(async (manager) => {
       const { seat } = await this.membership(manager, userId, deviceId, conversationId);
       // Locked: a promotion and a concurrent role change or commit see one another.
       const conversation = await this.lockedConversation(manager, conversationId);
@@ -715,14 +724,17 @@ export class ConversationsService {
         { leaving: true },
       );
       // The last admin's last device leaving: the longest-standing remaining user takes over.
-      return promoteIfNoAdmin(manager, conversation);
+      const promotions = await promoteIfNoAdmin(manager, conversation);
+      // Leaving the conversation ends the device's part in its calls.
+      const calls = await dropFromConversationCalls(manager, conversationId, [seat.deviceId]);
+      return [...promotions, ...calls];
     });
     await publishCommitted(this.events, this.logger, [
       {
         channel: conversationChannel(conversationId),
         event: { type: 'leave', conversationId, deviceId },
       },
-      ...promotions,
+      ...consequences,
     ]);
   }
 

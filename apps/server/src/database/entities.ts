@@ -1,6 +1,7 @@
 import { RevokedTokenEntity } from '../auth/revoked-token.entity.js';
 import { ServerSecretEntity } from '../accounts/server-secret.entity.js';
 import { UserEntity } from '../accounts/user.entity.js';
+import { CallEntity, CallParticipantEntity } from '../calls/call.entity.js';
 import { CommitResultEntity } from '../conversations/commit-result.entity.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationRoleEntity } from '../conversations/conversation-role.entity.js';
@@ -28,4 +29,6 @@ export const entities = [
   CommitResultEntity,
   WelcomeEntity,
   WelcomeRecipientEntity,
+  CallEntity,
+  CallParticipantEntity,
 ];

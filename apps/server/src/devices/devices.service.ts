@@ -6,6 +6,7 @@ import { UserEntity } from '../accounts/user.entity.js';
 import { DomainError, forbidden, limitExceeded, notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
+import { leaveCalls } from '../calls/call-roster.js';
 import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
 import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { promoteIfNoAdmin } from '../conversations/roles.js';
@@ -107,6 +108,8 @@ export class DevicesService {
         where: { deviceId: device.id, leaving: false },
       });
       await manager.update(ConversationMemberEntity, { deviceId: device.id }, { leaving: true });
+      // Out of its calls before it goes, so that the others hear it left.
+      const calls = await leaveCalls(manager, `p."device_id" = $1`, [device.id]);
       await manager.delete(DeviceEntity, { id: device.id });
       // The last admin's last device gone: each group it leaves without an admin gets one
       // (conversations locked in id order, so two deletions cannot deadlock).
@@ -119,7 +122,10 @@ export class DevicesService {
         if (conversation !== null)
           promotions.push(...(await promoteIfNoAdmin(manager, conversation)));
       }
-      return { conversationIds: seats.map((seat) => seat.conversationId), promotions };
+      return {
+        conversationIds: seats.map((seat) => seat.conversationId),
+        promotions: [...promotions, ...calls],
+      };
     });
     // The device's own channel first: its stream ends before anything else reaches it.
     const publications: Publication[] = [

@@ -1,4 +1,5 @@
 import { createUnionType, Field, ID, Int, ObjectType } from '@nestjs/graphql';
+import { CallChangeValue, CallModel } from '../calls/call.model.js';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
 import { SafeIntScalar } from '../common/scalars/safe-int.scalar.js';
 import {
@@ -156,6 +157,22 @@ export class ExpiredEventModel {
   expiredToSeq!: string;
 }
 
+/**
+ * A call of one of the device's conversations changed: started (ring), someone joined or left,
+ * or it ended. Carries the call as it is after the change.
+ */
+@ObjectType('CallEvent')
+export class CallEventModel {
+  @Field(() => CallChangeValue)
+  callChange!: CallChangeValue;
+
+  @Field(() => ID, { description: 'The device that started, joined, left or ended the call' })
+  callDeviceId!: string;
+
+  @Field(() => CallModel)
+  call!: CallModel;
+}
+
 /** Everything a device hears live; each carries what it needs to resume with `messages(after:)`. */
 export const DeviceEventUnion = createUnionType({
   name: 'DeviceEvent',
@@ -172,10 +189,12 @@ export const DeviceEventUnion = createUnionType({
       JoinableConversationEventModel,
       EphemeralEventModel,
       ExpiredEventModel,
+      CallEventModel,
     ] as const,
   resolveType(value: object) {
     if ('subscribedDeviceId' in value) return SubscribedEventModel;
     if ('expiredFromSeq' in value) return ExpiredEventModel;
+    if ('callChange' in value) return CallEventModel;
     // Only this one carries a message at its top level (a log entry's is inside `entry`).
     if ('message' in value) return EphemeralEventModel;
     if ('entry' in value) return LogEntryEventModel;
@@ -202,4 +221,5 @@ export type DeviceEvent =
   | RoleChangedEventModel
   | JoinableConversationEventModel
   | EphemeralEventModel
-  | ExpiredEventModel;
+  | ExpiredEventModel
+  | CallEventModel;

@@ -1,3 +1,5 @@
+import type { CallChangeValue, CallModel } from '../calls/call.model.js';
+
 /** The pub/sub channel of a conversation's log entries and roster changes. */
 export const conversationChannel = (conversationId: string) => `conversation:${conversationId}`;
 
@@ -104,6 +106,15 @@ export type EphemeralLiveEvent = {
   data: string;
 };
 
+/** A call of the conversation changed (on the conversation's channel), with its state after. */
+export type CallLiveEvent = {
+  type: 'call';
+  change: CallChangeValue;
+  /** The device that started, joined, left (or was dropped from), or ended the call. */
+  deviceId: string;
+  call: CallModel;
+};
+
 /** Everything published on Parley's channels. */
 export type LiveEvent =
   | MessageLiveEvent
@@ -115,4 +126,5 @@ export type LiveEvent =
   | MemberRevokedLiveEvent
   | RoleLiveEvent
   | JoinableLiveEvent
-  | EphemeralLiveEvent;
+  | EphemeralLiveEvent
+  | CallLiveEvent;

@@ -284,6 +284,12 @@ export class LiveService {
               };
             }
             break;
+          case 'call':
+            // To the devices that follow the conversation now (the caller's other devices too).
+            if (order.has(live.call.conversationId)) {
+              yield { callChange: live.change, callDeviceId: live.deviceId, call: live.call };
+            }
+            break;
           case 'role':
             yield {
               conversationId: live.conversationId,

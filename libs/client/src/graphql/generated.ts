@@ -274,6 +274,7 @@ export type EventsSubscriptionVariables = Exact<{
 
 
 export type EventsSubscription = { events:
+    | { __typename: 'CallEvent' }
     | { __typename: 'DeviceRevokedEvent', conversationId: string, revokedDeviceId: string }
     | { __typename: 'EphemeralEvent', conversationId: string, senderDeviceId: string, message: string }
     | { __typename: 'ExpiredEvent', conversationId: string, expiredFromSeq: number, expiredToSeq: number }
