@@ -348,6 +348,32 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await messageLine(ana, 'Just the two of us now').waitFor({ timeout: WAIT_MS });
   });
 
+  it('a 5 s timer makes messages vanish in both pages', async () => {
+    await ana.getByLabel('Disappearing').selectOption('5');
+    await visible(ana, 'Disappearing messages: 5 s');
+    await visible(ben, 'Disappearing messages: 5 s');
+    await visible(ben, 'ana set messages to disappear after 5 s');
+    await send(ana, 'This line disappears in 5 s');
+    const sentAt = Date.now();
+    await messageLine(ben, 'This line disappears in 5 s').waitFor({ timeout: WAIT_MS });
+    await shot(ben, 'timer-before');
+    for (const page of [ana, ben]) {
+      await messageLine(page, 'This line disappears in 5 s').waitFor({
+        state: 'detached',
+        timeout: 30_000,
+      });
+    }
+    const goneMs = Date.now() - sentAt;
+    console.log(`a 5 s message left both pages ${goneMs} ms after it was sent`);
+    expect(goneMs).toBeGreaterThan(4_000);
+    expect(goneMs).toBeLessThan(15_000);
+    // What came before the timer stays.
+    await messageLine(ana, 'Just the two of us now').waitFor({ timeout: WAIT_MS });
+    await shot(ben, 'timer-after');
+    await ana.getByLabel('Disappearing').selectOption('0');
+    await visible(ben, 'ana turned disappearing messages off');
+  });
+
   it('never sent a typed plaintext to the server', () => {
     const sent = recorders.flatMap((recorder) => recorder.sent);
     expect(sent.length).toBeGreaterThan(50);

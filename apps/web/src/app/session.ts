@@ -257,8 +257,23 @@ export class Session {
       client.onMetadata(() => {
         this.changed();
       }),
+      // Timer changes show in the header and the timeline; expired messages leave history.
+      client.onTimerChanged(() => {
+        this.changed();
+      }),
+      client.onExpired(() => {
+        this.changed();
+      }),
       client.onOutbox((message) => {
-        entry(this.outgoing, message.conversationId).set(message.id, message);
+        const byId = entry(this.outgoing, message.conversationId);
+        // A sent message the log already showed back (it may report `sent` after the echo) is
+        // history's now, or gone by its timer: either way not the outbox's to show.
+        const processed = client.conversations().find((c) => c.id === message.conversationId);
+        if (message.state === 'sent' && (message.seq ?? 0) <= (processed?.processedSeq ?? 0)) {
+          byId.delete(message.id);
+        } else {
+          byId.set(message.id, message);
+        }
         this.changed();
       }),
       client.onConnection((change) => {

@@ -9,6 +9,7 @@ type Line =
   | { kind: 'outgoing'; key: string; message: OutgoingMessage };
 
 const TIME = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const TIME_SECONDS = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
 const DAY = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
 
 function dayLabel(date: Date): string {
@@ -21,13 +22,17 @@ function dayLabel(date: Date): string {
 
 /** The timeline: received messages and own ones still in the outbox, with day separators. */
 function timeline(session: Session, conversation: Conversation): Line[] {
-  const history = conversation.history().filter((m) => m.type === 'text');
+  const history = conversation.history().filter((m) => m.type === 'text' || m.type === 'timer');
   const inHistory = new Set(history.filter((m) => m.own).map((m) => m.id));
   const outgoing = [
     ...(session.outgoing.get(conversation.id)?.values() ?? []),
     ...conversation.outbox(),
   ].filter(
-    (m, index, all) => !inHistory.has(m.id) && all.findIndex((o) => o.id === m.id) === index,
+    (m, index, all) =>
+      !inHistory.has(m.id) &&
+      // Sent and already read back from the log: in history, or expired by a timer.
+      !(m.state === 'sent' && (m.seq ?? 0) <= conversation.processedSeq) &&
+      all.findIndex((o) => o.id === m.id) === index,
   );
   const items: { at: Date; line: Line }[] = [
     ...history.map((message) => ({
@@ -113,6 +118,11 @@ export function Chat({
         <h2 tabIndex={-1} ref={heading}>
           {title}
         </h2>
+        {conversation.messageTimerSeconds > 0 && (
+          <span className="timer-badge">
+            Disappearing messages: {formatSeconds(conversation.messageTimerSeconds)}
+          </span>
+        )}
         <span className="meta">
           {conversation.kind === 'DIRECT'
             ? 'Direct message'
@@ -131,6 +141,7 @@ export function Chat({
               Rename
             </button>
           )}
+          {active && <TimerSelect session={session} conversation={conversation} />}
           <button
             type="button"
             className="secondary"
@@ -160,7 +171,13 @@ export function Chat({
             : 'You left this conversation.'}
         </p>
       )}
-      <div className="timeline" role="log" aria-label={`Messages in ${title}`}>
+      <div
+        className="timeline"
+        role="log"
+        aria-label={`Messages in ${title}`}
+        // Focusable, so that the keyboard can scroll it.
+        tabIndex={0}
+      >
         <ol className="messages">
           {lines.map((line) => {
             switch (line.kind) {
@@ -220,6 +237,17 @@ export function Chat({
 }
 
 function MessageLine({ session, message }: { session: Session; message: ReceivedMessage }) {
+  if (message.type === 'timer') {
+    const seconds = message.timerSeconds ?? 0;
+    return (
+      <li className="system">
+        {message.own ? 'You' : session.nameOf(message.senderUserId)}{' '}
+        {seconds === 0
+          ? 'turned disappearing messages off'
+          : `set messages to disappear after ${formatSeconds(seconds)}`}
+      </li>
+    );
+  }
   return (
     <li className={`message ${message.own ? 'own' : ''}`} data-seq={message.seq}>
       <span className="sender">{message.own ? 'You' : session.nameOf(message.senderUserId)}</span>
@@ -227,6 +255,9 @@ function MessageLine({ session, message }: { session: Session; message: Received
       <span className="time">
         <time dateTime={message.sentAt.toISOString()}>{TIME.format(message.sentAt)}</time>
         {message.own && <span className="state"> · Sent</span>}
+        {message.expiresAt !== null && (
+          <span className="state"> · disappears at {TIME_SECONDS.format(message.expiresAt)}</span>
+        )}
       </span>
     </li>
   );
@@ -310,4 +341,40 @@ function RenameForm({
       <button type="submit">Save name</button>
     </form>
   );
+}
+
+const TIMER_CHOICES = [0, 5, 30, 300, 3_600, 86_400];
+
+/** The disappearing-message timer: any member sets it, for everyone, from the next message on. */
+function TimerSelect({ session, conversation }: { session: Session; conversation: Conversation }) {
+  const current = conversation.messageTimerSeconds;
+  const choices = TIMER_CHOICES.includes(current) ? TIMER_CHOICES : [...TIMER_CHOICES, current];
+  const id = `timer-${conversation.id}`;
+  return (
+    <span className="timer-select">
+      <label htmlFor={id}>Disappearing</label>
+      <select
+        id={id}
+        value={current}
+        onChange={(event) => {
+          const seconds = Number(event.target.value);
+          void session.attempt(() => conversation.setMessageTimer(seconds));
+        }}
+      >
+        {choices.map((seconds) => (
+          <option key={seconds} value={seconds}>
+            {seconds === 0 ? 'Off' : formatSeconds(seconds)}
+          </option>
+        ))}
+      </select>
+    </span>
+  );
+}
+
+/** 5 s, 30 s, 5 min, 1 h, 1 d … */
+function formatSeconds(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} d`;
+  if (seconds % 3_600 === 0) return `${seconds / 3_600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
 }
