@@ -26,3 +26,4 @@ export {
   toHex,
 } from './bytes.js';
 export { SerialQueue } from './serial-queue.js';
+export { isValidMessageTimer, MESSAGE_TIMER_RANGE } from './message-timer.js';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { inspectMessage } from '@parley/mls';
+import { isValidMessageTimer, MESSAGE_TIMER_RANGE } from '@parley/protocol';
 import { DataSource } from 'typeorm';
 import { DomainError, limitExceeded } from '../common/domain.errors.js';
 import { mlsCheck } from '../common/mls-check.js';
@@ -35,9 +36,6 @@ export function toLogEntryModel(entry: LogEntryEntity): LogEntryModel {
   };
 }
 
-/** The shortest and longest message timers, in seconds (0 turns the timer off). */
-export const MESSAGE_TIMER_RANGE = { min: 5, max: 86_400 } as const;
-
 /** Application messages into the conversation log, and reading the log with cursors. */
 @Injectable()
 export class MessagesService {
@@ -67,7 +65,7 @@ export class MessagesService {
    */
   async setTimer(userId: string, input: SetMessageTimerInput): Promise<LogEntryModel> {
     const { seconds } = input;
-    if (seconds !== 0 && (seconds < MESSAGE_TIMER_RANGE.min || seconds > MESSAGE_TIMER_RANGE.max)) {
+    if (!isValidMessageTimer(seconds)) {
       throw new DomainError(
         'BAD_USER_INPUT',
         `seconds must be 0 (off) or ${MESSAGE_TIMER_RANGE.min}–${MESSAGE_TIMER_RANGE.max}`,

@@ -1,21 +1,8 @@
+import { isValidMessageTimer, MESSAGE_TIMER_RANGE } from '@parley/protocol';
 import type { Envelope } from '../content/envelope.js';
 import { BadInputError } from '../errors.js';
 
-/**
- * The shortest and longest message timers in seconds (0 turns the timer off); the server refuses
- * anything else with BAD_USER_INPUT, the SDK before anything is encrypted.
- */
-export const MESSAGE_TIMER_RANGE = { min: 5, max: 86_400 } as const;
-
-/** Whether `seconds` is a message timer the server takes: 0 (off) or 5–86,400. */
-export function isValidMessageTimer(seconds: number): boolean {
-  return (
-    seconds === 0 ||
-    (Number.isSafeInteger(seconds) &&
-      seconds >= MESSAGE_TIMER_RANGE.min &&
-      seconds <= MESSAGE_TIMER_RANGE.max)
-  );
-}
+export { isValidMessageTimer, MESSAGE_TIMER_RANGE };
 
 /** BadInputError (code BAD_TIMER, `details.field` = 'seconds') unless the timer is valid. */
 export function checkMessageTimer(seconds: number): void {
