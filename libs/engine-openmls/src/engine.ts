@@ -26,7 +26,7 @@ import type {
   MlsEngine,
   ProcessedMessage,
 } from '@parley/client';
-import { SerialQueue, toHex } from '@parley/protocol';
+import { SerialQueue, setBounded, toHex } from '@parley/protocol';
 import type {
   ClientId,
   CommitBundle as CoreCryptoCommitBundle,
@@ -543,13 +543,7 @@ export class OpenMlsEngine implements MlsEngine, DatabaseOwner {
   }
 
   private remember(key: string, message: OwnMessage): void {
-    this.own.delete(key);
-    this.own.set(key, message);
-    while (this.own.size > OWN_MESSAGE_LIMIT) {
-      const oldest = this.own.keys().next().value;
-      if (oldest === undefined) break;
-      this.own.delete(oldest);
-    }
+    setBounded(this.own, key, message, OWN_MESSAGE_LIMIT);
   }
 
   private rememberLost(key: string): void {

@@ -27,3 +27,4 @@ export {
 } from './bytes.js';
 export { SerialQueue } from './serial-queue.js';
 export { isValidMessageTimer, MESSAGE_TIMER_RANGE } from './message-timer.js';
+export { setBounded } from './bounded-map.js';

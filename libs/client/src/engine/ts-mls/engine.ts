@@ -9,7 +9,7 @@
  * service accepts it. ts-mls cannot decrypt its own messages, so the engine remembers what it
  * sent and recognises the conversation log's echo of it.
  */
-import { SerialQueue, bytesEqual, toHex } from '@parley/protocol';
+import { SerialQueue, bytesEqual, setBounded, toHex } from '@parley/protocol';
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
   acceptAll,
@@ -750,12 +750,7 @@ export class TsMlsEngine implements MlsEngine {
   }
 
   private remember(group: GroupEntry, key: string, message: OwnMessage): void {
-    group.own.set(key, message);
-    while (group.own.size > OWN_MESSAGE_LIMIT) {
-      const oldest = group.own.keys().next().value;
-      if (oldest === undefined) break;
-      group.own.delete(oldest);
-    }
+    setBounded(group.own, key, message, OWN_MESSAGE_LIMIT);
   }
 
   /** Echoes of epochs whose keys the others no longer keep cannot come any more. */
