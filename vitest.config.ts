@@ -13,6 +13,7 @@ const resolve = {
     '@parley/mls-member': source('./libs/mls-member/src/index.ts'),
     '@parley/client': source('./libs/client/src/index.ts'),
     '@parley/engine-openmls': source('./libs/engine-openmls/src/index.ts'),
+    '@parley/sframe': source('./libs/sframe/src/index.ts'),
     '@parley/migrations': source('./migrations/index.ts'),
     // graphql 16 has no "exports": Node loads its CommonJS build (as Nest does), while Vite
     // would pick the ES build, and two copies of graphql cannot share a schema.

@@ -47,7 +47,10 @@ export {
   timerForgery,
 } from './client/timers.js';
 export { MemoryStateStore, type StateStore } from './client/client-state.js';
+export * from './calls/index.js';
 export {
+  callSignalEnvelope,
+  type CallSignalKind,
   decodeEnvelope,
   encodeEnvelope,
   type Envelope,

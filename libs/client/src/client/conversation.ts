@@ -261,6 +261,8 @@ export class Conversation implements OutboxConversation {
   // Messages already due when the state was loaded: dropped from memory at once, from the saved
   // state (and told to onExpired) by the first purge.
   private dueAtOpen: number[] = [];
+  // Told after each epoch change (media keys for calls follow the epoch).
+  private readonly epochListeners = new Set<() => void>();
 
   /** @internal Made by ParleyClient. */
   constructor(
@@ -459,6 +461,16 @@ export class Conversation implements OutboxConversation {
     if (!this.typingThrottle.take()) return false;
     await this.sendSignal(typingEnvelope());
     return true;
+  }
+
+  /**
+   * @internal Sends an envelope as an ephemeral signal (call signalling): encrypted for the
+   * group, delivered to the live devices only, stored nowhere.
+   */
+  async sendEphemeralEnvelope(envelope: Envelope): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal !== null) throw refusal;
+    await this.sendSignal(envelope);
   }
 
   /** Encrypts a signal envelope in the conversation's order and sends it with sendEphemeral. */
@@ -675,6 +687,7 @@ export class Conversation implements OutboxConversation {
     this.currentStatus = 'removed';
     this.fail(new RemovedFromConversationError(this.id));
     await this.saved();
+    this.epochChanged();
   }
 
   /**
@@ -790,6 +803,7 @@ export class Conversation implements OutboxConversation {
       this.currentStatus = 'left';
       this.fail(new LeftConversationError(this.id));
       await this.saved();
+      this.epochChanged();
     });
   }
 
@@ -844,6 +858,47 @@ export class Conversation implements OutboxConversation {
     return this.enqueue(() =>
       this.context.engine.exportSecret(this.groupId, label, context, length),
     );
+  }
+
+  /**
+   * Calls `listener` after every epoch change this device applies (a commit from the log, its
+   * own commit accepted) and when it is removed; returns an unsubscriber. Call keys follow it.
+   */
+  onEpochChange(listener: () => void): () => void {
+    this.epochListeners.add(listener);
+    return () => this.epochListeners.delete(listener);
+  }
+
+  /**
+   * The current epoch, its members (identities in leaf order) and MLS-Exporter secrets with an
+   * empty context, read together in the conversation's order so that all belong to one epoch;
+   * null once this device is no longer in the group.
+   */
+  epochSecrets(
+    exports: readonly { label: string; length: number }[],
+  ): Promise<{ epoch: bigint; members: string[]; secrets: Uint8Array[] } | null> {
+    return this.enqueue(async () => {
+      if (this.currentStatus !== 'active') return null;
+      const { engine } = this.context;
+      if (!(await engine.isMember(this.groupId))) return null;
+      const epoch = await engine.epoch(this.groupId);
+      const members = await engine.members(this.groupId);
+      const secrets: Uint8Array[] = [];
+      for (const { label, length } of exports) {
+        secrets.push(await engine.exportSecret(this.groupId, label, new Uint8Array(0), length));
+      }
+      return { epoch, members, secrets };
+    });
+  }
+
+  private epochChanged(): void {
+    for (const listener of this.epochListeners) {
+      try {
+        listener();
+      } catch (error) {
+        this.context.report(error);
+      }
+    }
   }
 
   /**
@@ -970,6 +1025,7 @@ export class Conversation implements OutboxConversation {
       await this.markRemoved();
       return;
     }
+    if (processed.kind === 'commit' && !processed.own) this.epochChanged();
     if (before !== null && processed.kind === 'commit' && !before.has(entry.senderDeviceId)) {
       const stayed = (await this.members())
         .map((member) => member.deviceId)
@@ -1217,6 +1273,8 @@ export class Conversation implements OutboxConversation {
         }
       });
       if (outcome === 'accepted') {
+        // The engine is in the new epoch already: call keys need not wait for the log's echo.
+        this.epochChanged();
         // The commit comes back through the log; reading it moves the cursor past it.
         await this.readLog();
         return;

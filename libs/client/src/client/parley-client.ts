@@ -54,6 +54,7 @@ import {
   type Progress,
   type TimerChange,
 } from './conversation.js';
+import { Calls } from '../calls/calls.js';
 import { joinJoinable } from './external-join.js';
 import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
 import { type ReceiptSignal, SignalListeners, type TypingSignal } from './signals.js';
@@ -162,6 +163,11 @@ export class ParleyClient {
   private readonly saves = new SerialQueue();
   private readonly welcomes = new SerialQueue();
   private readonly knownUsernames = new Map<string, string | null>();
+  /**
+   * Calls of this device's conversations: start, join, leave, end, events, signalling, heartbeats
+   * and the per-epoch media keys (see {@link Calls}).
+   */
+  readonly calls: Calls;
 
   private constructor(
     private readonly options: ParleyClientOptions,
@@ -182,6 +188,19 @@ export class ParleyClient {
       records: () => this.state.outbox,
       conversation: (id) => this.conversationsById.get(id),
       save: () => this.save(),
+      report: (error) => {
+        this.report(error);
+      },
+    });
+    this.calls = new Calls({
+      transport: this.transport,
+      deviceId: () => this.device().deviceId,
+      identity: () => {
+        if (this.state.identity === null)
+          throw new ParleyError('NO_DEVICE', 'Register a device first');
+        return this.state.identity;
+      },
+      conversation: (id) => this.conversation(id),
       report: (error) => {
         this.report(error);
       },
@@ -711,6 +730,7 @@ export class ParleyClient {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    this.calls.close();
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.abortConnect?.(closedError());
@@ -784,6 +804,9 @@ export class ParleyClient {
         await this.conversationsById
           .get(event.conversationId)
           ?.receiveEphemeral(event.senderDeviceId, event.message);
+        return;
+      case 'CallEvent':
+        this.calls.receive(event);
         return;
       case 'SubscribedEvent':
         return;
@@ -1059,7 +1082,10 @@ export class ParleyClient {
           });
         },
         readReceipts: this.options.readReceipts ?? true,
-        signal: (from, envelope) => this.signalListeners.dispatch(from, envelope),
+        // Call signals go to client.calls; typing and receipts to their listeners.
+        signal: (from, envelope) =>
+          this.calls.dispatchSignal(from, envelope) ||
+          this.signalListeners.dispatch(from, envelope),
         outbox: (conversationId) => this.outboxQueue.list(conversationId),
         retry: (conversationId, messageId) => this.outboxQueue.retry(conversationId, messageId),
         discard: (conversationId, messageId) => this.outboxQueue.discard(conversationId, messageId),

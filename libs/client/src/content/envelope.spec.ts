@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  callSignalEnvelope,
   decodeEnvelope,
   encodeEnvelope,
   InvalidEnvelopeError,
@@ -50,6 +51,16 @@ describe('envelope', () => {
       id: 'x',
       sentAt: '2026-01-01T00:00:00Z',
     });
+  });
+
+  it('round-trips a call signal and drops a malformed one', () => {
+    const signal = callSignalEnvelope({ callId: 'c', to: 'd', kind: 'offer', payload: 'v=0' });
+    expect(decodeEnvelope(encodeEnvelope(signal))).toEqual(signal);
+    const bad = { ...signal, kind: 'hangup' };
+    const decoded = decodeEnvelope(new TextEncoder().encode(JSON.stringify(bad)));
+    expect(decoded.type).toBe('call-signal');
+    expect(decoded.kind).toBeUndefined();
+    expect(decoded.payload).toBeUndefined();
   });
 
   it.each([

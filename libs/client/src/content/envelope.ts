@@ -20,7 +20,20 @@ export interface Envelope {
   seq?: number;
   /** For `type: 'timer'`: the conversation's message timer from this entry on, seconds (0 = off). */
   seconds?: number;
+  /** For `type: 'call-signal'`: the call it belongs to. */
+  callId?: string;
+  /** For `type: 'call-signal'`: the one device it is for; every other device ignores it. */
+  to?: string;
+  /** For `type: 'call-signal'`: SDP offer or answer, or an ICE candidate. */
+  kind?: CallSignalKind;
+  /** For `type: 'call-signal'`: the SDP, or the ICE candidate as JSON (the app's format). */
+  payload?: string;
 }
+
+/** What a call signal carries. */
+export type CallSignalKind = 'offer' | 'answer' | 'candidate';
+
+const CALL_SIGNAL_KINDS: readonly string[] = ['offer', 'answer', 'candidate'];
 
 /**
  * A conversation's metadata inside an envelope: every field, so that the newest entry alone says
@@ -84,6 +97,7 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
     'seq' in value && Number.isSafeInteger(value.seq) && (value.seq as number) >= 0
       ? (value.seq as number)
       : undefined;
+  const signal = value.type === 'call-signal' ? readCallSignal(value) : undefined;
   return {
     v: 1,
     type: value.type,
@@ -93,6 +107,46 @@ export function decodeEnvelope(plaintext: Uint8Array): Envelope {
     ...(metadata === undefined ? {} : { metadata }),
     ...(seq === undefined ? {} : { seq }),
     ...(seconds === undefined ? {} : { seconds }),
+    ...(signal === undefined ? {} : signal),
+  };
+}
+
+/** The fields of a call signal if all are well formed, else undefined (the signal is dropped). */
+function readCallSignal(
+  value: object,
+): { callId: string; to: string; kind: CallSignalKind; payload: string } | undefined {
+  const fields = value as Record<string, unknown>;
+  const { callId, to, kind, payload } = fields;
+  if (
+    typeof callId !== 'string' ||
+    typeof to !== 'string' ||
+    typeof kind !== 'string' ||
+    !CALL_SIGNAL_KINDS.includes(kind) ||
+    typeof payload !== 'string'
+  ) {
+    return undefined;
+  }
+  return { callId, to, kind: kind as CallSignalKind, payload };
+}
+
+/**
+ * A call signal (SDP offer/answer, ICE candidate) for one device of a call: sent with
+ * `sendEphemeral`, so end-to-end encrypted to the group and never stored; the other members
+ * decrypt it too but ignore it (`to` is not theirs).
+ */
+export function callSignalEnvelope(
+  signal: { callId: string; to: string; kind: CallSignalKind; payload: string },
+  now = new Date(),
+): Envelope {
+  return {
+    v: 1,
+    type: 'call-signal',
+    id: crypto.randomUUID(),
+    sentAt: now.toISOString(),
+    callId: signal.callId,
+    to: signal.to,
+    kind: signal.kind,
+    payload: signal.payload,
   };
 }
 
