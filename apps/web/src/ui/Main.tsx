@@ -182,21 +182,26 @@ function ConnectionBadge({ session }: { session: Session }) {
       clearInterval(timer);
     };
   }, [connection]);
+  // The live region says the state once; the countdown beside it is not announced each second.
   const text =
     connection.state === 'online'
       ? 'Online'
       : connection.state === 'connecting'
         ? 'Connecting…'
-        : `Offline — retrying in ${Math.max(0, Math.ceil((connection.retryAt - Date.now()) / 1000))} s`;
+        : 'Offline — reconnecting';
   return (
     <span
       className={`connection ${connection.state}`}
-      role="status"
-      aria-live="polite"
       title={connection.state === 'offline' ? connection.reason : undefined}
       data-state={connection.state}
     >
-      {text}
+      <span role="status">{text}</span>
+      {connection.state === 'offline' && (
+        <span aria-hidden="true">
+          {' '}
+          in {Math.max(0, Math.ceil((connection.retryAt - Date.now()) / 1000))} s
+        </span>
+      )}
     </span>
   );
 }
