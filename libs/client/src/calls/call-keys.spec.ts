@@ -3,6 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { CommitBundle, MlsEngine } from '../engine/mls-engine.js';
 import { tsMlsEngineFactory } from '../engine/ts-mls/index.js';
 import { CallKeys, type EpochSource } from './call-keys.js';
+import { createDecryptTransform, createEncryptTransform } from './frame-transform.js';
 import { CALL_SFRAME_SUITE, crossEngineBaseKey, mlsKid } from './media-keys.js';
 
 const EMPTY = new Uint8Array(0);
@@ -190,5 +191,53 @@ describe('CallKeys on ts-mls', () => {
     await kept.addKey(ana0.kid, await crossEngineBaseKey(catExport));
     await expect(kept.decrypt(after)).rejects.toMatchObject({ code: 'AUTHENTICATION_FAILED' });
     ana.close();
+  });
+
+  it('encrypts and decrypts encoded frames as TransformStreams, dropping what fails', async () => {
+    const ana = await keysOf(group, 0);
+    const ben = await keysOf(group, 1);
+    const encryptor = await ana.createEncryptor();
+    const buffer = (text: string) => frame(text).buffer;
+    const sent: { data: ArrayBuffer }[] = [];
+    await new ReadableStream<{ data: ArrayBuffer }>({
+      start(controller) {
+        for (const text of ['key frame', 'delta']) controller.enqueue({ data: buffer(text) });
+        controller.close();
+      },
+    })
+      .pipeThrough(createEncryptTransform(encryptor))
+      .pipeTo(new WritableStream({ write: (encoded) => void sent.push(encoded) }));
+    expect(sent).toHaveLength(2);
+    expect(new Uint8Array(sent[0]?.data ?? new ArrayBuffer(0))).not.toEqual(frame('key frame'));
+    const errors: unknown[] = [];
+    const senders: string[] = [];
+    const received: string[] = [];
+    const tampered = new Uint8Array(sent[1]?.data ?? new ArrayBuffer(0)).slice();
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+    await new ReadableStream<{ data: ArrayBuffer }>({
+      start(controller) {
+        for (const encoded of [...sent, { data: tampered.buffer }, { data: buffer('clear') }]) {
+          controller.enqueue(encoded);
+        }
+        controller.close();
+      },
+    })
+      .pipeThrough(
+        createDecryptTransform(ben, {
+          onError: (error) => errors.push(error),
+          onFrame: (decrypted) => senders.push(decrypted.sender.identity),
+        }),
+      )
+      .pipeTo(
+        new WritableStream({
+          write: (decoded) => void received.push(new TextDecoder().decode(decoded.data)),
+        }),
+      );
+    expect(received).toEqual(['key frame', 'delta']);
+    expect(senders).toEqual([identity(1), identity(1)]);
+    expect(errors).toHaveLength(2);
+    expect(errors.every((error) => error instanceof SFrameError)).toBe(true);
+    ana.close();
+    ben.close();
   });
 });
