@@ -166,9 +166,17 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     expect(pageBytes).toBeLessThan(1024 * 1024);
     expect(wasm?.bytes ?? 0).toBeGreaterThan(1024 * 1024);
 
+    // Ben signs up with the keyboard alone: the username field has the focus, Tab moves on.
     ben = await open(benContext);
     await ben.goto(base);
-    await signUp(ben, 'ben');
+    await ben.getByLabel('Username').waitFor();
+    await ben.keyboard.type('ben');
+    await ben.keyboard.press('Tab');
+    await ben.keyboard.type(PASSWORD);
+    await ben.keyboard.press('Tab'); // Sign in
+    await ben.keyboard.press('Tab'); // Create account
+    await ben.keyboard.press('Enter');
+    await ben.locator('.connection[data-state="online"]').waitFor({ timeout: WAIT_MS });
     expect((await cat('signup', 'cat')).code).toBe(0);
     expect((await cat('register', "cat's terminal")).code).toBe(0);
     await shot(ana, 'signed-in');
@@ -372,6 +380,45 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await shot(ben, 'timer-after');
     await ana.getByLabel('Disappearing').selectOption('0');
     await visible(ben, 'ana turned disappearing messages off');
+  });
+
+  it('lists devices and deletes one; signs out everywhere and back in with the same device', async () => {
+    // Ben signs in on a second browser: a second device, which joins his conversations.
+    const laptopContext = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+    const laptop = await open(laptopContext);
+    await laptop.goto(server.url.replace(/graphql$/, ''));
+    await laptop.getByLabel('Username').fill('ben');
+    await laptop.getByLabel('Password').fill(PASSWORD);
+    await laptop.getByRole('button', { name: 'Sign in' }).click();
+    await laptop.locator('.connection[data-state="online"]').waitFor({ timeout: WAIT_MS });
+    await ben.getByRole('button', { name: 'Devices' }).click();
+    const other = ben.locator('.devices li', { hasNotText: 'this browser' });
+    await other.waitFor({ timeout: WAIT_MS });
+    expect(await ben.locator('.devices li').count()).toBe(2);
+    await shot(ben, 'devices');
+    await other.getByRole('button', { name: /^Delete/ }).click();
+    // The deleted device's page says so, and forgets what it held.
+    await visible(laptop, /device was deleted/).catch(async (error: unknown) => {
+      throw new Error(`laptop shows: ${await laptop.locator('body').innerText()}`, {
+        cause: error,
+      });
+    });
+    await shot(laptop, 'device-deleted');
+    await eventually(async () => (await ben.locator('.devices li').count()) === 1, WAIT_MS);
+    await laptopContext.close();
+    await ben.getByRole('button', { name: 'Conversations' }).click();
+    await conversationButton(ben, /Porto trip/).click();
+
+    await ana.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await visible(ana, 'Signed out on every device.');
+    await ana.getByLabel('Password').fill(PASSWORD);
+    await ana.getByRole('button', { name: 'Sign in' }).click();
+    await ana.locator('.connection[data-state="online"]').waitFor({ timeout: WAIT_MS });
+    // The same device: its history is still there, and it still talks.
+    await conversationButton(ana, /Porto trip/).click();
+    await messageLine(ana, 'Just the two of us now').waitFor({ timeout: WAIT_MS });
+    await send(ana, 'Back after signing out everywhere');
+    await messageLine(ben, 'Back after signing out everywhere').waitFor({ timeout: WAIT_MS });
   });
 
   it('never sent a typed plaintext to the server', () => {

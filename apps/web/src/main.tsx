@@ -2,6 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { Session } from './app/session.js';
 import { App } from './ui/App.js';
+import { ErrorBoundary } from './ui/ErrorBoundary.js';
 import './styles.css';
 
 const session = new Session();
@@ -9,7 +10,9 @@ const root = document.getElementById('root');
 if (root === null) throw new Error('index.html has no #root');
 createRoot(root).render(
   <StrictMode>
-    <App session={session} />
+    <ErrorBoundary>
+      <App session={session} />
+    </ErrorBoundary>
   </StrictMode>,
 );
 void session.start();

@@ -524,6 +524,8 @@ export class Session {
   }
 
   private async stopClient(): Promise<void> {
+    // The signed-in screens need a client: none is shown while it closes.
+    if (this.phase.kind === 'ready') this.phase = { kind: 'starting' };
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     for (const unsubscribe of this.unsubscribe) unsubscribe();

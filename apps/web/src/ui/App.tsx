@@ -33,6 +33,6 @@ export function App({ session }: { session: Session }) {
     case 'signed-out':
       return <SignIn session={session} username={phase.username} notice={phase.notice} />;
     case 'ready':
-      return <Main session={session} />;
+      return session.client === null ? null : <Main session={session} />;
   }
 }
