@@ -48,6 +48,7 @@ export default defineConfig({
         replacement: here('../../libs/engine-openmls/src/index.ts'),
       },
       { find: '@parley/protocol', replacement: here('../../libs/protocol/src/index.ts') },
+      { find: '@parley/sframe', replacement: here('../../libs/sframe/src/index.ts') },
       {
         // A prefix, so that the `?url` suffix stays.
         find: /^parley-core-crypto\.wasm/,

@@ -1,6 +1,7 @@
 import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { AccountsResolver } from './accounts/accounts.resolver.js';
 import { AuthResolver } from './auth/auth.resolver.js';
+import { CallsResolver } from './calls/calls.resolver.js';
 import { ConversationsResolver } from './conversations/conversations.resolver.js';
 import { DevicesResolver } from './devices/devices.resolver.js';
 import { KeyPackagesResolver } from './key-packages/key-packages.resolver.js';
@@ -18,6 +19,7 @@ export const resolvers = [
   MessagesResolver,
   LiveResolver,
   SignalsResolver,
+  CallsResolver,
 ];
 
 /** The schema as committed in schema.graphql: sorted, so it is stable. */
