@@ -341,8 +341,13 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     }
   });
 
-  it('removes a member: Cat is out, the others go on', async () => {
+  it('changes roles and removes a member: Cat is out, the others go on', async () => {
     await ana.getByRole('button', { name: 'Members' }).click();
+    // Ana makes Ben an admin: his header says so.
+    await ana.getByRole('button', { name: 'Make admin ben' }).click();
+    await ana.getByRole('button', { name: 'Make member ben' }).waitFor({ timeout: WAIT_MS });
+    await visible(ben, 'you are admin');
+    expect(await seriousAxeViolations(ana)).toEqual([]);
     await ana.getByRole('button', { name: 'Remove cat' }).click();
     await eventually(
       async () => (await ana.locator('.member-name', { hasText: 'cat' }).count()) === 0,
@@ -396,6 +401,7 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await other.waitFor({ timeout: WAIT_MS });
     expect(await ben.locator('.devices li').count()).toBe(2);
     await shot(ben, 'devices');
+    expect(await seriousAxeViolations(ben)).toEqual([]);
     await other.getByRole('button', { name: /^Delete/ }).click();
     // The deleted device's page says so, and forgets what it held.
     await visible(laptop, /device was deleted/).catch(async (error: unknown) => {

@@ -45,6 +45,7 @@ export interface Notice {
 
 const PROFILE_KEY = 'parley.profile';
 const TYPING_SHOWN_MS = 5_000;
+const REDRAW_MS = 2_000;
 
 /** The IndexedDB database of a profile's sealed state. */
 export function stateDatabaseName(profile: string): string {
@@ -122,6 +123,7 @@ export class Session {
   private readonly watched = new Set<string>();
   private noticeIds = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private redraw: ReturnType<typeof setInterval> | null = null;
 
   /** React's useSyncExternalStore subscription. */
   readonly subscribe = (listener: () => void): (() => void) => {
@@ -306,6 +308,11 @@ export class Session {
       }),
     ];
     for (const conversation of client.conversations()) this.watch(conversation);
+    // The SDK applies a RoleChangedEvent to `conversation.role` without telling anyone (no
+    // listener for it yet): a redraw every 2 s shows it, and ends typing indicators on time.
+    this.redraw = setInterval(() => {
+      this.changed();
+    }, REDRAW_MS);
     this.connection = { state: 'connecting' };
     this.go({ kind: 'ready' });
     await this.connect();
@@ -528,6 +535,8 @@ export class Session {
     if (this.phase.kind === 'ready') this.phase = { kind: 'starting' };
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    if (this.redraw !== null) clearInterval(this.redraw);
+    this.redraw = null;
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     this.unsubscribe = [];
     const client = this.client;
