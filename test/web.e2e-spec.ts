@@ -128,7 +128,10 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await rm(shots, { recursive: true, force: true });
     await mkdir(shots, { recursive: true });
     home = await mkdtemp(join(tmpdir(), 'parley-web-'));
-    server = await OwnParley.forSuite('web', home);
+    server = await OwnParley.forSuite('web', home, {
+      // Small enough that a pasted text exceeds it: a send the server refuses for good.
+      PARLEY_LIMIT_MESSAGE_BYTES: '4096',
+    });
     browser = await launchChromium();
     anaContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     // Ben is on a phone-sized screen: 360 px wide.
@@ -251,6 +254,21 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await messageLine(ben, 'Did you read this?').waitFor({ timeout: WAIT_MS });
     await visible(ana, /Read by ben/);
     await shot(ana, 'read-receipt');
+  });
+
+  it('shows a message the server refused as failed, with Retry and Discard', async () => {
+    const tooLong = `A pasted text ${'that goes on and on '.repeat(300)}`;
+    await send(ana, tooLong);
+    const line = ana.locator('.message[data-state="failed"]');
+    await line.getByText(/Not sent/).waitFor({ timeout: WAIT_MS });
+    await shot(ana, 'failed');
+    await line.getByRole('button', { name: 'Retry' }).click();
+    await line.getByText(/Not sent/).waitFor({ timeout: WAIT_MS });
+    await line.getByRole('button', { name: 'Discard' }).click();
+    await line.waitFor({ state: 'detached', timeout: WAIT_MS });
+    // The conversation goes on.
+    await send(ana, 'A shorter one');
+    await messageLine(ben, 'A shorter one').waitFor({ timeout: WAIT_MS });
   });
 
   it('starts a direct conversation between Ana and Ben', async () => {
@@ -425,7 +443,9 @@ describe.skipIf(skipReason !== undefined)('the web app in Chromium', () => {
     await messageLine(ben, 'Back after signing out everywhere').waitFor({ timeout: WAIT_MS });
   });
 
-  it('logged no console error in normal use', () => {
+  it('logged no console error and showed no error notice in normal use', async () => {
+    for (const page of [ana, ben])
+      expect(await page.locator('.notice').allTextContents()).toEqual([]);
     // Failed requests while the server was down are the only console errors Chromium logs.
     const unexpected = recorders.flatMap((recorder) =>
       recorder.errors.filter((error) => error.at < outage.from || error.at > outage.to),

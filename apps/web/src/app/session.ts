@@ -124,6 +124,7 @@ export class Session {
   private noticeIds = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private redraw: ReturnType<typeof setInterval> | null = null;
+  private signingOut = false;
 
   /** React's useSyncExternalStore subscription. */
   readonly subscribe = (listener: () => void): (() => void) => {
@@ -412,6 +413,7 @@ export class Session {
 
   /** Background failures: a signed-out or deleted device ends the session, others are shown. */
   private background(error: unknown): void {
+    if (error instanceof UnauthenticatedError && this.signingOut) return;
     if (error instanceof UnauthenticatedError) {
       void this.endSession(
         'You were signed out: this session ended on the server (signed out everywhere, or expired). Sign in again to go on.',
@@ -481,12 +483,34 @@ export class Session {
     }
   }
 
+  /**
+   * Marks a conversation read (unread 0, a read receipt to the others). The SDK's receipt
+   * coalescer calls the Node-only `timer.unref()` on a browser timer when a second receipt
+   * comes within a second (libs/client/src/client/signals.ts): by then the read mark is saved
+   * and the receipt scheduled, so that TypeError alone is not the person's to see.
+   */
+  async markRead(conversation: Conversation): Promise<void> {
+    try {
+      await conversation.markRead();
+    } catch (error) {
+      if (error instanceof TypeError && error.message.includes('unref')) return;
+      throw error;
+    }
+  }
+
   /** Signs out here (or everywhere): the device and its history stay for the next sign-in. */
   async signOut(everywhere: boolean): Promise<void> {
     const client = this.clientOrThrow();
-    if (everywhere) await client.signOutEverywhere();
-    else await client.signOut();
-    await this.endSession(everywhere ? 'Signed out on every device.' : 'Signed out.', false);
+    // The live connection ends with the revoked token while this runs: that is this sign-out,
+    // not one from elsewhere.
+    this.signingOut = true;
+    try {
+      if (everywhere) await client.signOutEverywhere();
+      else await client.signOut();
+      await this.endSession(everywhere ? 'Signed out on every device.' : 'Signed out.', false);
+    } finally {
+      this.signingOut = false;
+    }
   }
 
   /** Deletes one of the user's devices; this browser's own ends the session here. */

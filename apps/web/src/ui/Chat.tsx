@@ -84,7 +84,7 @@ export function Chat({
     end.current?.scrollIntoView({ block: 'end' });
     // Shown is read: the unread count goes to 0 and the others get a receipt.
     if (active && conversation.unreadCount > 0 && document.visibilityState === 'visible') {
-      void session.attempt(() => conversation.markRead());
+      void session.attempt(() => session.markRead(conversation));
     }
   }, [count, active, conversation, session]);
 
@@ -285,7 +285,11 @@ function OutgoingLine({
             <button
               type="button"
               className="link"
-              onClick={() => void session.attempt(() => conversation.retry(message.id))}
+              onClick={() => {
+                // The line itself shows how the retry ends (sent, or failed again with why).
+                conversation.retry(message.id).catch(() => undefined);
+                session.changed();
+              }}
             >
               Retry
             </button>{' '}
