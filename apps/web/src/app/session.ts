@@ -483,19 +483,9 @@ export class Session {
     }
   }
 
-  /**
-   * Marks a conversation read (unread 0, a read receipt to the others). The SDK's receipt
-   * coalescer calls the Node-only `timer.unref()` on a browser timer when a second receipt
-   * comes within a second (libs/client/src/client/signals.ts): by then the read mark is saved
-   * and the receipt scheduled, so that TypeError alone is not the person's to see.
-   */
+  /** Marks a conversation read (unread 0, a read receipt to the others). */
   async markRead(conversation: Conversation): Promise<void> {
-    try {
-      await conversation.markRead();
-    } catch (error) {
-      if (error instanceof TypeError && error.message.includes('unref')) return;
-      throw error;
-    }
+    await conversation.markRead();
   }
 
   /** Signs out here (or everywhere): the device and its history stay for the next sign-in. */

@@ -5,6 +5,7 @@
  */
 import { parseIdentity, SerialQueue } from '@parley/protocol';
 import { decodeHeader, SFrameError, SFrameReceiver, SFrameSender } from '@parley/sframe';
+import { unrefTimer } from '../client/timers.js';
 import {
   CALL_SFRAME_SUITE,
   crossEngineBaseKey,
@@ -339,7 +340,7 @@ export class CallKeys {
           this.forget(previous);
         }, this.graceMs);
         // Keys waiting to expire never keep a process alive.
-        if (typeof expiry === 'object' && 'unref' in expiry) expiry.unref();
+        unrefTimer(expiry);
         previous.expiry = expiry;
       }
       const rekey: Rekey = {

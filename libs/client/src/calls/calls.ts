@@ -17,6 +17,7 @@ import {
   RunningCallDocument,
   StartCallDocument,
 } from '../graphql/generated.js';
+import { unrefTimer } from '../client/timers.js';
 import type { GraphqlTransport } from '../transport/graphql-transport.js';
 import { CallKeys, type CallKeysOptions, type EpochSource } from './call-keys.js';
 
@@ -272,7 +273,7 @@ export class Calls {
         this.heartbeat(call.id);
       }, CALL_HEARTBEAT_INTERVAL_MS);
       // A call never keeps a process alive by itself.
-      if (typeof timer === 'object' && 'unref' in timer) timer.unref();
+      unrefTimer(timer);
       this.heartbeats.set(call.id, timer);
     }
     return call;

@@ -1,4 +1,5 @@
 import type { Envelope } from '../content/envelope.js';
+import { unrefTimer } from './timers.js';
 
 /** Typing indicators go out at most this often per conversation (a held key sends one per 3 s). */
 export const TYPING_INTERVAL_MS = 3_000;
@@ -119,8 +120,8 @@ export class ReceiptCoalescer {
         },
         Math.max(0, wait),
       );
-      // A pending receipt never keeps a process alive.
-      this.timer.unref();
+      // A pending receipt never keeps a process alive (browsers' timers are numbers: no unref).
+      unrefTimer(this.timer);
     }
     return Promise.resolve();
   }

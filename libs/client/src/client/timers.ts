@@ -70,6 +70,17 @@ export function timerForgery(
 }
 
 /**
+ * Lets a timer not keep the process alive, where timers can (Node); browsers' timers are numbers
+ * and have no such notion. Returns the timer.
+ */
+export function unrefTimer<T>(timer: T): T {
+  if (typeof timer === 'object' && timer !== null && 'unref' in timer) {
+    (timer as { unref: () => void }).unref();
+  }
+  return timer;
+}
+
+/**
  * One timer for the earliest of many deadlines (the messages' expiries): set again whenever the
  * earliest changes, unref'd so that it never keeps a process alive.
  */
@@ -92,8 +103,7 @@ export class ExpiryAlarm {
       this.at = null;
       this.fire();
     }, delay);
-    if (typeof timer === 'object' && 'unref' in timer) timer.unref();
-    this.timer = timer;
+    this.timer = unrefTimer(timer);
   }
 
   /** Stops waiting. */
