@@ -108,7 +108,7 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Joins a running call (again: idempotent, a heartbeat). */
   async join(userId: string, input: CallDeviceInput): Promise<CallModel> {
     return this.change(async (manager) => {
-      const { call, deviceId } = await this.participantCheck(manager, userId, input);
+      const { call, deviceId } = await this.callOfMember(manager, userId, input, { running: true });
       if (call.participants.some((p) => p.deviceId === deviceId)) {
         await this.touch(manager, call.id, deviceId);
         return { call, publications: [] };
@@ -134,7 +134,7 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
    */
   async heartbeat(userId: string, input: CallDeviceInput): Promise<CallModel> {
     return this.change(async (manager) => {
-      const { call, deviceId } = await this.participantCheck(manager, userId, input);
+      const { call, deviceId } = await this.callOfMember(manager, userId, input, { running: true });
       if (!call.participants.some((p) => p.deviceId === deviceId)) {
         throw new DomainError('NOT_FOUND', 'This device is not in the call; join it first', {
           callId: call.id,
@@ -149,16 +149,12 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Leaves a call (idempotent, also once it ended); the last one out ends it. */
   async leave(userId: string, input: CallDeviceInput): Promise<CallModel> {
     return this.change(async (manager) => {
-      const call = await this.view(manager, input.callId);
-      const { seat } = await this.conversations.membership(
-        manager,
-        userId,
-        input.deviceId,
-        call.conversationId,
-      );
+      const { call, deviceId } = await this.callOfMember(manager, userId, input, {
+        running: false,
+      });
       const publications = await leaveCalls(manager, `c."id" = $1 AND p."device_id" = $2`, [
         call.id,
-        seat.deviceId,
+        deviceId,
       ]);
       return { call: await this.view(manager, call.id), publications };
     });
@@ -167,13 +163,9 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Ends a call for everyone: its starter's user, or an admin of the conversation. */
   async end(userId: string, input: CallDeviceInput): Promise<CallModel> {
     return this.change(async (manager) => {
-      const call = await this.view(manager, input.callId);
-      const { seat } = await this.conversations.membership(
-        manager,
-        userId,
-        input.deviceId,
-        call.conversationId,
-      );
+      const { call, deviceId } = await this.callOfMember(manager, userId, input, {
+        running: false,
+      });
       if (call.endedAt !== null) return { call, publications: [] };
       const starter: { user_id: string }[] = await manager.query(
         `SELECT "user_id" FROM "devices" WHERE "id" = $1`,
@@ -190,7 +182,7 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
       const ended = await this.view(manager, call.id);
       return {
         call: ended,
-        publications: [callPublication(ended, CallChangeValue.ENDED, seat.deviceId)],
+        publications: [callPublication(ended, CallChangeValue.ENDED, deviceId)],
       };
     });
   }
@@ -243,11 +235,15 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
     return call;
   }
 
-  /** A running call and the caller's device, which must hold a seat in its conversation. */
-  private async participantCheck(
+  /**
+   * The call and the caller's device, which must hold a seat in the call's conversation; with
+   * `running`, a call that has ended is refused (CALL_ENDED).
+   */
+  private async callOfMember(
     manager: EntityManager,
     userId: string,
     input: CallDeviceInput,
+    { running }: { running: boolean },
   ): Promise<{ call: CallModel; deviceId: string }> {
     const call = await this.view(manager, input.callId);
     const { seat } = await this.conversations.membership(
@@ -256,7 +252,7 @@ export class CallsService implements OnApplicationBootstrap, OnModuleDestroy {
       input.deviceId,
       call.conversationId,
     );
-    if (call.endedAt !== null) throw callEnded(call.id);
+    if (running && call.endedAt !== null) throw callEnded(call.id);
     return { call, deviceId: seat.deviceId };
   }
 
