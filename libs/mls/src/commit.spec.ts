@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { RatchetTree } from 'ts-mls';
 import { describe, expect, it } from 'vitest';
 
 // The test-side ts-mls client of the end-to-end suites: real clients, and the forgeries a hostile
@@ -186,6 +187,67 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
         verifyLeafChanges(commit, previous, await decodeGroupInfo(ownForged));
       }),
     ).toBe('LEAF_REWRITTEN');
+  });
+
+  it('catches a forged leaf that only trusting known leaves would miss: a re-signed existing leaf, a forged added one', async () => {
+    const { alice, bob, stored } = await threeMembers();
+    // Re-signs the GroupInfo (tree hash recomputed) with one bit of `identity`'s leaf signature flipped.
+    const flipSignature = (identity: string) => (tree: RatchetTree) => {
+      const index = tree.findIndex(
+        (node) =>
+          node?.nodeType === 'leaf' &&
+          node.leaf.credential.credentialType === 'basic' &&
+          new TextDecoder().decode(node.leaf.credential.identity) === identity,
+      );
+      const node = tree[index];
+      if (node?.nodeType !== 'leaf') throw new Error(`no leaf of ${identity}`);
+      const signature = Uint8Array.from(node.leaf.signature);
+      signature[0] = (signature[0] ?? 0) ^ 0x01;
+      tree[index] = { ...node, leaf: { ...node.leaf, signature } };
+    };
+    const previous = await decodeGroupInfo(stored);
+    // Bob's leaf with nothing changed but its signature: not byte-identical, so verified, and caught.
+    const update = await alice.update();
+    alice.discardCommit();
+    const updateCommit = await decodeCommit(update.commit);
+    const forgedKept = await decodeGroupInfo(
+      await alice.resignGroupInfo(update.groupInfo, flipSignature(bob.member.identity)),
+    );
+    expect(
+      await reasonOf(() => {
+        verifyLeafChanges(updateCommit, previous, forgedKept);
+      }),
+    ).toBe('LEAF_REWRITTEN');
+    expect(
+      await reasonOf(() =>
+        verifyGroupInfoMessage(forgedKept, {
+          knownLeaf: knownLeaves(updateCommit, previous, { addedKeyPackagesValidated: true }),
+        }),
+      ),
+    ).toBe('BAD_LEAF_SIGNATURE');
+    // The added member's leaf with another signature than its key package's: trusted only when
+    // byte-identical to the Add's leaf node, so this one is verified, and caught.
+    const dave = await member();
+    const add = await alice.addMembers(await dave.keyPackages(1));
+    const addCommit = await decodeCommit(add.commit);
+    const forgedAdd = await decodeGroupInfo(
+      await alice.resignGroupInfo(add.groupInfo, flipSignature(dave.identity)),
+    );
+    expect(
+      await reasonOf(() => {
+        verifyLeafChanges(addCommit, previous, forgedAdd);
+      }),
+    ).toBe('LEAF_REWRITTEN');
+    expect(
+      await reasonOf(() =>
+        verifyGroupInfoMessage(forgedAdd, {
+          knownLeaf: knownLeaves(addCommit, previous, { addedKeyPackagesValidated: true }),
+        }),
+      ),
+    ).toBe('BAD_LEAF_SIGNATURE');
+    // The honest bundles pass the same checks.
+    await verifyAll(stored, add);
+    await verifyAll(stored, update);
   });
 
   it('refuses a GroupInfo signed by a member other than the committer with WRONG_SIGNER', async () => {

@@ -4,14 +4,13 @@ import {
   type FramedContentCommit,
 } from 'ts-mls/framedContent.js';
 import { encodeLeafNode } from 'ts-mls/leafNode.js';
-import type { RatchetTree } from 'ts-mls/ratchetTree.js';
 import { createConfirmedHash, createInterimHash } from 'ts-mls/transcriptHash.js';
 import { treeHashRoot } from 'ts-mls/treeHash.js';
 
 import { bytesEqual, bytesKey, verifies } from './bytes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, resolveMaxBytes, type DecodeOptions } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
-import { partsOf, type GroupInfoMessage, type KnownLeaf } from './group-info.js';
+import { leafBytesOf, partsOf, type GroupInfoMessage, type KnownLeaf } from './group-info.js';
 import { decodePublicCommit, describeCommit, type InspectedCommit } from './inspect.js';
 
 /**
@@ -43,18 +42,23 @@ function partsOfCommit(commit: CommitMessage): CommitParts {
 export const partsOfCommitMessage = partsOfCommit;
 
 /** Decodes an MLSMessage(public_message) carrying a commit; see inspectCommit for what it reports. */
-export async function decodeCommit(
+export function decodeCommit(
   bytes: Uint8Array,
   options: DecodeOptions = {},
 ): Promise<CommitMessage> {
-  const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
+  let maxBytes: number;
+  try {
+    maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new TypeError(String(error)));
+  }
   try {
     const parts = decodePublicCommit(bytes, maxBytes);
-    const commit = new CommitMessage(await describeCommit(parts.content));
+    const commit = new CommitMessage(describeCommit(parts.content));
     commitParts.set(commit, parts);
-    return commit;
+    return Promise.resolve(commit);
   } catch (error) {
-    throw asMlsError(error, 'DECODE');
+    return Promise.reject(asMlsError(error, 'DECODE'));
   }
 }
 
@@ -62,16 +66,6 @@ function memberSender(commit: CommitMessage): number {
   const { sender } = commit.inspected;
   if (sender.type !== 'member') throw new MlsError('WRONG_SENDER', `a ${sender.type} sender`);
   return sender.leafIndex;
-}
-
-/** @internal Leaf index → encoded LeafNode of every occupied leaf. */
-export function treeLeafBytes(tree: RatchetTree): Map<number, Uint8Array> {
-  const leaves = new Map<number, Uint8Array>();
-  for (let node = 0; node < tree.length; node += 2) {
-    const entry = tree[node];
-    if (entry?.nodeType === 'leaf') leaves.set(node / 2, encodeLeafNode(entry.leaf));
-  }
-  return leaves;
 }
 
 function addedLeaves({ content }: CommitParts): Uint8Array[] {
@@ -222,8 +216,8 @@ export function verifyLeafChanges(
   const removed = new Set(
     commit.inspected.proposals.flatMap((p) => (p.type === 'remove' ? [p.leafIndex] : [])),
   );
-  const before = previous === null ? null : treeLeafBytes(partsOf(previous).tree);
-  const after = treeLeafBytes(partsOf(next).tree);
+  const before = previous === null ? null : leafBytesOf(previous);
+  const after = leafBytesOf(next);
   const accounted = new Set<number>();
   if (path !== undefined) {
     const leaf = after.get(committer);
@@ -273,8 +267,7 @@ export function knownLeaves(
   previous: GroupInfoMessage | null,
   { addedKeyPackagesValidated }: { addedKeyPackagesValidated: boolean },
 ): KnownLeaf {
-  const before =
-    previous === null ? new Map<number, Uint8Array>() : treeLeafBytes(partsOf(previous).tree);
+  const before = previous === null ? new Map<number, Uint8Array>() : leafBytesOf(previous);
   const added = new Set(
     addedKeyPackagesValidated ? addedLeaves(partsOfCommit(commit)).map(bytesKey) : [],
   );

@@ -7,14 +7,9 @@ import { verifyFramedContentSignature } from 'ts-mls/framedContent.js';
 import { encodeLeafNode } from 'ts-mls/leafNode.js';
 
 import { bytesEqual, verifies } from './bytes.js';
-import {
-  partsOfCommitMessage,
-  treeLeafBytes,
-  verifyTranscript,
-  type CommitMessage,
-} from './commit.js';
+import { partsOfCommitMessage, verifyTranscript, type CommitMessage } from './commit.js';
 import { MlsError } from './errors.js';
-import { partsOf, type GroupInfoMessage } from './group-info.js';
+import { leafBytesOf, partsOf, type GroupInfoMessage } from './group-info.js';
 
 /**
  * The shape RFC 9420 §12.4.3.2 requires (and Parley narrows): sender new_member_commit, exactly
@@ -62,7 +57,7 @@ export async function verifyExternalCommit(
 ): Promise<number> {
   checkExternalCommitShape(commit);
   const { content, auth } = partsOfCommitMessage(commit);
-  const { groupInfo, tree, impl } = partsOf(previous);
+  const { groupInfo, impl } = partsOf(previous);
   const path = content.commit.path;
   if (path === undefined) throw new MlsError('EXTERNAL_COMMIT_SHAPE', 'no path');
   if (!bytesEqual(content.groupId, previous.groupId) || content.epoch !== previous.epoch) {
@@ -80,8 +75,8 @@ export async function verifyExternalCommit(
   );
   if (!signed) throw new MlsError('BAD_SIGNATURE', 'FramedContentTBS signature does not verify');
 
-  const before = treeLeafBytes(tree);
-  const after = treeLeafBytes(partsOf(next).tree);
+  const before = leafBytesOf(previous);
+  const after = leafBytesOf(next);
   for (const [leafIndex, leaf] of before) {
     const kept = after.get(leafIndex);
     if (kept === undefined || !bytesEqual(kept, leaf)) {

@@ -7,7 +7,6 @@ import {
 } from 'ts-mls/leafNode.js';
 import { verifyParentHashes } from 'ts-mls/parentHash.js';
 import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
-import { treeHashRoot } from 'ts-mls/treeHash.js';
 import { directPath, leafWidth, toNodeIndex } from 'ts-mls/treemath.js';
 
 import { ciphersuiteId, ciphersuiteImpl, isSupportedCiphersuite } from './ciphersuites.js';
@@ -20,6 +19,7 @@ import {
   type DecodeOptions,
 } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
+import { syncHash, treeHashRootSync } from './hash.js';
 import { basicIdentity } from './inspect.js';
 
 /** One occupied leaf of a group's ratchet tree: which client sits where. */
@@ -80,12 +80,15 @@ function ratchetTreeOf(groupInfo: GroupInfo): RatchetTree {
 
 /** RFC 9420 §7.8/§7.9/§12.4.3.1 checks that need no secrets, over a tree already extended to full width. */
 async function checkTree(
-  tree: RatchetTree,
-  groupInfo: GroupInfo,
-  impl: CiphersuiteImpl,
+  message: GroupInfoMessage,
   { parentHashes, knownLeaf }: { parentHashes: boolean; knownLeaf: KnownLeaf | null },
 ): Promise<RosterLeaf[]> {
+  const { groupInfo, tree, impl } = partsOf(message);
+  const leafBytes = leafBytesOf(message);
   const { groupId, treeHash } = groupInfo.groupContext;
+  // Signatures still to verify, run together once the cheap checks passed: each is a round trip
+  // to the libuv pool, and one after another they left its threads idle.
+  const pending: { leafIndex: number; check: () => Promise<boolean> }[] = [];
   const width = leafWidth(tree.length);
   const encryptionKeys = new Set<string>();
   const signatureKeys = new Set<string>();
@@ -134,22 +137,36 @@ async function checkTree(
     signatureKeys.add(signatureKey);
     // A leaf byte-identical to one verified before has the same verdict: the signed content
     // (including group id and leaf index for non-key-package leaves) is the same.
-    const known = knownLeaf?.(leafIndex, encodeLeafNode(leaf)) ?? false;
-    // Leaves from a key package were signed without group context; the others with it.
-    const signed =
-      known ||
-      (leaf.leafNodeSource === 'key_package'
-        ? await verifies(() => verifyLeafNodeSignatureKeyPackage(leaf, impl.signature))
-        : await verifies(() => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature)));
-    if (!signed) throw new MlsError('BAD_LEAF_SIGNATURE', `leaf ${leafIndex}`);
+    const bytes = leafBytes.get(leafIndex);
+    const known = bytes !== undefined && (knownLeaf?.(leafIndex, bytes) ?? false);
+    if (!known) {
+      // Leaves from a key package were signed without group context; the others with it.
+      pending.push({
+        leafIndex,
+        check:
+          leaf.leafNodeSource === 'key_package'
+            ? () => verifyLeafNodeSignatureKeyPackage(leaf, impl.signature)
+            : () => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature),
+      });
+    }
     leaves.push({
       leafIndex,
       identity: basicIdentity(leaf.credential),
       signatureKey: copyBytes(leaf.signaturePublicKey),
     });
   }
+  const verdicts = await Promise.all(pending.map(({ check }) => verifies(check)));
+  // The first failing leaf in index order, whichever verification finished first.
+  const failed = pending.find((_, i) => verdicts[i] !== true);
+  if (failed !== undefined) throw new MlsError('BAD_LEAF_SIGNATURE', `leaf ${failed.leafIndex}`);
   // The signer signed the group context, and with it tree_hash: this binds the tree to the signature.
-  if (!bytesEqual(await treeHashRoot(tree, impl.hash), treeHash)) {
+  const hash = syncHash(message.ciphersuite);
+  if (
+    !bytesEqual(
+      treeHashRootSync(tree, hash, (leafIndex) => leafBytes.get(leafIndex)),
+      treeHash,
+    )
+  ) {
     throw new MlsError('INVALID_TREE', 'tree hash does not match the group context');
   }
   if (parentHashes && !(await verifies(() => verifyParentHashes(tree, impl.hash)))) {
@@ -184,6 +201,25 @@ export interface GroupInfoParts {
 }
 
 const groupInfoParts = new WeakMap<GroupInfoMessage, GroupInfoParts>();
+const leafBytesCache = new WeakMap<GroupInfoMessage, ReadonlyMap<number, Uint8Array>>();
+
+/**
+ * @internal Leaf index → encoded LeafNode of every occupied leaf of the message's tree, encoded
+ * once per decoded message: the tree hash, the leaf comparisons of a commit and the known-leaf
+ * lookups all work on these bytes. The trees are never changed after decoding.
+ */
+export function leafBytesOf(message: GroupInfoMessage): ReadonlyMap<number, Uint8Array> {
+  const cached = leafBytesCache.get(message);
+  if (cached !== undefined) return cached;
+  const { tree } = partsOf(message);
+  const leaves = new Map<number, Uint8Array>();
+  for (let node = 0; node < tree.length; node += 2) {
+    const entry = tree[node];
+    if (entry?.nodeType === 'leaf') leaves.set(node / 2, encodeLeafNode(entry.leaf));
+  }
+  leafBytesCache.set(message, leaves);
+  return leaves;
+}
 
 /** @internal The ts-mls objects behind a handle, for the checks in this library. */
 export function partsOf(message: GroupInfoMessage): GroupInfoParts {
@@ -247,7 +283,7 @@ export async function verifyGroupInfoMessage(
       verifyGroupInfoSignature(groupInfo, signerNode.leaf.signaturePublicKey, impl.signature),
     );
     if (!signed) throw new MlsError('BAD_SIGNATURE', 'GroupInfoTBS signature does not verify');
-    const leaves = await checkTree(tree, groupInfo, impl, {
+    const leaves = await checkTree(message, {
       parentHashes: options.verifyParentHashes ?? false,
       knownLeaf: options.knownLeaf ?? null,
     });

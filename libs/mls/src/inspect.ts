@@ -2,7 +2,7 @@ import type { Credential, KeyPackage, LeafNode, Proposal, Sender } from 'ts-mls'
 import type { FramedContentAuthDataCommit, FramedContentCommit } from 'ts-mls/framedContent.js';
 import { encodeKeyPackage } from 'ts-mls/keyPackage.js';
 
-import { ciphersuiteId, isSupportedCiphersuite, keyPackageRef } from './ciphersuites.js';
+import { ciphersuiteId, isSupportedCiphersuite } from './ciphersuites.js';
 import { copyBytes } from './bytes.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -12,6 +12,7 @@ import {
   type DecodeOptions,
 } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
+import { keyPackageRefSync } from './hash.js';
 
 /** Who framed a PublicMessage (RFC 9420 §6.1). */
 export type MessageSender =
@@ -181,7 +182,7 @@ export function inspectMessage(bytes: Uint8Array, options: DecodeOptions = {}): 
 // RFC 9420 §17.4 proposal types 1..7; ts-mls gives their names to well-formed ones.
 const LAST_DEFAULT_PROPOSAL_TYPE = 7;
 
-async function addedKeyPackage(keyPackage: KeyPackage): Promise<CommitProposal> {
+function addedKeyPackage(keyPackage: KeyPackage): CommitProposal {
   const ciphersuite = ciphersuiteId(keyPackage.cipherSuite);
   if (!isSupportedCiphersuite(ciphersuite)) {
     throw new MlsError(
@@ -191,11 +192,11 @@ async function addedKeyPackage(keyPackage: KeyPackage): Promise<CommitProposal> 
   }
   const { identity, signatureKey } = leafIdentity(keyPackage.leafNode);
   // The whole message was checked to be canonical, so re-encoding yields the bytes the client hashed.
-  const ref = await keyPackageRef(ciphersuite, encodeKeyPackage(keyPackage));
+  const ref = keyPackageRefSync(ciphersuite, encodeKeyPackage(keyPackage));
   return { type: 'add', keyPackageRef: ref, ciphersuite, identity, signatureKey };
 }
 
-function describeProposal(proposal: Proposal): Promise<CommitProposal> | CommitProposal {
+function describeProposal(proposal: Proposal): CommitProposal {
   if (typeof proposal.proposalType === 'number') {
     // ts-mls falls back to "custom" when a default proposal's body fails to decode, so a
     // custom proposal with a default type number is a malformed proposal, not an extension.
@@ -219,12 +220,12 @@ function describeProposal(proposal: Proposal): Promise<CommitProposal> | CommitP
 }
 
 /** @internal What inspectCommit reports of an already decoded commit's content. */
-export async function describeCommit(content: FramedContentCommit): Promise<InspectedCommit> {
+export function describeCommit(content: FramedContentCommit): InspectedCommit {
   const proposals: CommitProposal[] = [];
   const proposalRefs: Uint8Array[] = [];
   for (const entry of content.commit.proposals) {
     if (entry.proposalOrRefType === 'reference') proposalRefs.push(copyBytes(entry.reference));
-    else proposals.push(await describeProposal(entry.proposal));
+    else proposals.push(describeProposal(entry.proposal));
   }
   const path = content.commit.path;
   return {
@@ -251,15 +252,20 @@ export function decodePublicCommit(
 }
 
 /** For a PublicMessage commit: group id, epoch, sender leaf index (member sender) or external, the proposals by value and by reference, with Add proposals' KeyPackageRefs computed and Remove proposals' leaf indexes. */
-export async function inspectCommit(
+export function inspectCommit(
   bytes: Uint8Array,
   options: DecodeOptions = {},
 ): Promise<InspectedCommit> {
-  const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
+  let maxBytes: number;
   try {
-    return await describeCommit(decodePublicCommit(bytes, maxBytes).content);
+    maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   } catch (error) {
-    throw asMlsError(error, 'DECODE');
+    return Promise.reject(error instanceof Error ? error : new TypeError(String(error)));
+  }
+  try {
+    return Promise.resolve(describeCommit(decodePublicCommit(bytes, maxBytes).content));
+  } catch (error) {
+    return Promise.reject(asMlsError(error, 'DECODE'));
   }
 }
 
