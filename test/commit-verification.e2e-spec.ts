@@ -153,6 +153,44 @@ describeE2E('commit verification', () => {
     ]);
   });
 
+  it('refuses forged added leaves: a key package Parley never handed out, or a tree whose added leaf is not the claimed one', async () => {
+    const { conversationId, members } = await buildGroup(app, 2);
+    const [alice] = members as [Member, Member];
+    const dave = await ParleyDevice.create(app);
+    await dave.uploadKeyPackages(1);
+    const before = await view(alice, conversationId);
+    // Added leaves are trusted unverified only as the leaf nodes of key packages Parley validated
+    // and handed out; one it never saw (ts-mls refuses to add one with a broken leaf signature,
+    // a hostile client would not) is refused whatever its leaf holds.
+    const [unseen] = await dave.mls.keyPackages(1);
+    const unvalidated = await alice.group.addMembers([unseen ?? new Uint8Array()]);
+    alice.group.discardCommit();
+    const honest = await alice.group.addMembers(await alice.device.claim([dave.userId]));
+    // The claimed key package in the Add, but in the tree a leaf with another signature.
+    const forgedLeaf = await alice.group.resignGroupInfo(honest.groupInfo, (tree) => {
+      const index = tree.findIndex(
+        (node) =>
+          node?.nodeType === 'leaf' &&
+          node.leaf.credential.credentialType === 'basic' &&
+          new TextDecoder().decode(node.leaf.credential.identity) === dave.mls.identity,
+      );
+      const node = tree[index];
+      if (node?.nodeType !== 'leaf') throw new Error('no leaf for Dave');
+      const signature = Uint8Array.from(node.leaf.signature);
+      signature[0] = (signature[0] ?? 0) ^ 0x01;
+      tree[index] = { ...node, leaf: { ...node.leaf, signature } };
+    });
+    expect(refusal(await submit(alice.device, conversationId, unvalidated))).toBe(
+      'INVALID_COMMIT/UNCLAIMED_KEY_PACKAGE',
+    );
+    expect(
+      refusal(await submit(alice.device, conversationId, { ...honest, groupInfo: forgedLeaf })),
+    ).toBe('INVALID_COMMIT/LEAF_REWRITTEN');
+    expect(await view(alice, conversationId)).toEqual(before);
+    const added = dataOf(await submit(alice.device, conversationId, honest)).submitCommitBundle;
+    expect(added.addedDeviceIds).toEqual([dave.deviceId]);
+  });
+
   it('checks the first commit of a conversation registered without a GroupInfo against the creator key', async () => {
     const alice = await ParleyDevice.create(app);
     const bob = await ParleyDevice.create(app);

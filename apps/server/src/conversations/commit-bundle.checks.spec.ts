@@ -20,6 +20,7 @@ import {
   checkSender,
   checkWelcome,
   decodeBundle,
+  StoredGroupInfos,
 } from './commit-bundle.checks.js';
 
 const MAX = 1 << 20;
@@ -274,5 +275,33 @@ describe('commit bundle checks', () => {
         groupInfo: Buffer.concat([parts.commit.subarray(49), parts.groupInfo]),
       }),
     ).not.toEqual(digest);
+  });
+});
+
+describe('StoredGroupInfos', () => {
+  it('decodes a stored GroupInfo once while its bytes stay the same, and never serves other bytes', async () => {
+    const { group, genesis, add } = await twoMembers();
+    const stored = new StoredGroupInfos();
+    const id = randomUUID();
+    const first = await stored.decode(id, Buffer.from(add.groupInfo));
+    expect(await stored.decode(id, Buffer.from(add.groupInfo))).toBe(first);
+    // The conversation moved on (here or on another instance): the new bytes are decoded.
+    const update = await group.update();
+    const next = await stored.decode(id, Buffer.from(update.groupInfo));
+    expect(next).not.toBe(first);
+    expect(next.epoch).toBe(first.epoch + 1n);
+    // What a commit remembers is served only for exactly its bytes.
+    const remembered = (await decode(update)).groupInfo;
+    stored.remember(id, Buffer.from(update.groupInfo), remembered);
+    expect(await stored.decode(id, Buffer.from(update.groupInfo))).toBe(remembered);
+    expect((await stored.decode(id, Buffer.from(add.groupInfo))).epoch).toBe(first.epoch);
+    // Over its budget, the least recently used go first.
+    const small = new StoredGroupInfos(add.groupInfo.length + genesis.length);
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const kept = await small.decode(a, Buffer.from(genesis));
+    await small.decode(b, Buffer.from(add.groupInfo));
+    expect(await small.decode(a, Buffer.from(genesis))).toBe(kept);
+    await small.decode(c, Buffer.from(genesis));
+    expect(await small.decode(a, Buffer.from(genesis))).toBe(kept);
   });
 });

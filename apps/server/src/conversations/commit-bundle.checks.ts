@@ -177,6 +177,56 @@ export async function checkNewGroupInfo(
   );
 }
 
+// Encoded bytes of decoded GroupInfos kept per process (a 1,000-member one is ~230 KiB, and its
+// decoded form several times that): enough for the groups where decoding costs anything.
+const STORED_GROUP_INFO_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Conversations' stored GroupInfos, decoded, for the next commit's checks: decoding a 1,000-member
+ * tree costs ~25 ms, and the GroupInfo a commit stores is the one the next commit is checked
+ * against. Only decoding is saved — an entry is used only while its bytes are exactly those the
+ * database holds now (another instance may have moved the epoch), and those were verified when
+ * they were stored. Least recently used entries go first, by their encoded size.
+ */
+export class StoredGroupInfos {
+  private readonly entries = new Map<string, { bytes: Buffer; message: GroupInfoMessage }>();
+  private size = 0;
+
+  constructor(private readonly maxBytes = STORED_GROUP_INFO_BYTES) {}
+
+  /** The decoded form of `bytes`, the conversation's stored GroupInfo, from memory when it is there. */
+  async decode(conversationId: string, bytes: Buffer): Promise<GroupInfoMessage> {
+    const hit = this.entries.get(conversationId);
+    if (hit?.bytes.equals(bytes) === true) {
+      this.entries.delete(conversationId);
+      this.entries.set(conversationId, hit);
+      return hit.message;
+    }
+    const message = await decodeGroupInfo(bytes, { maxBytes: bytes.length });
+    this.remember(conversationId, bytes, message);
+    return message;
+  }
+
+  /** Keeps `message`, decoded from `bytes`, as what the conversation probably stores now. */
+  remember(conversationId: string, bytes: Buffer, message: GroupInfoMessage): void {
+    this.forget(conversationId);
+    if (bytes.length > this.maxBytes) return;
+    this.entries.set(conversationId, { bytes, message });
+    this.size += bytes.length;
+    for (const [oldest] of this.entries) {
+      if (this.size <= this.maxBytes) break;
+      this.forget(oldest);
+    }
+  }
+
+  private forget(conversationId: string): void {
+    const entry = this.entries.get(conversationId);
+    if (entry === undefined) return;
+    this.entries.delete(conversationId);
+    this.size -= entry.bytes.length;
+  }
+}
+
 /** SHA-256 over the bundle's parts, each length-prefixed: what "the same bundle again" means. */
 export function bundleDigest(bundle: BundleBytes): Buffer {
   const hash = createHash('sha256');

@@ -6,7 +6,6 @@ import {
   type InspectedCommit,
   type RosterLeaf,
   type VerifiedGroupInfo,
-  decodeGroupInfo,
   verifyGroupInfo,
 } from '@parley/mls';
 import { toHex } from '@parley/protocol';
@@ -62,6 +61,7 @@ import {
   checkWelcome,
   type DecodedBundle,
   decodeBundle,
+  StoredGroupInfos,
 } from './commit-bundle.checks.js';
 import { CommitResultEntity } from './commit-result.entity.js';
 import { ConversationRoleEntity } from './conversation-role.entity.js';
@@ -112,6 +112,7 @@ const JOINABLE_SQL = `SELECT c."id" FROM "conversations" c
 @Injectable()
 export class ConversationsService {
   private readonly logger = new Logger(ConversationsService.name);
+  private readonly storedGroupInfos = new StoredGroupInfos();
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -297,6 +298,8 @@ export class ConversationsService {
     });
     // Published only once committed: a subscriber never hears of what a rollback undid.
     await publishCommitted(this.events, this.logger, outcome.events);
+    // Most likely what the conversation now stores (or a replay's, which the bytes check skips).
+    this.storedGroupInfos.remember(input.conversationId, input.groupInfo, bundle.groupInfo);
     return outcome.result;
   }
 
@@ -514,9 +517,7 @@ export class ConversationsService {
   ): Promise<GroupInfoMessage | null> {
     if (conversation.groupInfo === null) return null;
     // Verified when it was stored; a failure here is corrupt storage, hence no domain error.
-    const stored = await decodeGroupInfo(conversation.groupInfo, {
-      maxBytes: conversation.groupInfo.length,
-    });
+    const stored = await this.storedGroupInfos.decode(conversation.id, conversation.groupInfo);
     if (stored.epoch !== BigInt(conversation.epoch)) {
       throw new Error(`Conversation ${conversation.id} stores a GroupInfo of another epoch`);
     }
