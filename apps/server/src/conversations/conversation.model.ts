@@ -71,8 +71,23 @@ export class ConversationModel {
   @Field(() => SafeIntScalar, { description: "This device's cursor" })
   ackedSeq!: string;
 
-  @Field(() => [ConversationMemberModel])
+  @Field(() => [ConversationMemberModel], {
+    description: 'The roster in leaf order (read only when asked for; one query per page)',
+  })
   members!: ConversationMemberModel[];
+
+  @Field(() => BytesScalar, {
+    nullable: true,
+    description:
+      'The newest GroupInfo (MLSMessage), as the groupInfo query gives it; read only when asked for',
+  })
+  groupInfo!: Buffer | null;
+
+  @Field({
+    description:
+      "This conversation's place in the conversations list (creation order): pass it as `after` for the next page",
+  })
+  cursor!: string;
 
   @Field(() => Int, {
     description:
@@ -83,6 +98,12 @@ export class ConversationModel {
   @Field()
   createdAt!: Date;
 }
+
+/**
+ * A conversation without the fields its resolvers read on demand (members, GroupInfo): what
+ * the service returns, so that a list never reads what the query did not select.
+ */
+export type ConversationSummary = Omit<ConversationModel, 'members' | 'groupInfo'>;
 
 /** A Welcome waiting for one of the caller's devices. */
 @ObjectType('Welcome')

@@ -1,4 +1,14 @@
-import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import {
+  Args,
+  Context,
+  ID,
+  Int,
+  Mutation,
+  Parent,
+  Query,
+  ResolveField,
+  Resolver,
+} from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/current-principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
@@ -8,7 +18,14 @@ import {
   SetMemberRoleInput,
   SubmitCommitBundleInput,
 } from './conversation.input.js';
-import { CommitResultModel, ConversationModel, WelcomeModel } from './conversation.model.js';
+import {
+  CommitResultModel,
+  ConversationMemberModel,
+  ConversationModel,
+  type ConversationSummary,
+  WelcomeModel,
+} from './conversation.model.js';
+import { CONVERSATIONS_PAGE_DEFAULT, requestBatch } from './conversation-reads.js';
 import { ConversationsService } from './conversations.service.js';
 import { JoinableConversationModel } from './joinable-conversation.model.js';
 
@@ -26,7 +43,7 @@ export class ConversationsResolver {
   createConversation(
     @CurrentPrincipal() principal: Principal,
     @Args('input') input: CreateConversationInput,
-  ): Promise<ConversationModel> {
+  ): Promise<ConversationSummary> {
     return this.conversationsService.create(principal.userId, input);
   }
 
@@ -37,7 +54,7 @@ export class ConversationsResolver {
   setMemberRole(
     @CurrentPrincipal() principal: Principal,
     @Args('input') input: SetMemberRoleInput,
-  ): Promise<ConversationModel> {
+  ): Promise<ConversationSummary> {
     return this.conversationsService.setMemberRole(principal.userId, input);
   }
 
@@ -57,13 +74,43 @@ export class ConversationsResolver {
   }
 
   @Query(() => [ConversationModel], {
-    description: 'The conversations a device of the caller is in',
+    description:
+      'The conversations a device of the caller is in, oldest first (creation time, then id), `first` (1–100, default 50) after the cursor `after`; fewer than `first` means the list is done',
   })
   conversations(
     @CurrentPrincipal() principal: Principal,
     @Args('deviceId', { type: () => ID }) deviceId: string,
-  ): Promise<ConversationModel[]> {
-    return this.conversationsService.list(principal.userId, deviceId);
+    @Args('first', { type: () => Int, defaultValue: CONVERSATIONS_PAGE_DEFAULT }) first: number,
+    @Args('after', {
+      type: () => String,
+      nullable: true,
+      description: 'The `cursor` of the last conversation of the previous page',
+    })
+    after: string | null,
+  ): Promise<ConversationSummary[]> {
+    return this.conversationsService.list(principal.userId, deviceId, first, after ?? null);
+  }
+
+  /** The roster, for all conversations of the request in one query. */
+  @ResolveField('members', () => [ConversationMemberModel])
+  membersOf(
+    @Parent() conversation: ConversationSummary,
+    @Context() context: object,
+  ): Promise<ConversationMemberModel[]> {
+    return requestBatch(context, 'members', (ids) => this.conversationsService.members(ids)).load(
+      conversation.id,
+    );
+  }
+
+  /** The GroupInfo, read only when selected, for all conversations of the request at once. */
+  @ResolveField('groupInfo', () => BytesScalar, { nullable: true })
+  groupInfoOf(
+    @Parent() conversation: ConversationSummary,
+    @Context() context: object,
+  ): Promise<Buffer | null> {
+    return requestBatch(context, 'groupInfo', (ids) =>
+      this.conversationsService.groupInfos(ids),
+    ).load(conversation.id);
   }
 
   @Query(() => ConversationModel, { description: 'One conversation a device of the caller is in' })
@@ -71,7 +118,7 @@ export class ConversationsResolver {
     @CurrentPrincipal() principal: Principal,
     @Args('deviceId', { type: () => ID }) deviceId: string,
     @Args('conversationId', { type: () => ID }) conversationId: string,
-  ): Promise<ConversationModel> {
+  ): Promise<ConversationSummary> {
     return this.conversationsService.get(principal.userId, deviceId, conversationId);
   }
 

@@ -37,9 +37,19 @@ import {
   ConversationKindValue,
   type ConversationMemberModel,
   ConversationRoleValue,
-  type ConversationModel,
+  type ConversationSummary,
   type WelcomeModel,
 } from './conversation.model.js';
+import {
+  checkConversationsFirst,
+  type ConversationRow,
+  conversationCursor,
+  conversationPage,
+  conversationRow,
+  groupInfosOf,
+  membersOf,
+  parseConversationCursor,
+} from './conversation-reads.js';
 import {
   futureEpoch,
   invalidCommit,
@@ -122,7 +132,7 @@ export class ConversationsService {
   ) {}
 
   /** Registers a group the caller's device created: epoch 0, the device alone at leaf 0. */
-  async create(userId: string, input: CreateConversationInput): Promise<ConversationModel> {
+  async create(userId: string, input: CreateConversationInput): Promise<ConversationSummary> {
     if (input.groupId.length === 0 || input.groupId.length > MAX_GROUP_ID_BYTES) {
       throw new DomainError('BAD_USER_INPUT', `groupId must be 1–${MAX_GROUP_ID_BYTES} bytes`, {
         field: 'groupId',
@@ -137,7 +147,7 @@ export class ConversationsService {
         `Ciphersuite ${start.ciphersuite} is not accepted`,
       );
     }
-    let created: ConversationModel;
+    let created: ConversationSummary;
     try {
       created = await this.dataSource.transaction(async (manager) => {
         const device = await this.devices.owned(manager, userId, input.deviceId);
@@ -183,7 +193,7 @@ export class ConversationsService {
           role: 'ADMIN',
           joinedSeq: '0',
         });
-        return this.view(manager, conversation, device.id);
+        return this.view(manager, conversation.id, device.id, userId);
       });
     } catch (error) {
       if (isUniqueViolation(error) && pair !== null) {
@@ -627,28 +637,42 @@ export class ConversationsService {
     }
   }
 
-  /** The conversations of one of the caller's devices. */
-  async list(userId: string, deviceId: string): Promise<ConversationModel[]> {
+  /**
+   * A page of the conversations of one of the caller's devices, in creation order after the
+   * cursor `after`: two queries (the device, then the page with the caller's seats and roles),
+   * whatever the page's size. Members and GroupInfos are read by {@link members} and
+   * {@link groupInfos} only when the query selects them.
+   */
+  async list(
+    userId: string,
+    deviceId: string,
+    first: number,
+    after: string | null,
+  ): Promise<ConversationSummary[]> {
+    checkConversationsFirst(first);
+    const position = after === null ? null : parseConversationCursor(after);
     return this.dataSource.transaction(async (manager) => {
       const device = await this.devices.owned(manager, userId, deviceId);
-      const seats = await manager.find(ConversationMemberEntity, {
-        where: { deviceId: device.id, leaving: false },
-      });
-      const conversations = await manager.find(ConversationEntity, {
-        where: { id: In(seats.map((seat) => seat.conversationId)) },
-        order: { createdAt: 'ASC', id: 'ASC' },
-      });
-      return Promise.all(
-        conversations.map((conversation) => this.view(manager, conversation, device.id)),
-      );
+      const rows = await conversationPage(manager, device.id, userId, first, position);
+      return rows.map((row) => this.summary(row, userId, row.ackedSeq, row.callerRole));
     });
   }
 
   /** One conversation of one of the caller's devices. */
-  async get(userId: string, deviceId: string, conversationId: string): Promise<ConversationModel> {
+  async get(
+    userId: string,
+    deviceId: string,
+    conversationId: string,
+  ): Promise<ConversationSummary> {
     return this.dataSource.transaction(async (manager) => {
-      const { conversation } = await this.membership(manager, userId, deviceId, conversationId);
-      return this.view(manager, conversation, deviceId);
+      const { conversation, seat } = await this.membership(
+        manager,
+        userId,
+        deviceId,
+        conversationId,
+      );
+      const roles = await rolesOf(manager, conversation.id);
+      return this.summary(conversation, userId, seat.ackedSeq, roles.get(userId) ?? null);
     });
   }
 
@@ -659,9 +683,35 @@ export class ConversationsService {
     conversationId: string,
   ): Promise<Buffer | null> {
     return this.dataSource.transaction(async (manager) => {
-      const { conversation } = await this.membership(manager, userId, deviceId, conversationId);
-      return conversation.groupInfo;
+      await this.membership(manager, userId, deviceId, conversationId);
+      return (await groupInfosOf(manager, [conversationId])).get(conversationId) ?? null;
     });
+  }
+
+  /**
+   * The rosters of conversations the caller already got as summaries (so it is a member), in
+   * one query; a seat whose device was deleted is not listed.
+   */
+  async members(conversationIds: string[]): Promise<Map<string, ConversationMemberModel[]>> {
+    const rosters = await membersOf(this.dataSource.manager, conversationIds);
+    return new Map(
+      [...rosters].map(([id, rows]) => [
+        id,
+        rows.map((row) => ({
+          userId: row.userId,
+          deviceId: row.deviceId,
+          identity: this.devices.identityOf({ id: row.deviceId, userId: row.userId }),
+          leafIndex: row.leafIndex,
+          leaving: row.leaving,
+          role: row.role === 'ADMIN' ? ConversationRoleValue.ADMIN : ConversationRoleValue.MEMBER,
+        })),
+      ]),
+    );
+  }
+
+  /** The GroupInfos of conversations the caller already got as summaries, in one query. */
+  groupInfos(conversationIds: string[]): Promise<Map<string, Buffer | null>> {
+    return groupInfosOf(this.dataSource.manager, conversationIds);
   }
 
   /** Welcomes waiting for one of the caller's devices, oldest first. */
@@ -741,18 +791,17 @@ export class ConversationsService {
 
   /**
    * The conversation and the device's seat, if the caller owns the device and it is on the
-   * roster; NOT_FOUND for no such conversation, NOT_A_MEMBER otherwise.
+   * roster; NOT_FOUND for no such conversation, NOT_A_MEMBER otherwise. The conversation comes
+   * without its GroupInfo (up to a commit bundle's size), which no check of membership needs.
    */
   async membership(
     manager: EntityManager,
     userId: string,
     deviceId: string,
     conversationId: string,
-  ): Promise<{ conversation: ConversationEntity; seat: ConversationMemberEntity }> {
+  ): Promise<{ conversation: ConversationRow; seat: ConversationMemberEntity }> {
     const device = await this.devices.owned(manager, userId, deviceId);
-    const conversation = isUuid(conversationId)
-      ? await manager.findOneBy(ConversationEntity, { id: conversationId })
-      : null;
+    const conversation = await conversationRow(manager, conversationId);
     if (conversation === null) throw notFound('Conversation');
     const seat = await manager.findOneBy(ConversationMemberEntity, {
       conversationId,
@@ -767,7 +816,7 @@ export class ConversationsService {
    * BAD_USER_INPUT on a direct conversation, NOT_FOUND for a user not in it, LAST_ADMIN for a
    * demotion that would leave no admin.
    */
-  async setMemberRole(userId: string, input: SetMemberRoleInput): Promise<ConversationModel> {
+  async setMemberRole(userId: string, input: SetMemberRoleInput): Promise<ConversationSummary> {
     const outcome = await this.dataSource.transaction(async (manager) => {
       await this.membership(manager, userId, input.deviceId, input.conversationId);
       const conversation = await this.lockedConversation(manager, input.conversationId);
@@ -778,7 +827,10 @@ export class ConversationsService {
         input.userId.toLowerCase(),
         input.role === ConversationRoleValue.ADMIN ? 'ADMIN' : 'MEMBER',
       );
-      return { view: await this.view(manager, conversation, input.deviceId), publication };
+      return {
+        view: await this.view(manager, conversation.id, input.deviceId, userId),
+        publication,
+      };
     });
     if (outcome.publication !== null) {
       await publishCommitted(this.events, this.logger, [outcome.publication]);
@@ -903,47 +955,45 @@ export class ConversationsService {
     }
   }
 
+  /** The summary of a conversation for a device of the caller that holds a seat in it. */
   private async view(
     manager: EntityManager,
-    conversation: ConversationEntity,
+    conversationId: string,
     deviceId: string,
-  ): Promise<ConversationModel> {
-    const seats = await manager.find(ConversationMemberEntity, {
-      where: { conversationId: conversation.id },
-      relations: { device: true },
-      order: { leafIndex: 'ASC' },
-    });
-    const roles = await rolesOf(manager, conversation.id);
-    const roleOf = (user: string) =>
-      roles.get(user) === 'ADMIN' ? ConversationRoleValue.ADMIN : ConversationRoleValue.MEMBER;
-    const members: ConversationMemberModel[] = seats.flatMap((seat) =>
-      seat.device == null
-        ? []
-        : [
-            {
-              userId: seat.device.userId,
-              deviceId: seat.deviceId,
-              identity: this.devices.identityOf(seat.device),
-              leafIndex: seat.leafIndex,
-              leaving: seat.leaving,
-              role: roleOf(seat.device.userId),
-            },
-          ],
+    userId: string,
+  ): Promise<ConversationSummary> {
+    const conversation = await conversationRow(manager, conversationId);
+    if (conversation === null) throw notFound('Conversation');
+    const [seat] = await manager.query<{ ackedSeq: string; role: 'ADMIN' | 'MEMBER' | null }[]>(
+      `SELECT m."acked_seq"::text AS "ackedSeq", r."role"
+         FROM "conversation_members" m
+         LEFT JOIN "conversation_roles" r
+           ON r."conversation_id" = m."conversation_id" AND r."user_id" = $3
+        WHERE m."conversation_id" = $1 AND m."device_id" = $2`,
+      [conversationId, deviceId, userId],
     );
-    const callerUserId = seats.find((seat) => seat.deviceId === deviceId)?.device?.userId ?? null;
+    return this.summary(conversation, userId, seat?.ackedSeq ?? '0', seat?.role ?? null);
+  }
+
+  private summary(
+    conversation: ConversationRow,
+    userId: string,
+    ackedSeq: string,
+    role: 'ADMIN' | 'MEMBER' | null,
+  ): ConversationSummary {
     return {
       id: conversation.id,
       groupId: conversation.groupId,
       kind: ConversationKindValue[conversation.kind],
-      peerUserId: callerUserId === null ? null : peerOf(conversation, callerUserId),
-      role: callerUserId === null ? ConversationRoleValue.MEMBER : roleOf(callerUserId),
+      peerUserId: peerOf(conversation, userId),
+      role: role === 'ADMIN' ? ConversationRoleValue.ADMIN : ConversationRoleValue.MEMBER,
       ciphersuite: conversation.ciphersuite,
       epoch: conversation.epoch,
       lastSeq: conversation.lastSeq,
-      ackedSeq: seats.find((seat) => seat.deviceId === deviceId)?.ackedSeq ?? '0',
-      members,
+      ackedSeq,
       messageTimerSeconds: conversation.messageTimerSeconds,
       createdAt: conversation.createdAt,
+      cursor: conversationCursor({ micros: conversation.createdMicros, id: conversation.id }),
     };
   }
 }

@@ -75,7 +75,10 @@ export async function checkNewDirect(manager: EntityManager, pair: DirectPair): 
 }
 
 /** The other user of a direct conversation, seen from `userId`; null for a group. */
-export function peerOf(conversation: ConversationEntity, userId: string): string | null {
+export function peerOf(
+  conversation: Pick<ConversationEntity, 'directUserLow' | 'directUserHigh'>,
+  userId: string,
+): string | null {
   if (conversation.directUserLow === null || conversation.directUserHigh === null) return null;
   return conversation.directUserLow === userId
     ? conversation.directUserHigh

@@ -16,6 +16,7 @@ import {
   AcknowledgeWelcomeDocument,
   ConversationDocument,
   ConversationsDocument,
+  type ConversationsQuery,
   CreateConversationDocument,
   DeleteDeviceDocument,
   DevicesDocument,
@@ -471,10 +472,7 @@ export class ParleyClient {
     await this.joinWelcomes();
     await this.joinExternally();
     // Members who left while nobody was there to remove them are removed now.
-    const { conversations } = await this.transport.request(ConversationsDocument, {
-      deviceId: this.device().deviceId,
-    });
-    for (const summary of conversations) {
+    for (const summary of await this.listConversations()) {
       const conversation = this.conversationsById.get(summary.id);
       if (conversation === undefined || conversation.status !== 'active') continue;
       if (conversation.describe(summary)) await conversation.persistOnly();
@@ -508,6 +506,23 @@ export class ParleyClient {
       }
     }
     return processed;
+  }
+
+  /** Every conversation the server lists for this device, page by page (a page is at most 100). */
+  private async listConversations(): Promise<ConversationsQuery['conversations']> {
+    const first = 100;
+    const all: ConversationsQuery['conversations'] = [];
+    let after: string | null = null;
+    for (;;) {
+      const { conversations }: ConversationsQuery = await this.transport.request(
+        ConversationsDocument,
+        { deviceId: this.device().deviceId, first, after },
+      );
+      all.push(...conversations);
+      const last = conversations.at(-1);
+      if (conversations.length < first || last === undefined) return all;
+      after = last.cursor;
+    }
   }
 
   /**
