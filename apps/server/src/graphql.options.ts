@@ -1,6 +1,14 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
-import { GraphQLError, OperationTypeNode, parse, specifiedRules, validate } from 'graphql';
+import {
+  type ExecutionArgs,
+  GraphQLError,
+  type GraphQLFormattedError,
+  OperationTypeNode,
+  parse,
+  specifiedRules,
+  validate,
+} from 'graphql';
 import type { Context, ServerOptions } from 'graphql-ws';
 import { formatGraphqlError } from './common/graphql-errors.js';
 import {
@@ -14,6 +22,9 @@ import { type LiveSockets, TOKEN_REVOKED_CLOSE_CODE } from './auth/live-sockets.
 import { DomainError, limitExceeded } from './common/domain.errors.js';
 import type { Config } from './config/config.js';
 import { isDatabaseUnavailable } from './database/errors.js';
+import { assertSharedExecutable, SharedExecution } from './live/shared-execution.js';
+import { bindLiveTarget, sharedSubscribe } from './live/shared-subscribe.js';
+import type { FrameSocket } from './live/socket-writer.js';
 
 /** graphql-ws hands the context factory its own context, which carries connectionParams. */
 function isWebSocketContext(
@@ -24,6 +35,20 @@ function isWebSocketContext(
   );
 }
 
+/** How an error leaves over graphql-ws: through the one mapping, as over HTTP. */
+function graphqlWsErrorFormat(
+  config: Pick<Config, 'development'>,
+): (error: GraphQLError) => GraphQLFormattedError {
+  // An error thrown by a subscription's event stream reaches graphql-ws as is, and graphql-ws
+  // wraps it without a path, which hides a domain error from the mapping: unwrap it here.
+  return (error) =>
+    formatGraphqlError(
+      error.toJSON(),
+      error.path === undefined && error.originalError != null ? error.originalError : error,
+      config.development,
+    );
+}
+
 /**
  * graphql-ws formats its own results (Apollo's formatError does not see them), so its errors go
  * through the same mapping here. Nest passes these options on to graphql-ws as they are.
@@ -31,14 +56,7 @@ function isWebSocketContext(
 function graphqlWsErrorMapping(
   config: Pick<Config, 'development'>,
 ): Pick<ServerOptions, 'onNext' | 'onError'> {
-  // An error thrown by a subscription's event stream reaches graphql-ws as is, and graphql-ws
-  // wraps it without a path, which hides a domain error from the mapping: unwrap it here.
-  const format = (error: GraphQLError) =>
-    formatGraphqlError(
-      error.toJSON(),
-      error.path === undefined && error.originalError != null ? error.originalError : error,
-      config.development,
-    );
+  const format = graphqlWsErrorFormat(config);
   return {
     onNext: (_ctx, _id, _payload, _args, result) =>
       result.errors === undefined ? undefined : { ...result, errors: result.errors.map(format) },
@@ -49,6 +67,24 @@ function graphqlWsErrorMapping(
 /** What graphql-ws (its `ws` adapter) passes as `extra`: the socket, which can be closed. */
 interface WsExtra {
   socket?: { close(code: number, reason: string): void };
+}
+
+/** Whether graphql-ws's socket is a `ws` WebSocket that frames can be written to directly. */
+function isFrameSocket(socket: unknown): socket is FrameSocket {
+  return (
+    typeof socket === 'object' &&
+    socket !== null &&
+    'send' in socket &&
+    'bufferedAmount' in socket &&
+    'readyState' in socket
+  );
+}
+
+/** The query text of a graphql-ws subscribe payload. */
+function queryOf(payload: unknown): string {
+  return typeof payload === 'object' && payload !== null && 'query' in payload
+    ? String(payload.query)
+    : '';
 }
 
 const unregisters = new WeakMap<object, () => void>();
@@ -138,6 +174,15 @@ function graphqlWsLimits(
 }
 
 /**
+ * The `events` subscription is executed and serialised once per event for all its subscribers,
+ * and written to each socket with the subscriber's own id (live/shared-subscribe.ts).
+ */
+function graphqlWsDelivery(config: Pick<Config, 'development'>): Pick<ServerOptions, 'subscribe'> {
+  const format = graphqlWsErrorFormat(config);
+  return { subscribe: sharedSubscribe(new SharedExecution((errors) => errors.map(format))) };
+}
+
+/**
  * A subscription posted over HTTP would run its resolver and fail to serialise the stream it
  * returns: refuse it up front, saying where subscriptions are served.
  */
@@ -182,11 +227,28 @@ export function graphqlOptions(
         ...graphqlWsErrorMapping(config),
         ...graphqlWsConnections(sockets),
         ...graphqlWsLimits(config),
+        ...graphqlWsDelivery(config),
       },
     },
-    context: (request: unknown): GraphqlContext =>
-      isWebSocketContext(request)
-        ? { connectionParams: request.connectionParams ?? {} }
-        : { req: request as GraphqlContext['req'] },
+    // Refuses at boot a schema whose event types could answer differently per subscriber.
+    transformSchema: (schema) => {
+      assertSharedExecutable(schema);
+      return schema;
+    },
+    context: (
+      request: unknown,
+      id?: unknown,
+      payload?: unknown,
+      execArgs?: ExecutionArgs,
+    ): GraphqlContext => {
+      if (!isWebSocketContext(request)) return { req: request as GraphqlContext['req'] };
+      // graphql-ws calls this per operation with its id, payload and execution arguments:
+      // where an `events` subscription writes its frames.
+      const { socket } = request.extra as WsExtra;
+      if (typeof id === 'string' && execArgs !== undefined && isFrameSocket(socket)) {
+        bindLiveTarget(execArgs, { id, socket, query: queryOf(payload) });
+      }
+      return { connectionParams: request.connectionParams ?? {} };
+    },
   };
 }

@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       keyPackageLowWater: 10,
       messageEpochWindow: 2,
       logRetentionSeconds: 90 * 24 * 60 * 60,
+      liveMaxLagMs: 10_000,
       claimedKeyPackageRetentionDays: 30,
       calls: { maxParticipants: 8, heartbeatTimeoutSeconds: 30, iceServers: [] },
       rateLimits: {

@@ -136,6 +136,11 @@ export interface Config {
   /** Log entries older than this are deleted; devices further behind get a gap marker. 0: keep. */
   logRetentionSeconds: number;
   /**
+   * A live subscriber whose oldest event not yet sent is older than this is cut off with
+   * SLOW_CONSUMER (it resumes from the log): a lag in time, whatever the stream's rate.
+   */
+  liveMaxLagMs: number;
+  /**
    * Claimed key packages are deleted this many days after their claim (and at once when the
    * Welcome that used them is acknowledged). 0: kept until their Welcome is acknowledged.
    */
@@ -370,6 +375,7 @@ export function loadConfig(env: Env = process.env): Config {
     keyPackageLowWater: integer(env, 'PARLEY_KEY_PACKAGE_LOW_WATER', 10, 0, 10_000),
     messageEpochWindow: integer(env, 'PARLEY_MESSAGE_EPOCH_WINDOW', 2, 0, 100),
     logRetentionSeconds: integer(env, 'PARLEY_LOG_RETENTION_SECONDS', 90 * DAY, 0, 10 * 365 * DAY),
+    liveMaxLagMs: integer(env, 'PARLEY_LIVE_MAX_LAG_MS', 10_000, 100, 10 * MINUTE * 1000),
     // 30 days: a claim is followed by its commit within seconds, or after an offline outbox retry;
     // a device offline longer than the 30-day token lifetime signs in again anyway. Past that the
     // row only records who claimed whose key package, which no one needs.

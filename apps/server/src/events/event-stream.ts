@@ -1,13 +1,31 @@
 import type { BusEvent, BusMessage } from './event-bus.js';
 import { EventsUnavailableError, SlowConsumerError } from './events.errors.js';
 
-/** Events a stream holds for a slow consumer before it gives up (see SlowConsumerError). */
+/**
+ * Events a stream holds for a slow consumer before it gives up (see SlowConsumerError), when it
+ * is not given a lag instead.
+ */
 export const DEFAULT_MAX_BUFFERED = 1000;
 
 /** Options of {@link EventBus.open}. */
 export interface OpenStreamOptions {
-  /** Events held for a consumer that does not keep up; one more ends the stream. */
+  /**
+   * Events held for a consumer that does not keep up; one more ends the stream. Without it, the
+   * default when no `maxLagMs` is given, otherwise no count at all.
+   */
   maxBuffered?: number;
+  /**
+   * How old, in milliseconds, the oldest event held for the consumer may grow: an event arriving
+   * when it is older ends the stream. A lag in time rather than a count, so that a consumer that
+   * keeps up with a busy stream is not cut for the stream's rate, and a stuck one is cut however
+   * quiet the stream.
+   */
+  maxLagMs?: number;
+}
+
+/** A held event, with when it arrived (performance.now()). */
+interface Held extends BusMessage {
+  readonly at: number;
 }
 
 /** Cancels one subscription; called at most once. */
@@ -45,23 +63,28 @@ const noop = (): void => undefined;
  */
 export class EventStream implements AsyncIterableIterator<BusMessage, undefined> {
   private readonly subscriptions = new Map<string, Subscription>();
-  private buffer: BusMessage[] = [];
+  private buffer: Held[] = [];
   private waiters: Waiter[] = [];
   private ended = false;
   /** The error the stream ended with, until the consumer has been given it. */
   private pendingError: Error | null = null;
   private failure: Error | null = null;
   private readonly maxBuffered: number;
+  private readonly maxLagMs: number;
 
   constructor(
     private readonly port: StreamPort,
     options: OpenStreamOptions = {},
   ) {
-    const maxBuffered = options.maxBuffered ?? DEFAULT_MAX_BUFFERED;
-    if (!Number.isSafeInteger(maxBuffered) || maxBuffered < 1) {
+    const maxLagMs = options.maxLagMs ?? Infinity;
+    if (!(maxLagMs > 0)) throw new RangeError(`maxLagMs must be positive, got ${maxLagMs}`);
+    const maxBuffered =
+      options.maxBuffered ?? (options.maxLagMs === undefined ? DEFAULT_MAX_BUFFERED : Infinity);
+    if (maxBuffered !== Infinity && (!Number.isSafeInteger(maxBuffered) || maxBuffered < 1)) {
       throw new RangeError(`maxBuffered must be a positive integer, got ${maxBuffered}`);
     }
     this.maxBuffered = maxBuffered;
+    this.maxLagMs = maxLagMs;
   }
 
   /** The channels the stream currently follows (live or being subscribed). */
@@ -148,8 +171,10 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
 
   /** The next event; rejects once with the error the stream ended with, then is done. */
   next(): Promise<IteratorResult<BusMessage, undefined>> {
-    const message = this.buffer.shift();
-    if (message !== undefined) return Promise.resolve({ value: message, done: false });
+    const held = this.buffer.shift();
+    if (held !== undefined) {
+      return Promise.resolve({ value: { channel: held.channel, event: held.event }, done: false });
+    }
     if (this.pendingError !== null) {
       const error = this.pendingError;
       this.pendingError = null;
@@ -185,19 +210,24 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
   private deliver(subscription: Subscription, event: BusEvent): void {
     // A message the backend had in flight when the channel was removed or the stream ended.
     if (!subscription.active) return;
-    const message: BusMessage = { channel: subscription.channel, event };
     const waiter = this.waiters.shift();
     if (waiter !== undefined) {
-      waiter.resolve({ value: message, done: false });
+      waiter.resolve({ value: { channel: subscription.channel, event }, done: false });
+      return;
+    }
+    const at = performance.now();
+    const oldest = this.buffer[0];
+    // Cut off rather than grow without bound: the client catches up from the log, which is
+    // cheaper for everyone than this process holding an unbounded backlog.
+    if (oldest !== undefined && at - oldest.at > this.maxLagMs) {
+      this.fail(SlowConsumerError.lagging(this.maxLagMs));
       return;
     }
     if (this.buffer.length >= this.maxBuffered) {
-      // Cut off rather than grow without bound: the client catches up from the log, which is
-      // cheaper for everyone than this process holding an unbounded backlog.
       this.fail(new SlowConsumerError(this.maxBuffered));
       return;
     }
-    this.buffer.push(message);
+    this.buffer.push({ channel: subscription.channel, event, at });
   }
 
   private end(error: Error | null): void {

@@ -9,13 +9,31 @@ export abstract class EventStreamError extends Error {
   abstract readonly code: EventStreamErrorCode;
 }
 
-/** The consumer let more than `maxBuffered` events pile up, so the stream was cut off. */
+/**
+ * The consumer let more than `maxBuffered` events pile up, or let the oldest wait longer than
+ * `maxLagMs`, so the stream was cut off.
+ */
 export class SlowConsumerError extends EventStreamError {
   readonly code = 'SLOW_CONSUMER';
+  /** Set when the consumer was cut for its lag in time rather than a count. */
+  maxLagMs: number | null = null;
 
-  constructor(readonly maxBuffered: number) {
-    super(`More than ${maxBuffered} events were waiting for a slow consumer; resume from the log`);
+  constructor(
+    readonly maxBuffered: number,
+    message = `More than ${maxBuffered} events were waiting for a slow consumer; resume from the log`,
+  ) {
+    super(message);
     this.name = 'SlowConsumerError';
+  }
+
+  /** The oldest event held for the consumer waited longer than `maxLagMs`. */
+  static lagging(maxLagMs: number): SlowConsumerError {
+    const error = new SlowConsumerError(
+      Infinity,
+      `Events waited more than ${maxLagMs} ms for a slow consumer; resume from the log`,
+    );
+    error.maxLagMs = maxLagMs;
+    return error;
   }
 }
 

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BusMessage } from './event-bus.js';
 import type { EventStream } from './event-stream.js';
 import { EventsUnavailableError, SlowConsumerError } from './events.errors.js';
@@ -138,6 +138,32 @@ describe('InProcessEventBus', () => {
     await expect(stream.ready()).rejects.toBeInstanceOf(SlowConsumerError);
   });
 
+  it('with maxLagMs, cuts a consumer by how old its oldest held event is, not by a count', async () => {
+    let now = 1000;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const keeping = bus.open(['a'], { maxLagMs: 500 });
+      const stuck = bus.open(['a'], { maxLagMs: 500 });
+      // Far more than the default count, all young: nobody is cut.
+      for (let i = 0; i < 3000; i++) await bus.publish('a', { type: 'n', n: i });
+      expect(stuck.closed).toBe(false);
+      for (let i = 0; i < 3000; i++) expect((await nextMessage(keeping)).event.n).toBe(i);
+
+      now += 501;
+      await bus.publish('a', { type: 'n', n: 3000 });
+      expect(stuck.closed).toBe(true);
+      const error: unknown = await stuck.next().catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(SlowConsumerError);
+      expect(error).toMatchObject({ code: 'SLOW_CONSUMER', maxLagMs: 500 });
+      // The one that kept up held only the newest event, so it is not lagging.
+      expect(keeping.closed).toBe(false);
+      expect((await nextMessage(keeping)).event.n).toBe(3000);
+      keeping.close();
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('rejects the waiting next() when a stream fails', async () => {
     const stream = bus.open(['a']);
     const pending = stream.next();
@@ -157,6 +183,7 @@ describe('InProcessEventBus', () => {
   it('refuses a maxBuffered that is not a positive integer', () => {
     expect(() => bus.open(['a'], { maxBuffered: 0 })).toThrow(RangeError);
     expect(() => bus.open(['a'], { maxBuffered: 1.5 })).toThrow(RangeError);
+    expect(() => bus.open(['a'], { maxLagMs: 0 })).toThrow(RangeError);
     expect(bus.openStreams).toBe(0);
   });
 

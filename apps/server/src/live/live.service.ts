@@ -59,6 +59,22 @@ export function deliverable(event: DeviceEvent, now = Date.now()): DeviceEvent {
 /** Publishers only put LiveEvents on Parley's channels. */
 const asLiveEvent = (event: BusEvent) => event as unknown as LiveEvent;
 
+const built = new WeakMap<BusEvent, DeviceEvent>();
+
+/**
+ * The device event for a bus event, built once for every stream that receives it: the bus hands
+ * all of them the same object, and one object is what lets the `events` subscription execute
+ * and serialise it once for all its subscribers (see shared-execution.ts). Read-only thereafter.
+ */
+function shared(event: BusEvent, build: () => DeviceEvent): DeviceEvent {
+  let deviceEvent = built.get(event);
+  if (deviceEvent === undefined) {
+    deviceEvent = build();
+    built.set(event, deviceEvent);
+  }
+  return deviceEvent;
+}
+
 /**
  * A device's events as graphql-ws consumes them. graphql-ws ends a subscription (the client
  * completed it or disconnected) with return(), which an async generator only honours at its next
@@ -141,10 +157,12 @@ export class LiveService {
         where: { deviceId: device.id, leaving: false },
       });
     });
-    const stream = this.bus.open([
-      deviceChannel(deviceId),
-      ...seats.map((seat) => conversationChannel(seat.conversationId)),
-    ]);
+    // Cut for lag in time, not a count: the pump stops taking events while the client's socket
+    // is backed up (live/shared-subscribe.ts), and they wait here until too old.
+    const stream = this.bus.open(
+      [deviceChannel(deviceId), ...seats.map((seat) => conversationChannel(seat.conversationId))],
+      { maxLagMs: this.config.liveMaxLagMs },
+    );
     try {
       await stream.ready();
     } catch (error) {
@@ -196,7 +214,7 @@ export class LiveService {
         const live = asLiveEvent(next.event);
         switch (live.type) {
           case 'message': {
-            const entry: DeviceEvent = {
+            const entry = shared(next.event, () => ({
               entry: {
                 conversationId: live.conversationId,
                 seq: live.seq,
@@ -208,20 +226,20 @@ export class LiveService {
                 expiresAt: live.expiresAt,
                 timerSeconds: live.timerSeconds,
               },
-            };
+            }));
             const seq = BigInt(live.seq);
             const ready = order.accept(live.conversationId, { seq, follower: false, event: entry });
             yield* this.inOrder(order, stream, deviceId, live.conversationId, ready);
             break;
           }
           case 'roster': {
-            const roster: DeviceEvent = {
+            const roster = shared(next.event, () => ({
               conversationId: live.conversationId,
               seq: live.seq,
               epoch: live.epoch,
               addedDeviceIds: live.added,
               removedDeviceIds: live.removed,
-            };
+            }));
             const seq = BigInt(live.seq);
             if (live.added.includes(deviceId) && !order.has(live.conversationId)) {
               // Created by this device (on its own channel): followed from here on.
@@ -277,25 +295,29 @@ export class LiveService {
           case 'ephemeral':
             // Only to devices that follow the conversation now, and not back to the sender.
             if (order.has(live.conversationId) && live.senderDeviceId !== deviceId) {
-              yield {
+              yield shared(next.event, () => ({
                 conversationId: live.conversationId,
                 senderDeviceId: live.senderDeviceId,
                 message: Buffer.from(live.data, 'base64'),
-              };
+              }));
             }
             break;
           case 'call':
             // To the devices that follow the conversation now (the caller's other devices too).
             if (order.has(live.call.conversationId)) {
-              yield { callChange: live.change, callDeviceId: live.deviceId, call: live.call };
+              yield shared(next.event, () => ({
+                callChange: live.change,
+                callDeviceId: live.deviceId,
+                call: live.call,
+              }));
             }
             break;
           case 'role':
-            yield {
+            yield shared(next.event, () => ({
               conversationId: live.conversationId,
               userId: live.userId,
               role: ConversationRoleValue[live.role],
-            };
+            }));
             break;
         }
       }

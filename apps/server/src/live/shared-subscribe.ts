@@ -1,0 +1,142 @@
+import {
+  createSourceEventStream,
+  type ExecutionArgs,
+  type ExecutionResult,
+  getOperationAST,
+  subscribe,
+} from 'graphql';
+import { isEventsSubscription, type SharedExecution, sharingKey } from './shared-execution.js';
+import { drained, type FrameSocket, writeFrame } from './socket-writer.js';
+
+/** Unsent bytes on a socket above which its subscriptions stop taking events until it drains. */
+export const HIGH_WATER_BYTES = 1024 * 1024;
+
+/** Where one graphql-ws subscription's frames go: its id on the client's socket. */
+export interface LiveTarget {
+  readonly id: string;
+  readonly socket: FrameSocket;
+  /** The query text as the client sent it (part of what makes results shareable). */
+  readonly query: string;
+}
+
+// Keyed by the execution arguments graphql-ws builds for one subscription: the context factory
+// sees them (with the id and the socket) and then hands the same object to `subscribe`.
+const targets = new WeakMap<object, LiveTarget>();
+
+/** Records where the subscription executed with `execArgs` writes its frames. */
+export function bindLiveTarget(execArgs: object, target: LiveTarget): void {
+  targets.set(execArgs, target);
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
+/**
+ * graphql-ws's `subscribe` for Parley: the `events` subscription writes its own `next` frames
+ * (see {@link EventsPump}); anything else goes through graphql-js as before. The frames are the
+ * ones graphql-ws would write, byte for byte.
+ */
+export function sharedSubscribe(
+  shared: SharedExecution,
+  highWaterBytes = HIGH_WATER_BYTES,
+): (args: ExecutionArgs) => Promise<AsyncIterable<ExecutionResult> | ExecutionResult> {
+  return async (args) => {
+    const target = targets.get(args);
+    const operation = getOperationAST(args.document, args.operationName);
+    if (target === undefined || operation == null || !isEventsSubscription(operation)) {
+      return subscribe(args);
+    }
+    // Authorisation, rate limits and the device's channels: the resolver, once per subscriber.
+    const source = await createSourceEventStream(args);
+    if (!isAsyncIterable(source)) return source;
+    const key = sharingKey(target.query, operation, args.operationName, args.variableValues);
+    return new EventsPump(
+      source[Symbol.asyncIterator](),
+      target,
+      (event) => shared.render(key, args, event as object),
+      highWaterBytes,
+    );
+  };
+}
+
+/**
+ * One subscriber's delivery: takes its events in order and writes each as a `next` frame, the
+ * shared serialised payload behind this subscription's own id, without awaiting the write.
+ * While the socket holds more than the high-water mark it stops taking events (they wait in
+ * the subscriber's stream, which cuts it off once they are too old: SLOW_CONSUMER).
+ *
+ * To graphql-ws it is an iterator that yields nothing: it settles once the events end (done, or
+ * rejected with the stream's error, which graphql-ws sends as the subscription's `error`), and
+ * its `return()` (client `complete`, socket closed) ends the stream.
+ */
+export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
+  private readonly prefix: string;
+  private started = false;
+  private stopped = false;
+  private readonly finished: Promise<IteratorResult<ExecutionResult>>;
+  private settle!: (result: IteratorResult<ExecutionResult>) => void;
+  private fail!: (error: unknown) => void;
+
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly target: LiveTarget,
+    private readonly render: (event: unknown) => string,
+    private readonly highWaterBytes: number,
+  ) {
+    this.prefix = `{"id":${JSON.stringify(target.id)},"type":"next","payload":`;
+    this.finished = new Promise((resolve, reject) => {
+      this.settle = resolve;
+      this.fail = reject;
+    });
+  }
+
+  /** Starts delivering (graphql-ws calls it once the subscription is registered). */
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    if (!this.started) {
+      this.started = true;
+      void this.run();
+    }
+    return this.finished;
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    this.stopped = true;
+    this.settle({ value: undefined, done: true });
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(): Promise<IteratorResult<ExecutionResult>> {
+    return this.return();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Whether return() was called (a method, as it changes while run() awaits). */
+  private ended(): boolean {
+    return this.stopped;
+  }
+
+  private async run(): Promise<void> {
+    const { socket } = this.target;
+    try {
+      for (;;) {
+        if (socket.bufferedAmount > this.highWaterBytes) {
+          await drained(socket, this.highWaterBytes);
+        }
+        if (this.ended()) break;
+        const next = await this.source.next();
+        // return() may have come while the event was awaited: then it is not written.
+        if (next.done === true || this.ended()) break;
+        writeFrame(socket, `${this.prefix}${this.render(next.value)}}`);
+      }
+      this.settle({ value: undefined, done: true });
+    } catch (error) {
+      if (this.ended()) this.settle({ value: undefined, done: true });
+      else this.fail(error);
+    }
+  }
+}
