@@ -10,6 +10,8 @@ export interface Target {
   tokens: (string | null)[];
   /** Keep-alive sockets per sender: how many of its requests may be in flight at once. */
   socketsPerSender: number;
+  /** Per sender, a port that replaces `port` (several instances behind no balancer). */
+  senderPorts?: number[];
 }
 
 /** One prepared request: its sender, its JSON body, and the key its receipts are matched by. */
@@ -17,6 +19,8 @@ export interface PreparedMessage {
   sender: number;
   body: string;
   key: string;
+  /** Receipts this message must get; default: every subscriber of the run's set. */
+  receipts?: number;
 }
 
 /** Open loop: a fixed offered rate; closed loop: a fixed number of messages not yet delivered. */
@@ -32,7 +36,8 @@ export type LoadRequest =
       /** A name for this set of subscribers; a run names the set that receives its messages. */
       set: string;
       wsUrl: string;
-      devices: { token: string; deviceId: string }[];
+      /** `wsUrl` of a device overrides the set's (subscribers spread over instances). */
+      devices: { token: string; deviceId: string; wsUrl?: string }[];
     }
   | { type: 'subscribe-baseline'; id: number; set: string; wsUrl: string; count: number }
   /** Stores prepared messages under a name, for runs to use (each at most once per run). */
@@ -45,11 +50,34 @@ export type LoadRequest =
       /** The stored messages to send, in order, from the first. */
       pool: string;
       shape: LoadShape;
+      /**
+       * Seconds after the last send for every response and receipt to arrive; past it the run is
+       * incomplete (reported as failed, never as a figure).
+       */
+      graceSeconds: number;
+      /** Seconds more to wait for an incomplete run's stragglers, so none reach the next run. */
+      drainSeconds: number;
     }
+  /** Closes the subscribers of a set (their messages would otherwise reach the next set's run). */
+  | { type: 'close-set'; id: number; set: string }
   | { type: 'close'; id: number };
 
 /** What one run measured on the client side. */
 export interface RunResult {
+  /**
+   * Every intended message was sent and accepted, every receipt arrived within the grace time,
+   * none stray, no subscription failed. An incomplete run is a failure, not a figure.
+   */
+  complete: boolean;
+  /** Why the run is incomplete (empty when complete). */
+  problems: string[];
+  /**
+   * An incomplete run's stragglers: ms after the grace time until the last response and receipt
+   * arrived (the backlog drained), or null if they had not after `drainSeconds`.
+   */
+  drainMs: number | null;
+  /** Messages the shape meant to send (open loop: rate × seconds). */
+  intended: number;
   /** Messages the run posted. */
   sent: number;
   /** Of which the server accepted (2xx, no GraphQL errors). */

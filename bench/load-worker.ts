@@ -3,6 +3,7 @@
  * plain WebSocket) lives here, in the server's process but on its own thread and event loop,
  * so that its cost is measured apart from the server's (thread CPU and event-loop use).
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { parentPort } from 'node:worker_threads';
@@ -26,6 +27,7 @@ const port = parentPort;
 interface Slot {
   sentAt: number;
   received: number;
+  expected: number;
 }
 
 /** Matches receipts to sent messages and records send-to-receipt latencies. */
@@ -38,15 +40,12 @@ class Recorder {
   lastReceipt = 0;
   onComplete: () => void = () => undefined;
 
-  constructor(
-    private readonly subscribers: number,
-    capacity: number,
-  ) {
-    this.latencies = new Float64Array(capacity * subscribers);
+  constructor(capacity: number) {
+    this.latencies = new Float64Array(capacity);
   }
 
-  expect(key: string, sentAt: number): void {
-    this.slots.set(key, { sentAt, received: 0 });
+  expect(key: string, sentAt: number, expected: number): void {
+    this.slots.set(key, { sentAt, received: 0, expected });
   }
 
   /** A message the server refused: no receipts will come. */
@@ -65,7 +64,7 @@ class Recorder {
     this.receipts += 1;
     this.lastReceipt = now;
     slot.received += 1;
-    if (slot.received === this.subscribers) {
+    if (slot.received === slot.expected) {
       this.slots.delete(key);
       this.completed += 1;
       this.onComplete();
@@ -137,13 +136,15 @@ function asBuffer(data: WebSocket.RawData): Buffer {
 async function subscribeParley(
   set: string,
   wsUrl: string,
-  devices: { token: string; deviceId: string }[],
+  devices: { token: string; deviceId: string; wsUrl?: string }[],
 ): Promise<void> {
   await Promise.all(
     devices.map(
       (device) =>
         new Promise<void>((resolve, reject) => {
-          const socket = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
+          const socket = new WebSocket(device.wsUrl ?? wsUrl, 'graphql-transport-ws', {
+            perMessageDeflate: false,
+          });
           socketsOf(set).push(socket);
           let live = false;
           socket.on('error', reject);
@@ -170,7 +171,9 @@ async function subscribeParley(
             if (message.type === 'connection_ack') {
               socket.send(
                 JSON.stringify({
-                  id: '1',
+                  // Unique like the SDK's (graphql-ws generates a UUID per subscription), so that
+                  // the server cannot profit from every subscriber sharing one id.
+                  id: randomUUID(),
                   type: 'subscribe',
                   payload: { query: EVENTS_SUBSCRIPTION, variables: { deviceId: device.deviceId } },
                 }),
@@ -229,7 +232,7 @@ function post(agent: http.Agent, target: Target, sender: number, body: Buffer) {
     const request = http.request(
       {
         host: target.host,
-        port: target.port,
+        port: target.senderPorts?.[sender] ?? target.port,
         path: target.path,
         method: 'POST',
         agent,
@@ -266,33 +269,75 @@ interface StoredMessage {
   sender: number;
   key: string;
   body: Buffer;
+  receipts?: number;
 }
 const pools = new Map<string, StoredMessage[]>();
+
+let runNumber = 0;
+/**
+ * The pool's messages as this run sends them: Parley makes sends idempotent (bytes already in
+ * the log are acknowledged and not stored or delivered again), so a ciphertext sent in an
+ * earlier run would cost it nothing and reach no one. Each run therefore stamps its number into
+ * the last bytes of every ciphertext (a whole base64 group inside the AEAD tag, which no one
+ * checks: the server cannot decrypt and the subscribers do not), which makes its bytes and its
+ * receipt key new while its size and the server's work stay the same.
+ */
+function stamped(messages: StoredMessage[]): StoredMessage[] {
+  runNumber += 1;
+  const stamp = Buffer.alloc(3);
+  stamp.writeUIntBE(runNumber % 2 ** 24, 0, 3);
+  const chars = stamp.toString('base64');
+  return messages.map((message) => {
+    const text = message.body.toString('latin1');
+    const at = text.lastIndexOf(message.key);
+    if (at < 0) throw new Error('a message body without its receipt key');
+    // Characters 12–15 of the 24-character key: the third-last base64 group, away from the padding.
+    const key = `${message.key.slice(0, 12)}${chars}${message.key.slice(16)}`;
+    const body = Buffer.from(`${text.slice(0, at)}${key}${text.slice(at + key.length)}`, 'latin1');
+    return { ...message, key, body };
+  });
+}
+
+interface RunOptions {
+  graceSeconds: number;
+  drainSeconds: number;
+}
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, Math.max(0, ms)).unref();
+  });
 
 async function run(
   target: Target,
   subscribers: number,
   messages: StoredMessage[],
   shape: LoadShape,
+  options: RunOptions,
 ): Promise<RunResult> {
   const agents = target.tokens.map(
     () => new http.Agent({ keepAlive: true, maxSockets: target.socketsPerSender }),
   );
-  const capacity =
-    shape.kind === 'open'
-      ? Math.min(messages.length, Math.ceil(shape.rate * shape.seconds))
-      : messages.length;
-  const current = new Recorder(subscribers, capacity);
+  const intended =
+    shape.kind === 'open' ? Math.ceil(shape.rate * shape.seconds) : Number.POSITIVE_INFINITY;
+  const capacity = Math.min(messages.length, intended);
+  const receiptsOf = (message: StoredMessage) => message.receipts ?? subscribers;
+  let receiptCapacity = 0;
+  for (let i = 0; i < capacity; i++) receiptCapacity += receiptsOf(messages[i] as StoredMessage);
+  const current = new Recorder(receiptCapacity);
   recorder = current;
   const errorsBefore = subscriptionErrors;
   const acks = new Float64Array(capacity);
   let acked = 0;
   let accepted = 0;
+  let expectedReceipts = 0;
   let failed = 0;
   let firstError: string | null = null;
   let sent = 0;
   let lastIntended = 0;
   let sending = true;
+  // Set from callbacks (an object, so that the checks below are not narrowed away).
+  const pool = { ranOut: false };
 
   const cpuBefore = threadCpuMs();
   const eluBefore = performance.eventLoopUtilization();
@@ -301,23 +346,26 @@ async function run(
   const settled = new Promise<void>((resolve) => {
     settle = resolve;
   });
+  const done = () => !sending && acked === sent && current.outstanding === 0;
   const checkDone = () => {
-    if (!sending && acked === sent && current.outstanding === 0) settle();
+    if (done()) settle();
   };
 
-  const fire = (index: number, intended: number) => {
+  const fire = (index: number, at: number) => {
     const message = messages[index];
     if (message === undefined) return;
     const agent = agents[message.sender];
     if (agent === undefined) throw new Error(`no sender ${message.sender}`);
     sent += 1;
-    lastIntended = intended;
-    current.expect(message.key, intended);
+    lastIntended = at;
+    current.expect(message.key, at, receiptsOf(message));
     void post(agent, target, message.sender, message.body).then((outcome) => {
-      if (acked < acks.length) acks[acked] = performance.now() - intended;
+      if (acked < acks.length) acks[acked] = performance.now() - at;
       acked += 1;
-      if (outcome.ok) accepted += 1;
-      else {
+      if (outcome.ok) {
+        accepted += 1;
+        expectedReceipts += receiptsOf(message);
+      } else {
         failed += 1;
         firstError ??= outcome.error ?? 'failed';
         current.forget(message.key);
@@ -342,44 +390,82 @@ async function run(
     const deadline = t0 + shape.seconds * 1000;
     let next = 0;
     current.onComplete = () => {
-      if (sending && performance.now() < deadline && next < messages.length) {
-        fire(next, performance.now());
-        next += 1;
+      if (sending && performance.now() < deadline) {
+        if (next < messages.length) {
+          fire(next, performance.now());
+          next += 1;
+        } else pool.ranOut = true;
       }
       checkDone();
     };
-    await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, t0 - performance.now())));
+    await sleep(t0 - performance.now());
     for (; next < Math.min(shape.window, messages.length); next += 1) fire(next, performance.now());
-    await new Promise<void>((resolve) => setTimeout(resolve, shape.seconds * 1000));
+    await sleep(shape.seconds * 1000);
   }
   sending = false;
   checkDone();
-  // A message whose receipts never all arrive (a dropped subscription) must not hang the run.
-  const timeout = new Promise<void>((resolve) => setTimeout(resolve, 30_000).unref());
-  await Promise.race([settled, timeout]);
+  // Everything must arrive within the grace time; a run that needs longer is incomplete.
+  await Promise.race([settled, sleep(options.graceSeconds * 1000)]);
   const end = performance.now();
   const elu = performance.eventLoopUtilization(eluBefore);
   const clientCpuMs = threadCpuMs() - cpuBefore;
+  const receiptCount = current.receipts;
+  const stray = current.stray;
+  const completed = current.completed;
+  const lastReceipt = current.lastReceipt;
+  const settledInTime = done();
+  const outstanding = current.outstanding;
+  const unanswered = sent - acked;
+
+  // Stragglers of an incomplete run would land in the next run (Parley's backlog leaking into
+  // the baseline's figures): keep receiving them here until they are all in.
+  let drainMs: number | null = 0;
+  if (!settledInTime) {
+    const drainStart = performance.now();
+    await Promise.race([settled, sleep(options.drainSeconds * 1000)]);
+    drainMs = done() ? performance.now() - drainStart : null;
+  }
   recorder = null;
   for (const agent of agents) agent.destroy();
 
-  const receipts = current.latencies.subarray(
-    0,
-    Math.min(current.receipts, current.latencies.length),
-  );
-  const lastAt = current.lastReceipt > 0 ? current.lastReceipt : end;
+  const errors = subscriptionErrors - errorsBefore;
+  const problems: string[] = [];
+  if (shape.kind === 'open' && sent < intended) {
+    problems.push(`sent ${sent} of ${intended} (the message pool is too small)`);
+  }
+  if (pool.ranOut) problems.push('the message pool ran out before the end of the closed loop');
+  if (failed > 0) problems.push(`${failed} sends refused (${String(firstError)})`);
+  if (unanswered > 0) problems.push(`${unanswered} sends unanswered after the grace time`);
+  if (outstanding > 0) {
+    problems.push(
+      `${expectedReceipts - receiptCount} of ${expectedReceipts} receipts missing ` +
+        `${options.graceSeconds} s after the last send (${outstanding} messages)`,
+    );
+  }
+  if (stray > 0) problems.push(`${stray} receipts of messages of an earlier run`);
+  if (errors > 0) problems.push(`${errors} subscriptions failed or closed`);
+  if (!settledInTime && drainMs === null) {
+    problems.push(`not drained ${options.drainSeconds} s later: later runs may be disturbed`);
+  }
+
+  const receipts = current.latencies.subarray(0, Math.min(receiptCount, current.latencies.length));
+  const lastAt = lastReceipt > 0 ? lastReceipt : end;
   return {
+    complete: problems.length === 0,
+    problems,
+    drainMs,
+    intended: Number.isFinite(intended) ? intended : sent,
     sent,
     accepted,
     failed,
     firstError,
-    expectedReceipts: accepted * subscribers,
-    receipts: current.receipts,
-    stray: current.stray,
-    subscriptionErrors: subscriptionErrors - errorsBefore,
+    expectedReceipts,
+    receipts: receiptCount,
+    stray,
+    subscriptionErrors: errors,
     seconds: (lastAt - t0) / 1000,
     offeredRate: sent / ((lastIntended - t0) / 1000 + 1 / Math.max(1, sent / shape.seconds)),
-    deliveredRate: current.completed / ((lastAt - t0) / 1000),
+    deliveredRate: completed / ((lastAt - t0) / 1000),
     latency: summarize(Float64Array.from(receipts)),
     ack: summarize(acks.subarray(0, Math.min(acked, acks.length))),
     clientCpuMs,
@@ -405,23 +491,39 @@ async function handle(request: LoadRequest): Promise<LoadResponse> {
       const subscribers = socketsOf(request.set).length;
       const messages = pools.get(request.pool);
       if (messages === undefined) throw new Error(`no message pool ${request.pool}`);
-      const result = await run(request.target, subscribers, messages, request.shape);
+      const result = await run(request.target, subscribers, stamped(messages), request.shape, {
+        graceSeconds: request.graceSeconds,
+        drainSeconds: request.drainSeconds,
+      });
       return { type: 'result', id: request.id, result };
     }
+    case 'close-set':
+      await closeSockets(sets.get(request.set) ?? []);
+      sets.delete(request.set);
+      return { type: 'ok', id: request.id };
     case 'close':
-      await Promise.all(
-        [...sets.values()].flat().map(
-          (socket) =>
-            new Promise<void>((resolve) => {
-              socket.once('close', () => {
-                resolve();
-              });
-              socket.close();
-            }),
-        ),
-      );
+      await closeSockets([...sets.values()].flat());
       return { type: 'ok', id: request.id };
   }
+}
+
+/** Closes sockets and waits until each is closed. */
+async function closeSockets(sockets: WebSocket[]): Promise<void> {
+  await Promise.all(
+    sockets.map(
+      (socket) =>
+        new Promise<void>((resolve) => {
+          if (socket.readyState === WebSocket.CLOSED) {
+            resolve();
+            return;
+          }
+          socket.once('close', () => {
+            resolve();
+          });
+          socket.close();
+        }),
+    ),
+  );
 }
 
 port.on('message', (request: LoadRequest) => {

@@ -39,11 +39,24 @@ export class LoadThread {
     await this.send(request);
   }
 
-  /** Runs a load and returns what the clients measured. */
+  /**
+   * Runs a load and returns what the clients measured. Unless told, everything must arrive
+   * within PARLEY_BENCH_GRACE_SECONDS (30) of the last send, and an incomplete run's stragglers
+   * get PARLEY_BENCH_DRAIN_SECONDS (120) more before the next run may start.
+   */
   async run(
-    request: Omit<Extract<LoadRequest, { type: 'run' }>, 'id' | 'type'>,
+    request: Omit<
+      Extract<LoadRequest, { type: 'run' }>,
+      'id' | 'type' | 'graceSeconds' | 'drainSeconds'
+    > &
+      Partial<Pick<Extract<LoadRequest, { type: 'run' }>, 'graceSeconds' | 'drainSeconds'>>,
   ): Promise<RunResult> {
-    const response = await this.send({ type: 'run', ...request });
+    const response = await this.send({
+      type: 'run',
+      graceSeconds: Number(process.env.PARLEY_BENCH_GRACE_SECONDS ?? '30'),
+      drainSeconds: Number(process.env.PARLEY_BENCH_DRAIN_SECONDS ?? '120'),
+      ...request,
+    });
     if (response.type !== 'result') throw new Error('the load thread answered without a result');
     return response.result;
   }

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { type CommitRun, commits } from './commits.js';
 import { LoadThread } from './load.js';
+import { type ScaleReport, type ScaleRun, scaleout } from './scaleout.js';
 import { type BenchDatabase, countQueries, freshDatabase, startParley } from './server.js';
 import { type SizeReport, sizes } from './sizes.js';
 import { fmt, median, table } from './stats.js';
@@ -16,12 +17,18 @@ const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const numbers = (name: string, fallback: string) =>
   env(name, fallback).split(',').filter(Boolean).map(Number);
 const adminUrl = env('PARLEY_BENCH_DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/test');
-const sections = new Set(env('PARLEY_BENCH_SECTIONS', 'a,c,d').split(','));
+const sections = new Set(env('PARLEY_BENCH_SECTIONS', 'a,c,d,e,f').split(','));
+// Names some write for (a) and (c)/(f).
+if (sections.has('throughput')) sections.add('a');
+if (sections.has('commits')) sections.add('c');
 const quietCores = Number(env('PARLEY_BENCH_QUIET_CORES', '0.3'));
 
 const log = (line: string) => {
   console.log(line);
 };
+
+// Runs that did not complete, by section: printed at the end, and the exit status is 1.
+const failures: string[] = [];
 
 // Databases this run created, dropped even when the run is interrupted.
 const databases = new Set<BenchDatabase>();
@@ -50,11 +57,31 @@ function throughputTables(report: ThroughputReport): string {
   const pick = (label: string, pipeline: MeasuredRun['pipeline']) =>
     report.runs.filter((run) => run.label === label && run.pipeline === pipeline);
   const m = (runs: MeasuredRun[], value: (run: MeasuredRun) => number) => median(runs.map(value));
+  const failedCells = (runs: MeasuredRun[]) => {
+    const failed = runs.filter((run) => !run.client.complete);
+    // No figure from a set of runs of which one did not complete: it would flatter.
+    return [
+      String(runs.length),
+      `**FAILED** (${failed.length} of ${runs.length} runs: ${failed[0]?.client.problems.join('; ') ?? ''})`,
+      ...Array.from({ length: 10 }, () => ''),
+      fmt(
+        m(runs, (run) => run.loadAverage),
+        2,
+      ),
+    ];
+  };
+  const anyFailed = (runs: MeasuredRun[]) => runs.some((run) => !run.client.complete);
   for (const label of labels) {
     for (const pipeline of ['parley', 'baseline'] as const) {
       const runs = pick(label, pipeline);
+      if (runs.length === 0) continue;
+      const loadName = label === 'max' ? 'closed loop' : `${label} open`;
+      if (anyFailed(runs)) {
+        rows.push([loadName, pipeline, ...failedCells(runs)]);
+        continue;
+      }
       rows.push([
-        label === 'max' ? 'closed loop' : `${label} open`,
+        loadName,
         pipeline,
         String(runs.length),
         fmt(m(runs, (run) => run.client.deliveredRate)),
@@ -95,11 +122,18 @@ function throughputTables(report: ThroughputReport): string {
           m(runs, (run) => run.otherCores),
           2,
         ),
+        fmt(
+          m(runs, (run) => run.loadAverage),
+          2,
+        ),
       ]);
     }
     const parley = pick(label, 'parley');
     const baseline = pick(label, 'baseline');
-    const ratio = (value: (run: MeasuredRun) => number) => m(parley, value) / m(baseline, value);
+    const ratio = (value: (run: MeasuredRun) => number) =>
+      anyFailed(parley) || anyFailed(baseline) || parley.length === 0 || baseline.length === 0
+        ? Number.NaN
+        : m(parley, value) / m(baseline, value);
     ratios.push([
       label === 'max' ? 'closed loop' : `${label} open`,
       fmt(
@@ -136,6 +170,7 @@ function throughputTables(report: ThroughputReport): string {
         'db CPU ms/msg',
         'msgs/tx',
         'other cores',
+        'load avg',
       ],
       rows,
     ),
@@ -145,13 +180,116 @@ function throughputTables(report: ThroughputReport): string {
   ].join('\n');
 }
 
-function commitTable(runs: CommitRun[]): string {
-  const sizes = [...new Set(runs.map((run) => run.added))];
+function scaleTable(report: ScaleReport): string {
+  const { setup } = report;
+  const rows: string[][] = [];
+  const medians: Record<number, number> = {};
+  const adjusted: Record<number, number> = {};
+  for (const count of [...new Set(report.runs.map((run) => run.instances))]) {
+    const runs = report.runs.filter((run) => run.instances === count);
+    const m = (value: (run: ScaleRun) => number) => median(runs.map(value));
+    const failed = runs.filter((run) => !run.client.complete);
+    if (failed.length > 0) {
+      rows.push([
+        String(count),
+        String(runs.length),
+        `**FAILED** (${failed.length} of ${runs.length} runs: ${failed[0]?.client.problems.join('; ') ?? ''})`,
+        ...Array.from({ length: 11 }, () => ''),
+        fmt(
+          m((run) => run.loadAverage),
+          2,
+        ),
+      ]);
+      continue;
+    }
+    medians[count] = m((run) => run.deliveredRate);
+    adjusted[count] = m((run) => run.withoutLoadGenerator);
+    rows.push([
+      String(count),
+      String(runs.length),
+      fmt(m((run) => run.deliveredRate)),
+      fmt(m((run) => run.deliveriesPerSecond)),
+      fmt(
+        m((run) => run.client.latency.p50),
+        1,
+      ),
+      fmt(
+        m((run) => run.client.latency.p99),
+        1,
+      ),
+      `${m((run) => run.client.receipts)}/${m((run) => run.client.expectedReceipts)}`,
+      fmt(
+        m((run) => run.serverCpuPerMessage),
+        2,
+      ),
+      fmt(
+        m((run) => run.serverCores),
+        2,
+      ),
+      fmt(
+        m((run) => run.loadCores),
+        2,
+      ),
+      fmt(
+        m((run) => run.redisCores),
+        2,
+      ),
+      fmt(
+        m((run) => run.databaseCores),
+        2,
+      ),
+      fmt(
+        m((run) => run.machineCores),
+        2,
+      ),
+      fmt(m((run) => run.withoutLoadGenerator)),
+      fmt(
+        m((run) => run.loadAverage),
+        2,
+      ),
+    ]);
+  }
+  const ratio = (of: Record<number, number>) =>
+    fmt((of[2] ?? Number.NaN) / (of[1] ?? Number.NaN), 2);
   return [
-    '(c) submitCommitBundle adding members to a new group (medians; min–max of the wall time)',
+    `(e) ${setup.groups} groups of ${setup.groupSize} devices, ${setup.subscribers} live subscribers, ` +
+      `closed loop, one instance against two sharing Redis (each its own process); ${setup.cores} cores available; medians`,
     table(
       [
+        'instances',
+        'runs',
+        'delivered msg/s',
+        'deliveries/s',
+        'p50 ms',
+        'p99 ms',
+        'receipts',
+        'server CPU ms/msg',
+        'server cores',
+        'load gen cores',
+        'redis cores',
+        'db cores',
+        'machine cores',
+        'msg/s without load gen',
+        'load avg',
+      ],
+      rows,
+    ),
+    `two / one instance: ${ratio(medians)} as measured; ${ratio(adjusted)} with the load generator's CPU given to the system under test`,
+  ].join('\n');
+}
+
+function commitTable(runs: CommitRun[]): string {
+  // (c) adds to a new group (its creator alone); (f) adds 1 to a large group, which grows by 1
+  // with each run: one row per (added, first run's group size).
+  const kinds = [...new Set(runs.map((run) => `${run.added}:${run.into > 1 ? 'f' : 'c'}`))];
+  return [
+    '(c) submitCommitBundle adding members to a new group, (f) adding 1 member to a large group ' +
+      '(medians; min–max of the wall time)',
+    table(
+      [
+        'section',
         'added',
+        'into',
         'runs',
         'wall ms',
         'min–max ms',
@@ -161,13 +299,19 @@ function commitTable(runs: CommitRun[]): string {
         'HTTP+GraphQL ms',
         'commit+welcome+groupinfo KiB',
         'ts-mls client ms',
+        'load avg',
       ],
-      sizes.map((added) => {
-        const of = runs.filter((run) => run.added === added);
+      kinds.map((kind) => {
+        const of = runs.filter((run) => `${run.added}:${run.into > 1 ? 'f' : 'c'}` === kind);
         const m = (value: (run: CommitRun) => number) => median(of.map(value));
         const walls = of.map((run) => run.wallMs);
+        const intos = of.map((run) => run.into);
         return [
-          String(added),
+          kind.endsWith('f') ? '(f)' : '(c)',
+          String(of[0]?.added ?? 0),
+          Math.min(...intos) === Math.max(...intos)
+            ? String(intos[0] ?? 0)
+            : `${Math.min(...intos)}–${Math.max(...intos)}`,
           String(of.length),
           fmt(m((run) => run.wallMs)),
           `${fmt(Math.min(...walls))}–${fmt(Math.max(...walls))}`,
@@ -180,6 +324,10 @@ function commitTable(runs: CommitRun[]): string {
           fmt(m((run) => run.outsideServiceMs)),
           `${fmt(m((run) => run.commitBytes) / 1024)}+${fmt(m((run) => run.welcomeBytes) / 1024)}+${fmt(m((run) => run.groupInfoBytes) / 1024)}`,
           fmt(m((run) => run.clientMs)),
+          fmt(
+            m((run) => run.loadAverage),
+            2,
+          ),
         ];
       }),
     ),
@@ -192,6 +340,15 @@ function sizesTable(reports: SizeReport[]): string {
     name,
     ...reports.map(value),
   ];
+  const failed = reports.filter((report) => report.problems.length > 0);
+  if (failed.length > 0) {
+    // No figure from runs that did not deliver everything.
+    return failed
+      .map(
+        (report) => `(d) group of ${report.groupSize}: **FAILED** (${report.problems.join('; ')})`,
+      )
+      .join('\n');
+  }
   return [
     `(d) per application message, by group size (same offered load and live subscribers; medians of ${String(reports[0]?.runs ?? 0)} runs each)`,
     table(
@@ -211,6 +368,7 @@ function sizesTable(reports: SizeReport[]): string {
           (r) => `${fmt(r.latency.p50, 1)} / ${fmt(r.latency.p99, 1)}`,
         ),
         metric('other cores', (r) => fmt(r.otherCores, 2)),
+        metric('load average', (r) => fmt(r.loadAverage, 2)),
         metric('group built in s', (r) => `${fmt(r.buildMs / 1000, 1)} (${r.adds.length} commits)`),
       ],
     ),
@@ -340,21 +498,27 @@ async function main(): Promise<void> {
         log,
       });
       results.throughput = report;
+      for (const run of report.runs) {
+        if (!run.client.complete) {
+          failures.push(`(a) ${run.pipeline} ${run.label}: ${run.client.problems.join('; ')}`);
+        }
+      }
       printed.push(throughputTables(report));
     } finally {
       await dropDatabase(database);
     }
   }
 
-  if (sections.has('c') || sections.has('d')) {
+  if (sections.has('c') || sections.has('d') || sections.has('f')) {
     const database = await createDatabase();
     const parley = await startParley(database.url);
     const load = new LoadThread();
     try {
-      if (sections.has('c')) {
-        log('(c) commits adding members');
+      if (sections.has('c') || sections.has('f')) {
+        log('(c)/(f) commits adding members');
         const runs = await commits(parley, {
-          sizes: numbers('PARLEY_BENCH_ADD_SIZES', '100,500'),
+          sizes: sections.has('c') ? numbers('PARLEY_BENCH_ADD_SIZES', '100,500') : [],
+          oneInto: sections.has('f') ? numbers('PARLEY_BENCH_ADD_INTO', '1000') : [],
           runs: Number(env('PARLEY_BENCH_ADD_RUNS', '5')),
           devicesPerUser: 10,
           quietCores,
@@ -378,11 +542,46 @@ async function main(): Promise<void> {
           log,
         });
         results.sizes = reports;
+        for (const report of reports) {
+          if (report.problems.length > 0) {
+            failures.push(`(d) group of ${report.groupSize}: ${report.problems.join('; ')}`);
+          }
+        }
         printed.push(sizesTable(reports));
       }
     } finally {
       await load.close().catch(() => undefined);
       await parley.close();
+      await dropDatabase(database);
+    }
+  }
+
+  if (sections.has('e')) {
+    log('(e) one instance against two with Redis, over many small groups');
+    const database = await createDatabase();
+    try {
+      const report = await scaleout(database, {
+        groups: Number(env('PARLEY_BENCH_SCALE_GROUPS', '200')),
+        groupSize: Number(env('PARLEY_BENCH_SCALE_GROUP_SIZE', '10')),
+        senders: 4,
+        socketsPerSender: 32,
+        window: Number(env('PARLEY_BENCH_SCALE_WINDOW', '256')),
+        seconds: Number(env('PARLEY_BENCH_SECONDS', '4')),
+        repeats: Number(env('PARLEY_BENCH_REPEATS', '3')),
+        poolSize: Number(env('PARLEY_BENCH_POOL', '8000')),
+        plaintextBytes: Number(env('PARLEY_BENCH_PLAINTEXT_BYTES', '900')),
+        redisUrl: env('PARLEY_BENCH_REDIS_URL', 'redis://127.0.0.1:6379'),
+        quietCores,
+        log,
+      });
+      results.scaleout = report;
+      for (const run of report.runs) {
+        if (!run.client.complete) {
+          failures.push(`(e) ${run.instances} instance(s): ${run.client.problems.join('; ')}`);
+        }
+      }
+      printed.push(scaleTable(report));
+    } finally {
       await dropDatabase(database);
     }
   }
@@ -418,6 +617,11 @@ async function main(): Promise<void> {
   log(
     `total ${((performance.now() - started) / 1000).toFixed(0)} s; raw figures in ${file.pathname}`,
   );
+  if (failures.length > 0) {
+    log(`${failures.length} runs FAILED (no figure is reported for them):`);
+    for (const failure of failures) log(`  ${failure}`);
+    process.exitCode = 1;
+  }
 }
 
 await main();

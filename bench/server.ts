@@ -108,14 +108,41 @@ export interface ParleyServer {
   close(): Promise<void>;
 }
 
+/**
+ * Rate limits and the devices-per-user limit raised out of the way: the bench makes hundreds
+ * of accounts and sends thousands of messages a minute from one address, and measures the
+ * delivery path, not refusals. The limiters still count every request (their cost stays in).
+ */
+const BENCH_LIMITS: Record<string, string> = Object.fromEntries(
+  [
+    'SIGN_INS_PER_ADDRESS_PER_MINUTE',
+    'SIGN_UPS_PER_ADDRESS_PER_HOUR',
+    'MESSAGES_PER_DEVICE_PER_MINUTE',
+    'COMMIT_BUNDLES_PER_DEVICE_PER_MINUTE',
+    'KEY_PACKAGE_UPLOADS_PER_DEVICE_PER_MINUTE',
+    'CONNECTIONS_PER_ADDRESS_PER_MINUTE',
+    'CONNECTIONS_PER_USER_PER_MINUTE',
+    'SUBSCRIPTIONS_PER_USER_PER_MINUTE',
+    'SUBSCRIPTIONS_PER_ADDRESS_PER_MINUTE',
+  ]
+    .map((name): [string, string] => [`PARLEY_RATE_${name}`, '1000000'])
+    .concat([
+      ['PARLEY_LIMIT_CLAIMS_PER_MINUTE', '1000000'],
+      ['PARLEY_LIMIT_CLAIMS_PER_TARGET_PER_MINUTE', '1000000'],
+      ['PARLEY_LIMIT_DEVICES_PER_USER', '10000'],
+    ] as [string, string][]),
+);
+
 /** Boots the real AppModule (createApp) on `databaseUrl`, listening on 127.0.0.1. */
 export async function startParley(
   databaseUrl: string,
   overrides: Partial<Config> = {},
+  tokenSecret: string = randomBytes(32).toString('hex'),
 ): Promise<ParleyServer> {
   const base = loadConfig({
+    ...BENCH_LIMITS,
     PARLEY_DOMAIN: 'parley.bench',
-    PARLEY_TOKEN_SECRET: randomBytes(32).toString('hex'),
+    PARLEY_TOKEN_SECRET: tokenSecret,
     DATABASE_URL: databaseUrl,
   });
   const config: Config = { ...base, port: 0, ...overrides };

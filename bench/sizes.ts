@@ -5,6 +5,7 @@
  * database CPU, events published.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { b64, type BenchDevice, SEND_MESSAGE } from './client.js';
 import { cpuDelta, otherCores, processCpuMs, readMachine, waitForQuiet } from './cpu.js';
 import { type AddTiming, buildGroup, makeUsers } from './group.js';
@@ -66,6 +67,10 @@ export interface SizeReport {
     events: number;
   };
   otherCores: number;
+  /** The machine's 1-minute load average at the end of the runs (median). */
+  loadAverage: number;
+  /** Why runs did not complete (each run's problems); a size with any has no figures. */
+  problems: string[];
 }
 
 async function snapshot(database: BenchDatabase): Promise<Snapshot> {
@@ -262,8 +267,12 @@ export async function sizes(
         events: perMessage(events),
       },
       otherCores: otherCores(counters.machine, machine),
+      loadAverage: os.loadavg()[0] ?? Number.NaN,
+      problems: client.problems,
     };
     runs.push(report);
+    if (!client.complete)
+      log(`  group of ${report.groupSize} FAILED: ${client.problems.join('; ')}`);
     const p = report.perMessage;
     log(
       `  group of ${report.groupSize}: ${client.accepted} messages at ${options.rate}/s to ${options.subscribers} subscribers, ` +
@@ -310,5 +319,7 @@ function medianReport(runs: SizeReport[]): SizeReport {
       events: m((run) => run.perMessage.events),
     },
     otherCores: m((run) => run.otherCores),
+    loadAverage: m((run) => run.loadAverage),
+    problems: runs.flatMap((run) => run.problems),
   };
 }

@@ -4,6 +4,7 @@
  * database, the raw baseline of the same pipeline (baseline.ts), under the same load.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { MlsGroup } from '@parley/mls-member';
 import { baselineBody, startBaseline } from './baseline.js';
@@ -64,6 +65,8 @@ export interface MeasuredRun {
   loopDelayMax: number;
   /** Cores other processes of the machine used meanwhile (a shared machine). */
   otherCores: number;
+  /** The machine's 1-minute load average at the end of the run. */
+  loadAverage: number;
   /** Messages per database transaction (the group commit's batch size). */
   messagesPerTransaction: number;
   queriesPerMessage: number;
@@ -250,6 +253,7 @@ export async function throughput(
         loopDelayP99: delay.percentile(99) / 1e6,
         loopDelayMax: delay.max / 1e6,
         otherCores: otherCores(before.machine, machine),
+        loadAverage: os.loadavg()[0] ?? Number.NaN,
         messagesPerTransaction: client.accepted / Math.max(1, transactions),
         queriesPerMessage: (queryCounter.queries - before.queries) / accepted,
         eventsPerMessage: (parley.events.published - before.events) / accepted,
@@ -259,6 +263,16 @@ export async function throughput(
         // Monotonic µs, as in --cpu-prof profiles: to cut a profile to this run.
         log(`  trace ${pipeline} ${label} ${startedAtUs} ${process.hrtime.bigint() / 1000n}`);
       }
+      if (!client.complete) {
+        log(`  ${pipeline} ${label} FAILED: ${client.problems.join('; ')}`);
+      }
+      if (client.drainMs !== 0) {
+        log(
+          client.drainMs === null
+            ? `  ${pipeline} ${label}: its backlog did not drain`
+            : `  ${pipeline} ${label}: backlog drained ${(client.drainMs / 1000).toFixed(1)} s after the grace time`,
+        );
+      }
       log(
         `  ${pipeline.padEnd(8)} ${label.padEnd(8)} delivered ${client.deliveredRate.toFixed(0).padStart(5)} msg/s, ` +
           `p50 ${latency.p50.toFixed(1)} p99 ${latency.p99.toFixed(1)} ms, ` +
@@ -266,7 +280,8 @@ export async function throughput(
           `server ${run.serverCpuPerMessage.toFixed(2)} ms/msg (thread ${run.serverThreadShare.toFixed(2)}, ` +
           `loop delay p99 ${run.loopDelayP99.toFixed(0)} max ${run.loopDelayMax.toFixed(0)} ms), ` +
           `db ${run.databaseCpuPerMessage.toFixed(3)} ms/msg, client thread ${run.clientThreadShare.toFixed(2)}, ` +
-          `batch ${run.messagesPerTransaction.toFixed(1)}, other load ${run.otherCores.toFixed(2)} cores` +
+          `batch ${run.messagesPerTransaction.toFixed(1)}, other load ${run.otherCores.toFixed(2)} cores, ` +
+          `load average ${run.loadAverage.toFixed(2)}` +
           (client.firstError === null ? '' : `; first error: ${client.firstError}`),
       );
       return run;
