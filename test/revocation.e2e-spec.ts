@@ -491,6 +491,23 @@ describeE2E('revoked devices and tokens', () => {
     }
   });
 
+  it('refuses a token whose verification is cached at once after signOut and after signOutEverywhere', async () => {
+    const user = await signUp(app);
+    const tokens = app.app.get(TokenService);
+    // Verified, then served from the cache of verified tokens.
+    await tokens.authenticate(user.token);
+    expect((await tokens.authenticate(user.token)).userId).toBe(user.userId);
+    dataOf(await app.gql(`mutation { signOut }`, {}, user.token));
+    await expect(tokens.authenticate(user.token)).rejects.toThrow(/revoked/);
+    const second = await signIn(app, user.username);
+    const third = await signIn(app, user.username);
+    await tokens.authenticate(second);
+    expect((await tokens.authenticate(second)).userId).toBe(user.userId);
+    dataOf(await app.gql(`mutation { signOutEverywhere }`, {}, third));
+    await expect(tokens.authenticate(second)).rejects.toThrow(/revoked/);
+    expect(errorCodeOf(await app.gql(ME, {}, second))).toBe('UNAUTHENTICATED');
+  });
+
   it('SDK: signOut revokes only this client’s token', async () => {
     const first = await sdkUser(app, tsMlsEngineFactory);
     const second = await sdkDevice(app, tsMlsEngineFactory, first.username);
