@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { type CommitRun, commits } from './commits.js';
+import { conversationsBench, conversationsOptions, conversationsTable } from './conversations.js';
 import { LoadThread } from './load.js';
 import { type ScaleReport, type ScaleRun, scaleout } from './scaleout.js';
 import { type BenchDatabase, countQueries, freshDatabase, startParley } from './server.js';
@@ -604,6 +605,13 @@ async function main(): Promise<void> {
       await parley.close();
       await dropDatabase(database);
     }
+  }
+
+  if (sections.has('conversations')) {
+    log('(conversations) listing the conversations of a device in big groups');
+    const report = await conversationsBench(adminUrl, conversationsOptions(log));
+    results.conversations = report;
+    printed.push(conversationsTable(report));
   }
 
   const file = new URL(
