@@ -71,6 +71,8 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
   private failure: Error | null = null;
   private readonly maxBuffered: number;
   private readonly maxLagMs: number;
+  /** Settles when the stream ends; made on first ask. */
+  private endedSignal: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(
     private readonly port: StreamPort,
@@ -169,6 +171,22 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     if (this.failure !== null) throw this.failure;
   }
 
+  /**
+   * Resolves once the stream has ended (closed, or failed: then `next()` has the error), for a
+   * consumer that stopped reading a while and must still hear of it at once.
+   */
+  whenEnded(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    if (this.endedSignal === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((settle) => {
+        resolve = settle;
+      });
+      this.endedSignal = { promise, resolve };
+    }
+    return this.endedSignal.promise;
+  }
+
   /** The next event; rejects once with the error the stream ended with, then is done. */
   next(): Promise<IteratorResult<BusMessage, undefined>> {
     const held = this.buffer.shift();
@@ -246,6 +264,7 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     else if (first !== undefined) first.resolve({ value: undefined, done: true });
     else this.pendingError = error;
     for (const waiter of waiters) waiter.resolve({ value: undefined, done: true });
+    this.endedSignal?.resolve();
     this.port.ended(this);
   }
 

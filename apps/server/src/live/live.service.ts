@@ -94,6 +94,14 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
     return this.events.next();
   }
 
+  /**
+   * Resolves once the bus stream ended (closed, or cut: SLOW_CONSUMER, EVENTS_UNAVAILABLE), so
+   * that a consumer paused on a backed-up socket takes the error now rather than after it drains.
+   */
+  whenEnded(): Promise<void> {
+    return this.stream.whenEnded();
+  }
+
   return(): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
     this.release();

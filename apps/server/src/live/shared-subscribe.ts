@@ -115,6 +115,12 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
     return this;
   }
 
+  /** When the source says it ended (LiveService's streams do), if it can. */
+  private whenEnded(): Promise<void> | undefined {
+    const source = this.source as Partial<{ whenEnded(): Promise<void> }>;
+    return typeof source.whenEnded === 'function' ? source.whenEnded() : undefined;
+  }
+
   /** Whether return() was called (a method, as it changes while run() awaits). */
   private ended(): boolean {
     return this.stopped;
@@ -125,7 +131,9 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
     try {
       for (;;) {
         if (socket.bufferedAmount > this.highWaterBytes) {
-          await drained(socket, this.highWaterBytes);
+          // Until the socket drains, or the stream ends (a lagging subscriber is cut: its error
+          // is queued behind the frames already written, which the client reads first).
+          await drained(socket, this.highWaterBytes, this.whenEnded());
         }
         if (this.ended()) break;
         const next = await this.source.next();

@@ -55,13 +55,21 @@ export function writeFrame(socket: FrameSocket, frame: string): boolean {
  * Resolves once the socket holds at most `highWaterBytes` unsent, or is closed: what a writer
  * awaits before taking more events for a client that reads slower than they come.
  */
-export function drained(socket: FrameSocket, highWaterBytes: number): Promise<void> {
+export function drained(
+  socket: FrameSocket,
+  highWaterBytes: number,
+  /** Stops waiting early when this settles. */
+  until?: Promise<void>,
+): Promise<void> {
   if (socket.bufferedAmount <= highWaterBytes || socket.readyState !== socket.OPEN) {
     return Promise.resolve();
   }
   const raw = tcpOf(socket);
   return new Promise((resolve) => {
+    let settled = false;
     const done = (): void => {
+      if (settled) return;
+      settled = true;
       raw?.off('drain', onDrain);
       socket.off('close', done);
       resolve();
@@ -71,6 +79,7 @@ export function drained(socket: FrameSocket, highWaterBytes: number): Promise<vo
     };
     raw?.on('drain', onDrain);
     socket.once('close', done);
+    void until?.then(done);
     // No TCP socket to watch (not ws): nothing to wait for.
     if (raw === undefined) done();
   });

@@ -1,0 +1,236 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { MlsGroup } from '@parley/mls-member';
+import { dataOf } from './support/graphql.js';
+import { EVENTS_SUBSCRIPTION, ParleyDevice } from './support/parley-client.js';
+import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
+
+/** One graphql-transport-ws message as it came over the wire. */
+interface Frame {
+  raw: string;
+  id?: string;
+  type: string;
+  payload?: unknown;
+}
+
+/**
+ * A subscriber speaking graphql-transport-ws by hand, keeping every frame's exact text: what
+ * the server writes for the `events` subscription must be what graphql-ws would write.
+ */
+class RawSubscriber {
+  readonly frames: Frame[] = [];
+  private waiters: (() => void)[] = [];
+
+  private constructor(readonly socket: WebSocket) {
+    socket.on('message', (data: Buffer) => {
+      const raw = data.toString('utf8');
+      this.frames.push({ raw, ...(JSON.parse(raw) as Omit<Frame, 'raw'>) });
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+  }
+
+  static async open(app: TestApp, device: ParleyDevice, id: string): Promise<RawSubscriber> {
+    const socket = new WebSocket(app.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    const subscriber = new RawSubscriber(socket);
+    socket.send(
+      JSON.stringify({
+        type: 'connection_init',
+        payload: { authorization: `Bearer ${device.token}` },
+      }),
+    );
+    await subscriber.waitFor((frame) => frame.type === 'connection_ack');
+    socket.send(
+      JSON.stringify({
+        id,
+        type: 'subscribe',
+        payload: { query: EVENTS_SUBSCRIPTION, variables: { deviceId: device.deviceId } },
+      }),
+    );
+    await subscriber.waitFor((frame) => typename(frame) === 'SubscribedEvent');
+    return subscriber;
+  }
+
+  /** The `next` frames carrying log entries, in the order they came. */
+  entries(): Frame[] {
+    return this.frames.filter((frame) => typename(frame) === 'LogEntryEvent');
+  }
+
+  async waitFor(match: (frame: Frame) => boolean, ms = 20_000): Promise<Frame> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.frames.find(match);
+      if (found !== undefined) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no matching frame within ${ms} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Stops reading from the TCP socket: the server's writes back up, as for a stalled client. */
+  stall(): void {
+    (this.socket as unknown as { _socket: Socket })._socket.pause();
+  }
+
+  resume(): void {
+    (this.socket as unknown as { _socket: Socket })._socket.resume();
+  }
+
+  close(): void {
+    this.socket.terminate();
+  }
+}
+
+function typename(frame: Frame): string | undefined {
+  if (frame.type !== 'next') return undefined;
+  const payload = frame.payload as { data?: { events?: { __typename?: string } } } | undefined;
+  return payload?.data?.events?.__typename;
+}
+
+function seqOf(frame: Frame): number {
+  return (frame.payload as { data: { events: { entry: { seq: number } } } }).data.events.entry.seq;
+}
+
+interface Member {
+  device: ParleyDevice;
+  group: MlsGroup;
+}
+
+/** A group built by its first device, adding the others through claimed key packages. */
+async function buildGroup(
+  app: TestApp,
+  size: number,
+): Promise<{ conversationId: string; members: Member[] }> {
+  const devices = await Promise.all(Array.from({ length: size }, () => ParleyDevice.create(app)));
+  const [creator, ...others] = devices as [ParleyDevice, ...ParleyDevice[]];
+  await Promise.all(others.map((device) => device.uploadKeyPackages(1)));
+  const { conversationId, group } = await creator.createConversation();
+  const bundle = await group.addMembers(await creator.claim(others.map((d) => d.userId)));
+  dataOf(await creator.submit(conversationId, bundle));
+  group.confirmCommit();
+  const members: Member[] = [{ device: creator, group }];
+  for (const device of others) {
+    members.push({ device, group: (await device.joinFromWelcome()).group });
+  }
+  return { conversationId, members };
+}
+
+describeE2E('fan-out of live events', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    // A short lag limit, so that a stalled subscriber is cut within the test.
+    app = await startTestApp({ liveMaxLagMs: 300 });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('gives each member the same bytes behind its own id, in order, and a non-member nothing', async () => {
+    const { conversationId, members } = await buildGroup(app, 3);
+    const [alice, bob, carol] = members as [Member, Member, Member];
+    const outsider = await ParleyDevice.create(app);
+    const bobLive = await RawSubscriber.open(app, bob.device, 'bob-1');
+    const carolLive = await RawSubscriber.open(app, carol.device, 'c');
+    const outsiderLive = await RawSubscriber.open(app, outsider, 'outsider');
+    // The SDK's way as well (graphql-ws's own client), for a third member of the same document.
+    const aliceLive = await alice.device.subscribe();
+
+    const seqs: number[] = [];
+    for (let i = 0; i < 12; i++)
+      seqs.push(await alice.device.say(alice.group, conversationId, `m${i}`));
+    for (const live of [bobLive, carolLive]) {
+      await live.waitFor(
+        (frame) => typename(frame) === 'LogEntryEvent' && seqOf(frame) === seqs.at(-1),
+      );
+      expect(live.entries().map(seqOf)).toEqual(seqs);
+    }
+    await aliceLive.waitFor((event) => event.entry?.seq === seqs.at(-1));
+    expect(aliceLive.errors).toEqual([]);
+
+    const bobFrames = bobLive.entries();
+    const carolFrames = carolLive.entries();
+    for (const [index, frame] of bobFrames.entries()) {
+      // Exactly what graphql-ws writes: {"id","type","payload"}, nothing else, in that order.
+      expect(frame.raw).toBe(
+        JSON.stringify({ id: frame.id, type: frame.type, payload: frame.payload }),
+      );
+      expect(frame.id).toBe('bob-1');
+      const carolFrame = carolFrames[index];
+      expect(carolFrame?.id).toBe('c');
+      // The payload is the same text for both, only the id differs.
+      expect(carolFrame?.raw.slice('{"id":"c"'.length)).toBe(
+        frame.raw.slice('{"id":"bob-1"'.length),
+      );
+    }
+    // Bob can read what he received.
+    const entry = (bobFrames[0]?.payload as { data: { events: { entry: { message: string } } } })
+      .data.events.entry;
+    const processed = await bob.group.processMessage(Buffer.from(entry.message, 'base64'));
+    expect(processed.kind).toBe('application');
+
+    // The non-member's stream heard nothing of it, though it is live (its own conversation).
+    const { conversationId: own, group: ownGroup } = await outsider.createConversation();
+    const ownSeq = await outsider.say(ownGroup, own, 'alone');
+    await outsiderLive.waitFor((frame) => typename(frame) === 'LogEntryEvent');
+    expect(outsiderLive.entries().map(seqOf)).toEqual([ownSeq]);
+    expect(outsiderLive.entries().every((frame) => !frame.raw.includes(conversationId))).toBe(true);
+
+    for (const live of [bobLive, carolLive, outsiderLive]) live.close();
+    await aliceLive.close();
+  });
+
+  it('cuts a stalled subscriber by its lag with SLOW_CONSUMER while the others keep receiving', async () => {
+    const { conversationId, members } = await buildGroup(app, 3);
+    const [alice, bob, carol] = members as [Member, Member, Member];
+    const bobLive = await RawSubscriber.open(app, bob.device, 'bob');
+    const carolLive = await RawSubscriber.open(app, carol.device, 'carol');
+    carolLive.stall();
+
+    // Large messages, so that Carol's socket backs up past the kernel's buffers and the server's
+    // high-water mark: then her events wait on the server, and grow older than 300 ms.
+    const big = randomBytes(96 * 1024).toString('base64');
+    const seqs: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      seqs.push(await alice.device.say(alice.group, conversationId, `${i}:${big}`));
+      // Now and then, let the oldest event waiting for Carol age past the limit: the next one
+      // that comes for her then cuts her off.
+      if (i >= 40 && i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 400));
+    }
+
+    // Bob, reading, has every one of them, in order.
+    await bobLive.waitFor(
+      (frame) => typename(frame) === 'LogEntryEvent' && seqOf(frame) === seqs.at(-1),
+      60_000,
+    );
+    expect(bobLive.entries().map(seqOf)).toEqual(seqs);
+    expect(bobLive.frames.some((frame) => frame.type === 'error')).toBe(false);
+
+    // Carol reads again: what was written before the cut, in order, then the typed error.
+    carolLive.resume();
+    const error = await carolLive.waitFor((frame) => frame.type === 'error', 60_000);
+    expect(error.id).toBe('carol');
+    expect(error.payload).toMatchObject([{ extensions: { code: 'SLOW_CONSUMER' } }]);
+    const received = carolLive.entries().map(seqOf);
+    expect(received.length).toBeLessThan(seqs.length);
+    expect(received).toEqual(seqs.slice(0, received.length));
+    // Nothing after the error.
+    expect(carolLive.frames.at(-1)).toBe(error);
+
+    // Bob is still live.
+    const after = await alice.device.say(alice.group, conversationId, 'still here');
+    await bobLive.waitFor((frame) => typename(frame) === 'LogEntryEvent' && seqOf(frame) === after);
+    bobLive.close();
+    carolLive.close();
+  });
+});
