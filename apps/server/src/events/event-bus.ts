@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { EventStream, type OpenStreamOptions } from './event-stream.js';
 import { EventsUnavailableError } from './events.errors.js';
-import { PublishQueue, type PublishQueueOptions } from './publish-queue.js';
+import { PublishQueue, type PublishQueueOptions, unbatched } from './publish-queue.js';
 
 /** How the bus is doing, as /health reports it. */
 export interface BusStatus {
@@ -138,7 +138,8 @@ export abstract class EventBus {
   open(channels: Iterable<string>, options: OpenStreamOptions = {}): EventStream {
     const stream = new EventStream(
       {
-        subscribe: (channel, onEvent) => this.subscribe(channel, onEvent),
+        // Batches of the outbox (one bus message) reach streams as the events they carry.
+        subscribe: (channel, onEvent) => this.subscribe(channel, unbatched(onEvent)),
         ended: (ended) => this.streams.delete(ended),
       },
       options,

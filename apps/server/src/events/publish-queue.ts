@@ -1,5 +1,40 @@
-import type { OutgoingEvent } from './event-bus.js';
+import type { BusEvent, OutgoingEvent } from './event-bus.js';
+import { isBusEvent } from './event-codec.js';
 import { EventsUnavailableError } from './events.errors.js';
+
+/**
+ * The `type` of one bus message that carries several events of one channel, in order: what the
+ * outbox sends when more than one waits, so that a batch the appender stored (up to 256 messages)
+ * costs one Redis PUBLISH and one message to parse on every instance, not one each. Streams never
+ * see it: {@link unbatched} hands its events on one by one.
+ */
+export const EVENT_BATCH_TYPE = 'bus:batch';
+
+/** Several events of one channel as one bus message, in publish order. */
+export interface EventBatch {
+  readonly type: typeof EVENT_BATCH_TYPE;
+  readonly events: readonly OutgoingEvent[];
+}
+
+/** Wraps a bus listener so that the events of a batch reach it one by one, in order. */
+export function unbatched(onEvent: (event: BusEvent) => void): (event: BusEvent) => void {
+  return (event) => {
+    if (event.type !== EVENT_BATCH_TYPE) {
+      onEvent(event);
+      return;
+    }
+    const { events } = event;
+    if (!Array.isArray(events)) return;
+    for (const inner of events as unknown[]) {
+      // A batch holds events only; a nested batch is no publisher's and is dropped.
+      if (isBusEvent(inner) && inner.type !== EVENT_BATCH_TYPE) onEvent(inner);
+    }
+  };
+}
+
+// Events per bus message: a whole appender batch, and bounded so one message stays a few
+// hundred KiB (1 KiB messages, base64).
+const MAX_EVENTS_PER_MESSAGE = 256;
 
 /** Options of {@link PublishQueue}. */
 export interface PublishQueueOptions {
@@ -11,7 +46,7 @@ export interface PublishQueueOptions {
 
 /** What the queue needs from its bus. */
 export interface PublishPort {
-  /** Sends one event (the bus's publish, metered or not). */
+  /** Sends one event, or one {@link EventBatch} (the bus's publish, metered or not). */
   send(channel: string, event: OutgoingEvent): Promise<void>;
   /** Whether the backend is believed up; while it is not, events are dropped at once. */
   available(): boolean;
@@ -31,9 +66,10 @@ export const DEFAULT_PUBLISH_TIMEOUT_MS = 1000;
 
 /**
  * The bounded, ordered per-process outbox between writers and the bus: a writer enqueues and
- * returns at once, so no request ever waits on the bus. Events of one channel go out one at a
- * time in enqueue order (what subscribers rely on within one instance); channels proceed
- * independently. A publish that takes longer than the timeout is given up on and the next one
+ * returns at once, so no request ever waits on the bus. Events of one channel go out in enqueue
+ * order (what subscribers rely on within one instance), one bus message at a time: whatever
+ * waits for the channel when the previous message was taken — everything a writer enqueued in
+ * one go, at least — leaves as one {@link EventBatch}; channels proceed independently. A publish that takes longer than the timeout is given up on and the next one
  * of its channel goes; while the bus is known to be down, events are dropped without waiting,
  * and when the outbox is full new ones are dropped — in both cases the port is told, and live
  * subscribers are then sent back to the log, which holds everything.
@@ -81,7 +117,10 @@ export class PublishQueue {
     }
     const fresh = [event];
     this.channels.set(channel, fresh);
-    void this.drain(channel, fresh);
+    // After the writer's synchronous loop, so that everything it enqueues now leaves together.
+    queueMicrotask(() => {
+      void this.drain(channel, fresh);
+    });
     return true;
   }
 
@@ -97,17 +136,22 @@ export class PublishQueue {
   }
 
   private async drain(channel: string, waiting: OutgoingEvent[]): Promise<void> {
-    for (let event = waiting.shift(); event !== undefined; event = waiting.shift()) {
+    while (waiting.length > 0) {
+      const events = waiting.splice(0, MAX_EVENTS_PER_MESSAGE);
+      const [first] = events;
       try {
         if (!this.port.available()) {
           // Waiting on a bus known to be down only delays the rest; subscribers are told anyway.
           throw new EventsUnavailableError('The event bus is down; event dropped');
         }
-        await this.withTimeout(this.port.send(channel, event));
+        const batch: EventBatch = { type: EVENT_BATCH_TYPE, events };
+        const message: OutgoingEvent = events.length === 1 && first !== undefined ? first : batch;
+        await this.withTimeout(this.port.send(channel, message));
       } catch (error) {
-        this.lose(channel, error instanceof Error ? error : new Error(String(error)));
+        const lost = error instanceof Error ? error : new Error(String(error));
+        for (let i = 0; i < events.length; i += 1) this.lose(channel, lost);
       } finally {
-        this.queued -= 1;
+        this.queued -= events.length;
       }
     }
     this.channels.delete(channel);

@@ -125,6 +125,31 @@ describe.skipIf(redisUrl === undefined)('RedisEventBus against Redis', () => {
     await admin.quit();
   });
 
+  it('sends what a writer enqueues in one go as one Redis message; the other instance streams each event, in order, with Dates', async () => {
+    const channel = unique('conversation');
+    const stream = busA.open([channel]);
+    await stream.ready();
+    const raw = new Redis(url);
+    const published: string[] = [];
+    raw.on('message', (_channel: string, message: string) => published.push(message));
+    await raw.subscribe(channel);
+    try {
+      const createdAt = new Date('2025-06-07T08:09:10.111Z');
+      for (let seq = 1; seq <= 50; seq += 1) {
+        busB.enqueue(channel, { type: 'message', seq: String(seq), createdAt });
+      }
+      for (let seq = 1; seq <= 50; seq += 1) {
+        const { event } = await nextMessage(stream);
+        expect(event).toEqual({ type: 'message', seq: String(seq), createdAt });
+      }
+      await busB.flushed();
+      await eventually(() => Promise.resolve(published.length > 0));
+      expect(published).toHaveLength(1);
+    } finally {
+      await raw.quit();
+    }
+  });
+
   it('delivers what one instance publishes to a stream on another, with Dates as Dates', async () => {
     const channel = unique('conversation');
     const stream = busA.open([channel]);
