@@ -10,6 +10,7 @@ import { LoadThread } from './load.js';
 import { type ScaleReport, type ScaleRun, scaleout } from './scaleout.js';
 import { type BenchDatabase, countQueries, freshDatabase, startParley } from './server.js';
 import { type SizeReport, sizes } from './sizes.js';
+import { subscribers, type SubscribersReport } from './subscribers.js';
 import { fmt, median, table } from './stats.js';
 import { type MeasuredRun, throughput, type ThroughputReport } from './throughput.js';
 import { type TimerReport, type TimerRun, timers } from './timers.js';
@@ -49,6 +50,43 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.exit(130);
     });
   });
+}
+
+function subscribersTable(report: SubscribersReport): string {
+  return table(
+    [
+      'subscribers',
+      'live',
+      'failed',
+      'server heap KiB each',
+      'server RSS KiB each',
+      'all live ms',
+      'p50 ms',
+      'p99 ms',
+    ],
+    [
+      [
+        `${report.idle} idle`,
+        String(report.idleLive),
+        String(report.idleFailed),
+        fmt(report.heapPerSubscriberKiB, 1),
+        fmt(report.rssPerSubscriberKiB, 1),
+        '—',
+        '—',
+        '—',
+      ],
+      [
+        `${report.burst} at once`,
+        String(report.burstLive),
+        String(report.burstFailed),
+        '—',
+        '—',
+        fmt(report.burstAllLiveMs),
+        fmt(report.burstP50Ms),
+        fmt(report.burstP99Ms),
+      ],
+    ],
+  );
 }
 
 function throughputTables(report: ThroughputReport): string {
@@ -186,6 +224,7 @@ function scaleTable(report: ScaleReport): string {
   const rows: string[][] = [];
   const medians: Record<number, number> = {};
   const adjusted: Record<number, number> = {};
+  const perCore: Record<number, number> = {};
   for (const count of [...new Set(report.runs.map((run) => run.instances))]) {
     const runs = report.runs.filter((run) => run.instances === count);
     const m = (value: (run: ScaleRun) => number) => median(runs.map(value));
@@ -195,7 +234,7 @@ function scaleTable(report: ScaleReport): string {
         String(count),
         String(runs.length),
         `**FAILED** (${failed.length} of ${runs.length} runs: ${failed[0]?.client.problems.join('; ') ?? ''})`,
-        ...Array.from({ length: 11 }, () => ''),
+        ...Array.from({ length: 12 }, () => ''),
         fmt(
           m((run) => run.loadAverage),
           2,
@@ -205,6 +244,7 @@ function scaleTable(report: ScaleReport): string {
     }
     medians[count] = m((run) => run.deliveredRate);
     adjusted[count] = m((run) => run.withoutLoadGenerator);
+    perCore[count] = m((run) => run.perServerCore);
     rows.push([
       String(count),
       String(runs.length),
@@ -244,6 +284,7 @@ function scaleTable(report: ScaleReport): string {
         2,
       ),
       fmt(m((run) => run.withoutLoadGenerator)),
+      fmt(m((run) => run.perServerCore)),
       fmt(
         m((run) => run.loadAverage),
         2,
@@ -271,11 +312,13 @@ function scaleTable(report: ScaleReport): string {
         'db cores',
         'machine cores',
         'msg/s without load gen',
+        'msg/s per server core',
         'load avg',
       ],
       rows,
     ),
-    `two / one instance: ${ratio(medians)} as measured; ${ratio(adjusted)} with the load generator's CPU given to the system under test`,
+    `two / one instance: ${ratio(medians)} as measured; ${ratio(adjusted)} with the load generator's CPU given to the system under test; ` +
+      `${ratio(perCore)} in msg/s per core the instances used`,
   ].join('\n');
 }
 
@@ -566,7 +609,7 @@ async function main(): Promise<void> {
         groupSize: Number(env('PARLEY_BENCH_SCALE_GROUP_SIZE', '10')),
         senders: 4,
         socketsPerSender: 32,
-        window: Number(env('PARLEY_BENCH_SCALE_WINDOW', '256')),
+        window: Number(env('PARLEY_BENCH_SCALE_WINDOW', '64')),
         seconds: Number(env('PARLEY_BENCH_SECONDS', '4')),
         repeats: Number(env('PARLEY_BENCH_REPEATS', '3')),
         poolSize: Number(env('PARLEY_BENCH_POOL', '8000')),
@@ -612,6 +655,21 @@ async function main(): Promise<void> {
     const report = await conversationsBench(adminUrl, conversationsOptions(log));
     results.conversations = report;
     printed.push(conversationsTable(report));
+  }
+
+  if (sections.has('subscribers')) {
+    log('(subscribers) heap per idle subscriber, and 1,000 subscribers connecting at once');
+    const report = await subscribers(
+      adminUrl,
+      {
+        idle: Number(env('PARLEY_BENCH_IDLE_SUBSCRIBERS', '10000')),
+        burst: Number(env('PARLEY_BENCH_BURST_SUBSCRIBERS', '1000')),
+        devices: Number(env('PARLEY_BENCH_SUBSCRIBER_DEVICES', '100')),
+      },
+      log,
+    );
+    results.subscribers = report;
+    printed.push(subscribersTable(report));
   }
 
   const file = new URL(

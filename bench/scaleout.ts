@@ -53,6 +53,8 @@ export interface ScaleRun {
    * msg/s per core: delivered × machine cores busy / (machine cores busy − load cores).
    */
   withoutLoadGenerator: number;
+  /** Delivered msg/s per core the instances used: what each core of Parley gets through. */
+  perServerCore: number;
   loadAverage: number;
 }
 
@@ -245,6 +247,7 @@ export async function scaleout(
         serverCpuPerMessage: servers / Math.max(1, client.accepted),
         withoutLoadGenerator:
           (client.deliveredRate * machineCores) / Math.max(0.01, machineCores - loadCores),
+        perServerCore: client.deliveredRate / Math.max(0.01, cores(servers)),
         loadAverage: os.loadavg()[0] ?? Number.NaN,
       };
       if (!client.complete) log(`  ${count} instance(s) FAILED: ${client.problems.join('; ')}`);
