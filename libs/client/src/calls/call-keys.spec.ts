@@ -3,7 +3,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { CommitBundle, MlsEngine } from '../engine/mls-engine.js';
 import { tsMlsEngineFactory } from '../engine/ts-mls/index.js';
 import { CallKeys, type EpochSource } from './call-keys.js';
-import { createDecryptTransform, createEncryptTransform } from './frame-transform.js';
+import {
+  createDecryptTransform,
+  createEncryptTransform,
+  vp8ClearBytes,
+} from './frame-transform.js';
 import { CALL_SFRAME_SUITE, crossEngineBaseKey, mlsKid } from './media-keys.js';
 
 const EMPTY = new Uint8Array(0);
@@ -237,6 +241,60 @@ describe('CallKeys on ts-mls', () => {
     expect(senders).toEqual([identity(1), identity(1)]);
     expect(errors).toHaveLength(2);
     expect(errors.every((error) => error instanceof SFrameError)).toBe(true);
+    ana.close();
+    ben.close();
+  });
+
+  it('leaves the VP8 payload header in the clear, authenticated: a changed header fails', async () => {
+    const ana = await keysOf(group, 0);
+    const ben = await keysOf(group, 1);
+    const encryptor = await ana.createEncryptor();
+    const key = { type: 'key', data: frame('0123456789 picture of a key frame').buffer };
+    const delta = { type: 'delta', data: frame('abc rest of a delta frame').buffer };
+    const audio = { data: frame('opus packet').buffer };
+    const sent: { type?: string; data: ArrayBuffer }[] = [];
+    await new ReadableStream<{ type?: string; data: ArrayBuffer }>({
+      start(controller) {
+        for (const encoded of [key, delta, audio]) controller.enqueue(encoded);
+        controller.close();
+      },
+    })
+      .pipeThrough(createEncryptTransform(encryptor, { clearBytes: vp8ClearBytes }))
+      .pipeTo(new WritableStream({ write: (encoded) => void sent.push(encoded) }));
+    const [sentKey, sentDelta, sentAudio] = sent.map((encoded) => new Uint8Array(encoded.data));
+    expect(new TextDecoder().decode(sentKey?.slice(0, 10))).toBe('0123456789');
+    expect(new TextDecoder().decode(sentKey)).not.toContain('picture');
+    expect(new TextDecoder().decode(sentDelta?.slice(0, 3))).toBe('abc');
+    expect(new TextDecoder().decode(sentAudio)).not.toContain('opus');
+    const tampered = { type: 'delta', data: (sentDelta ?? new Uint8Array(0)).slice().buffer };
+    const header = new Uint8Array(tampered.data);
+    header[0] = (header[0] ?? 0) ^ 1;
+    const received: string[] = [];
+    const errors: unknown[] = [];
+    await new ReadableStream<{ type?: string; data: ArrayBuffer }>({
+      start(controller) {
+        for (const encoded of [tampered, ...sent]) controller.enqueue(encoded);
+        controller.close();
+      },
+    })
+      .pipeThrough(
+        createDecryptTransform(ben, {
+          clearBytes: vp8ClearBytes,
+          onError: (error) => errors.push(error),
+        }),
+      )
+      .pipeTo(
+        new WritableStream({
+          write: (decoded) => void received.push(new TextDecoder().decode(decoded.data)),
+        }),
+      );
+    expect(received).toEqual([
+      '0123456789 picture of a key frame',
+      'abc rest of a delta frame',
+      'opus packet',
+    ]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: 'AUTHENTICATION_FAILED' });
     ana.close();
     ben.close();
   });

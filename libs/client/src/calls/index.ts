@@ -38,4 +38,5 @@ export {
   createEncryptTransform,
   type EncodedFrameLike,
   type FrameTransformOptions,
+  vp8ClearBytes,
 } from './frame-transform.js';
