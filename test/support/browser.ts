@@ -11,10 +11,21 @@ export const browserSkipReason: string | undefined = existsSync(CHROMIUM)
   : `no Chromium at ${CHROMIUM} (apt-get install -y chromium): the browser suites skip`;
 
 /**
+ * Chromium's fake camera and microphone (a test pattern and a beep), granted without a prompt,
+ * and media that plays without a click: for the call suite.
+ */
+export const FAKE_MEDIA_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/**
  * Headless Chromium as this machine runs it: no sandbox (root), no GPU, and none of Chromium's
  * own network traffic (updates, sync, safe browsing), which a closed network refuses noisily.
+ * `extraArgs` are added (e.g. {@link FAKE_MEDIA_ARGS}).
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -26,6 +37,7 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
+      ...extraArgs,
     ],
   });
 }

@@ -19,6 +19,7 @@ import {
   StateDecryptionError,
   UnauthenticatedError,
 } from '@parley/client';
+import { CallController } from './call-session.js';
 import { forgetProfileKey, profileKey } from './device-key.js';
 import { lazyOpenMlsFactory } from './engine.js';
 import { type TabLock, takeOver, tryLock } from './tab-lock.js';
@@ -105,6 +106,8 @@ export function describeError(error: unknown): string {
 export class Session {
   phase: Phase = { kind: 'starting' };
   client: ParleyClient | null = null;
+  /** The calls of the signed-in device (rings, the current call). */
+  calls: CallController | null = null;
   username = '';
   connection: Connection = { state: 'connecting' };
   notices: Notice[] = [];
@@ -252,6 +255,9 @@ export class Session {
   /** Wires the client's events to the UI, then connects (retrying while the server is down). */
   private async enter(): Promise<void> {
     const client = this.clientOrThrow();
+    this.calls = new CallController(client, () => {
+      this.changed();
+    });
     this.unsubscribe = [
       client.onJoined((conversation) => {
         this.watch(conversation);
@@ -553,6 +559,8 @@ export class Session {
     this.redraw = null;
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     this.unsubscribe = [];
+    this.calls?.close();
+    this.calls = null;
     const client = this.client;
     this.client = null;
     this.watched.clear();

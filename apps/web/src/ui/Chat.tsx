@@ -1,6 +1,7 @@
 import type { Conversation, OutgoingMessage, ReceivedMessage } from '@parley/client';
 import { type SyntheticEvent, type KeyboardEvent, useEffect, useRef, useState } from 'react';
 import type { Session } from '../app/session.js';
+import { CallButtons } from './Call.js';
 import { Members } from './Members.js';
 
 type Line =
@@ -129,6 +130,7 @@ export function Chat({
             : `Group · you are ${conversation.role.toLowerCase()}`}
         </span>
         <div className="chat-actions">
+          <CallButtons session={session} conversation={conversation} />
           {active && conversation.kind === 'GROUP' && (
             <button
               type="button"

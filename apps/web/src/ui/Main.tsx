@@ -1,6 +1,7 @@
 import type { Conversation } from '@parley/client';
 import { useEffect, useRef, useState } from 'react';
 import type { Session } from '../app/session.js';
+import { CallPanel, RingBanner } from './Call.js';
 import { Chat } from './Chat.js';
 import { Devices } from './Devices.js';
 import { NewConversation } from './NewConversation.js';
@@ -53,6 +54,8 @@ export function Main({ session }: { session: Session }) {
         </nav>
       </header>
       <Notices session={session} />
+      <RingBanner session={session} />
+      <CallPanel session={session} />
       <div className="columns">
         <nav className="list" aria-label="Conversations">
           <div className="list-actions">
