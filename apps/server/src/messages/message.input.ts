@@ -1,5 +1,7 @@
 import { Field, InputType, Int } from '@nestjs/graphql';
+import { isString, isUUID } from 'class-validator';
 import { BytesScalar } from '../common/scalars/bytes.scalar.js';
+import { checkByHand } from '../common/validation.pipe.js';
 import { ConversationDeviceInput } from '../conversations/conversation.input.js';
 
 /** An application message for a conversation. */
@@ -8,6 +10,14 @@ export class SendMessageInput extends ConversationDeviceInput {
   @Field(() => BytesScalar, { description: 'MLSMessage carrying a PrivateMessage (application)' })
   message!: Buffer;
 }
+
+// The send path's input (sendMessage, sendEphemeral): ConversationDeviceInput's @IsString() and
+// @IsUUID(), with class-validator's own functions and messages; `message` is a Bytes scalar,
+// already a Buffer, which no decorator checks.
+checkByHand(SendMessageInput, (input) => [
+  ...(isString(input.deviceId) ? [] : ['deviceId must be a string']),
+  ...(isUUID(input.conversationId) ? [] : ['conversationId must be a UUID']),
+]);
 
 /** A change of the conversation's message timer, authenticated inside an MLS application message. */
 @InputType()
