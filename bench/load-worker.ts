@@ -303,9 +303,11 @@ interface RunOptions {
   drainSeconds: number;
 }
 
+// Not unref'd: should every socket close, a run must still end (FAILED), not leave the thread
+// with nothing to do, which would end it silently.
 const sleep = (ms: number) =>
   new Promise<void>((resolve) => {
-    setTimeout(resolve, Math.max(0, ms)).unref();
+    setTimeout(resolve, Math.max(0, ms));
   });
 
 async function run(

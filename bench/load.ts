@@ -24,6 +24,13 @@ export class LoadThread {
       for (const pending of this.pending.values()) pending.reject(error);
       this.pending.clear();
     });
+    // A thread that ends while a request waits must fail it, not leave the bench hanging.
+    this.worker.on('exit', (code) => {
+      for (const pending of this.pending.values()) {
+        pending.reject(new Error(`the load thread exited (${code}) during a request`));
+      }
+      this.pending.clear();
+    });
   }
 
   private send(request: WithoutId<LoadRequest>): Promise<LoadResponse> {
