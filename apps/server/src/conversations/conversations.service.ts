@@ -82,7 +82,7 @@ import {
   existingDirect,
   peerOf,
 } from './direct.js';
-import { applyRosterChange, authorizeCommit, promoteIfNoAdmin, rolesOf, setRole } from './roles.js';
+import { applyRosterChange, authorizeCommit, promoteIfNoAdmin, setRole } from './roles.js';
 import {
   checkExternalCommitAgainstEpoch,
   checkJoinerIdentity,
@@ -671,8 +671,12 @@ export class ConversationsService {
         deviceId,
         conversationId,
       );
-      const roles = await rolesOf(manager, conversation.id);
-      return this.summary(conversation, userId, seat.ackedSeq, roles.get(userId) ?? null);
+      // The caller's role alone: a group's roles are one row per user.
+      const role = await manager.findOne(ConversationRoleEntity, {
+        select: { role: true },
+        where: { conversationId: conversation.id, userId },
+      });
+      return this.summary(conversation, userId, seat.ackedSeq, role?.role ?? null);
     });
   }
 
