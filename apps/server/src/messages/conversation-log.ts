@@ -88,7 +88,8 @@ export async function appendToLog(
     const row = times.get(seq);
     // RETURNING gives every inserted row; without one, the insert did not do what it says.
     if (row === undefined) throw new Error(`Log entry ${seq} was not returned by its insert`);
-    return manager.create(LogEntryEntity, {
+    // A plain assignment: manager.create walks the entity's metadata for every row.
+    return Object.assign(new LogEntryEntity(), {
       conversationId: head.id,
       seq,
       kind: entry.kind,

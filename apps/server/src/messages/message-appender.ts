@@ -228,11 +228,7 @@ export class MessageAppender {
     conversationId: string,
     batch: Waiter[],
   ): Promise<Outcome[]> {
-    const conversation = await manager.findOne(ConversationEntity, {
-      select: { id: true, groupId: true, epoch: true, lastSeq: true, messageTimerSeconds: true },
-      where: { id: conversationId },
-      lock: { mode: 'pessimistic_write' },
-    });
+    const conversation = await lockedHead(manager, conversationId);
     if (conversation === null) {
       return batch.map((waiter) => ({ waiter, error: notFound('Conversation') }));
     }
@@ -409,6 +405,46 @@ export class MessageAppender {
       return error;
     }
   }
+}
+
+/** What a batch needs of its conversation, read under the row lock that orders appends. */
+interface LockedHead {
+  id: string;
+  groupId: Buffer;
+  epoch: string;
+  lastSeq: string;
+  messageTimerSeconds: number;
+}
+
+/**
+ * The conversation row, locked FOR UPDATE, in one raw statement: TypeORM's findOne (query
+ * builder, entity hydration) cost more than the rest of a small batch's transaction.
+ */
+async function lockedHead(
+  manager: EntityManager,
+  conversationId: string,
+): Promise<LockedHead | null> {
+  // int8 columns: strings from pg, numbers from PGlite.
+  const rows: {
+    id: string;
+    group_id: Uint8Array;
+    epoch: string | number;
+    last_seq: string | number;
+    message_timer_seconds: number;
+  }[] = await manager.query(
+    `SELECT "id", "group_id", "epoch", "last_seq", "message_timer_seconds"
+       FROM "conversations" WHERE "id" = $1 FOR UPDATE`,
+    [conversationId],
+  );
+  const [row] = rows;
+  if (row === undefined) return null;
+  return {
+    id: row.id,
+    groupId: Buffer.isBuffer(row.group_id) ? row.group_id : Buffer.from(row.group_id),
+    epoch: String(row.epoch),
+    lastSeq: String(row.last_seq),
+    messageTimerSeconds: row.message_timer_seconds,
+  };
 }
 
 /** Why a message of `epoch` is refused when the conversation is at `current`, or null. */
