@@ -1,9 +1,12 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import {
+  type DocumentNode,
   type ExecutionArgs,
   GraphQLError,
   type GraphQLFormattedError,
+  type GraphQLSchema,
+  lexicographicSortSchema,
   OperationTypeNode,
   parse,
   specifiedRules,
@@ -145,9 +148,13 @@ function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConn
  */
 function graphqlWsLimits(
   config: Pick<Config, 'queryLimits' | 'limits'>,
+  served: ServedSchema,
 ): Pick<ServerOptions, 'onSubscribe' | 'validate'> {
   const rules = [...specifiedRules, ...queryLimitRules(config.queryLimits)];
   const parseOptions = queryParseOptions(config.queryLimits);
+  // Subscribers of one app send the same few documents: parsed and validated once each (a parsed
+  // document with its locations is kilobytes, held by every live subscription), not per subscribe.
+  const documents = new Map<string, DocumentNode>();
   return {
     onSubscribe: (ctx, _id, payload) => {
       // graphql-ws has already reserved this one's slot in ctx.subscriptions.
@@ -159,18 +166,46 @@ function graphqlWsLimits(
         );
         return [new GraphQLError(limit.message, { originalError: limit })];
       }
-      try {
-        parse(payload.query, parseOptions);
-      } catch (error) {
-        if (error instanceof GraphQLError && isTokenLimitError(error.message)) {
-          return [new GraphQLError(error.message, { extensions: { code: QUERY_TOO_COMPLEX } })];
+      const { schema } = served;
+      let document = documents.get(payload.query);
+      if (document === undefined) {
+        try {
+          document = parse(payload.query, parseOptions);
+        } catch (error) {
+          if (error instanceof GraphQLError && isTokenLimitError(error.message)) {
+            return [new GraphQLError(error.message, { extensions: { code: QUERY_TOO_COMPLEX } })];
+          }
+          // Other syntax errors: graphql-ws parses again and reports them itself.
+          return undefined;
         }
-        // Other syntax errors: graphql-ws parses again and reports them itself.
+        if (schema === undefined) return undefined;
+        // As graphql-ws would answer them (its `error` message); only valid documents are kept.
+        const errors = validate(schema, document, rules);
+        if (errors.length > 0) return errors;
+        if (documents.size >= CACHED_DOCUMENTS) {
+          const oldest = documents.keys().next();
+          if (oldest.done !== true) documents.delete(oldest.value);
+        }
+        documents.set(payload.query, document);
       }
-      return undefined;
+      if (schema === undefined) return undefined;
+      return {
+        schema,
+        document,
+        operationName: payload.operationName,
+        variableValues: payload.variables,
+      };
     },
     validate: (schema, document) => validate(schema, document, rules),
   };
+}
+
+/** Distinct valid documents kept parsed for graphql-ws; the oldest goes first. */
+const CACHED_DOCUMENTS = 64;
+
+/** The schema Apollo serves, once built (Nest builds it after these options). */
+interface ServedSchema {
+  schema?: GraphQLSchema;
 }
 
 /**
@@ -206,10 +241,10 @@ export function graphqlOptions(
   config: Pick<Config, 'development' | 'queryLimits' | 'limits'>,
   sockets: LiveSockets,
 ): ApolloDriverConfig {
+  const served: ServedSchema = {};
   return {
     driver: ApolloDriver,
     autoSchemaFile: true,
-    sortSchema: true,
     path: '/graphql',
     introspection: true,
     // Nest's GraphiQL page loads its scripts from a public CDN; Parley serves nothing that
@@ -226,14 +261,18 @@ export function graphqlOptions(
         path: '/graphql',
         ...graphqlWsErrorMapping(config),
         ...graphqlWsConnections(sockets),
-        ...graphqlWsLimits(config),
+        ...graphqlWsLimits(config, served),
         ...graphqlWsDelivery(config),
       },
     },
-    // Refuses at boot a schema whose event types could answer differently per subscriber.
+    // Sorted here rather than by `sortSchema`, which would sort after this hook and so serve
+    // another object than the one graphql-ws's cached documents are validated against.
+    sortSchema: false,
     transformSchema: (schema) => {
+      // Refuses at boot a schema whose event types could answer differently per subscriber.
       assertSharedExecutable(schema);
-      return schema;
+      served.schema = lexicographicSortSchema(schema);
+      return served.schema;
     },
     context: (
       request: unknown,
