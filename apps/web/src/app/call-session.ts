@@ -179,7 +179,11 @@ export class CallSession {
     try {
       this.local = await navigator.mediaDevices.getUserMedia({
         audio: true,
-        video: this.media === 'VIDEO',
+        // Small: in a mesh each connection has its own encoder (up to 7 per sender).
+        video:
+          this.media === 'VIDEO'
+            ? { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15 } }
+            : false,
       });
     } catch (error) {
       throw new Error(
