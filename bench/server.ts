@@ -154,15 +154,21 @@ export async function startParley(
   const events = { published: 0, publishMs: 0 };
   const bus = app.get(EventBus);
   const publish = bus.publish.bind(bus);
+  // Time during which at least one publish was under way: publishes may overlap (a commit's
+  // events go out together), and summing each one's duration counted the overlap many times.
+  let inFlight = 0;
+  let busySince = 0;
   // Generic like EventBus.publish, whose signature it must keep.
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
   bus.publish = async <E extends OutgoingEvent>(channel: string, event: E): Promise<void> => {
-    const start = performance.now();
+    if (inFlight === 0) busySince = performance.now();
+    inFlight += 1;
     events.published += 1;
     try {
       await publish(channel, event);
     } finally {
-      events.publishMs += performance.now() - start;
+      inFlight -= 1;
+      if (inFlight === 0) events.publishMs += performance.now() - busySince;
     }
   };
 
