@@ -136,7 +136,9 @@ describe.skipIf(redisUrl === undefined)('RedisEventBus against Redis', () => {
     try {
       const createdAt = new Date('2025-06-07T08:09:10.111Z');
       for (let seq = 1; seq <= 50; seq += 1) {
-        busB.enqueue(channel, { type: 'message', seq: String(seq), createdAt });
+        // An event of the shape the appender publishes (OutgoingEvent only requires a type).
+        const event = { type: 'message', seq: String(seq), createdAt };
+        busB.enqueue(channel, event);
       }
       for (let seq = 1; seq <= 50; seq += 1) {
         const { event } = await nextMessage(stream);
