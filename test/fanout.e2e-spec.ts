@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import type { MlsGroup } from '@parley/mls-member';
+import { SharedExecution } from '../apps/server/src/live/shared-execution.js';
 import { dataOf } from './support/graphql.js';
 import { EVENTS_SUBSCRIPTION, ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
@@ -150,6 +151,13 @@ describeE2E('fan-out of live events', () => {
     // The SDK's way as well (graphql-ws's own client), for a third member of the same document.
     const aliceLive = await alice.device.subscribe();
 
+    // Every frame below comes from the shared execution (the server's wiring hands it each
+    // subscription's socket), which runs the selection once per event for all three.
+    const rendered = vi.spyOn(SharedExecution.prototype, 'render');
+    const executed = vi.spyOn(
+      SharedExecution.prototype as unknown as { serialise(result: unknown): string },
+      'serialise',
+    );
     const seqs: number[] = [];
     for (let i = 0; i < 12; i++)
       seqs.push(await alice.device.say(alice.group, conversationId, `m${i}`));
@@ -161,6 +169,18 @@ describeE2E('fan-out of live events', () => {
     }
     await aliceLive.waitFor((event) => event.entry?.seq === seqs.at(-1));
     expect(aliceLive.errors).toEqual([]);
+    const ofThisGroup = (payload: string): boolean =>
+      payload.includes('"LogEntryEvent"') && payload.includes(conversationId);
+    const renders = rendered.mock.results.filter(
+      (result) => result.type === 'return' && ofThisGroup(result.value),
+    );
+    const executions = executed.mock.results.filter(
+      (result) => result.type === 'return' && ofThisGroup(result.value),
+    );
+    expect(renders).toHaveLength(3 * seqs.length);
+    expect(executions).toHaveLength(seqs.length);
+    rendered.mockRestore();
+    executed.mockRestore();
 
     const bobFrames = bobLive.entries();
     const carolFrames = carolLive.entries();

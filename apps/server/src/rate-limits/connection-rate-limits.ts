@@ -92,8 +92,13 @@ export function withConnectionRateLimits(
   const context: unknown = options.context;
   const withAddress =
     typeof context === 'function'
-      ? async (request: unknown): Promise<unknown> => {
-          const base: unknown = await (context as (request: unknown) => unknown)(request);
+      ? // Every argument passes on: graphql-ws adds the operation's id, payload and execution
+        // arguments, which tell the live fan-out where a subscription writes its frames.
+        async (request: unknown, ...rest: unknown[]): Promise<unknown> => {
+          const base: unknown = await (context as (...args: unknown[]) => unknown)(
+            request,
+            ...rest,
+          );
           return isWebSocketContext(request) && typeof base === 'object' && base !== null
             ? { ...base, clientAddress: addressOf(request) }
             : base;
