@@ -169,7 +169,7 @@ describeE2E('fan-out of live events', () => {
     }
     await aliceLive.waitFor((event) => event.entry?.seq === seqs.at(-1));
     expect(aliceLive.errors).toEqual([]);
-    const ofThisGroup = (payload: string): boolean =>
+    const ofThisGroup = (payload: string | Buffer): boolean =>
       payload.includes('"LogEntryEvent"') && payload.includes(conversationId);
     const renders = rendered.mock.results.filter(
       (result) => result.type === 'return' && ofThisGroup(result.value),

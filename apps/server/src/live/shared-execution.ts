@@ -107,16 +107,17 @@ export type FormatErrors = (errors: readonly GraphQLError[]) => GraphQLFormatted
  * finds the first one's bytes. Entries go when the event is collected.
  */
 export class SharedExecution {
-  private readonly payloads = new WeakMap<object, Map<string, string>>();
+  private readonly payloads = new WeakMap<object, Map<string, Buffer>>();
 
   constructor(private readonly formatErrors: FormatErrors) {}
 
   /**
-   * The serialised payload (`{"data":…}`, errors mapped) for `event` under `args`. Resolvers of
+   * The serialised payload (`{"data":…}`, errors mapped) for `event` under `args`, as the UTF-8
+   * bytes every subscriber's socket is given (encoded once, not once per socket). Resolvers of
    * the event types are synchronous property reads (see {@link assertSharedExecutable}), so
    * execution completes at once.
    */
-  render(key: string, args: ExecutionArgs, event: object): string {
+  render(key: string, args: ExecutionArgs, event: object): Buffer {
     let byKey = this.payloads.get(event);
     const cached = byKey?.get(key);
     if (cached !== undefined) return cached;
@@ -124,7 +125,7 @@ export class SharedExecution {
     if (result instanceof Promise) {
       throw new Error(`The ${EVENTS_FIELD} selection did not complete synchronously`);
     }
-    const payload = this.serialise(result);
+    const payload = Buffer.from(this.serialise(result));
     if (byKey === undefined) {
       byKey = new Map();
       this.payloads.set(event, byKey);

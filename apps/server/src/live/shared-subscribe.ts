@@ -6,7 +6,7 @@ import {
   subscribe,
 } from 'graphql';
 import { isEventsSubscription, type SharedExecution, sharingKey } from './shared-execution.js';
-import { drained, type FrameSocket, writeFrame } from './socket-writer.js';
+import { drained, type FrameSocket, writeMessage } from './socket-writer.js';
 
 /** Unsent bytes on a socket above which its subscriptions stop taking events until it drains. */
 export const HIGH_WATER_BYTES = 1024 * 1024;
@@ -33,9 +33,9 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
 }
 
 /**
- * graphql-ws's `subscribe` for Parley: the `events` subscription writes its own `next` frames
- * (see {@link EventsPump}); anything else goes through graphql-js as before. The frames are the
- * ones graphql-ws would write, byte for byte.
+ * graphql-ws's `subscribe` for Parley: the `events` subscription writes its own `next` messages
+ * (see {@link EventsPump}); anything else goes through graphql-js as before. The messages are
+ * the ones graphql-ws would write, byte for byte (sent as fragments that the client joins).
  */
 export function sharedSubscribe(
   shared: SharedExecution,
@@ -60,8 +60,11 @@ export function sharedSubscribe(
   };
 }
 
+/** The end of every `next` message, after its payload. */
+const CLOSING_BRACE = Buffer.from('}');
+
 /**
- * One subscriber's delivery: takes its events in order and writes each as a `next` frame, the
+ * One subscriber's delivery: takes its events in order and writes each as a `next` message, the
  * shared serialised payload behind this subscription's own id, without awaiting the write.
  * While the socket holds more than the high-water mark it stops taking events (they wait in
  * the subscriber's stream, which cuts it off once they are too old: SLOW_CONSUMER).
@@ -71,7 +74,8 @@ export function sharedSubscribe(
  * its `return()` (client `complete`, socket closed) ends the stream.
  */
 export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
-  private readonly prefix: string;
+  /** `{"id":…,"type":"next","payload":`, this subscription's own part of each message. */
+  private readonly head: Buffer;
   private started = false;
   private stopped = false;
   private readonly finished: Promise<IteratorResult<ExecutionResult>>;
@@ -81,10 +85,10 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
   constructor(
     private readonly source: AsyncIterator<unknown>,
     private readonly target: LiveTarget,
-    private readonly render: (event: unknown) => string,
+    private readonly render: (event: unknown) => Buffer,
     private readonly highWaterBytes: number,
   ) {
-    this.prefix = `{"id":${JSON.stringify(target.id)},"type":"next","payload":`;
+    this.head = Buffer.from(`{"id":${JSON.stringify(target.id)},"type":"next","payload":`);
     this.finished = new Promise((resolve, reject) => {
       this.settle = resolve;
       this.fail = reject;
@@ -139,7 +143,7 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
         const next = await this.source.next();
         // return() may have come while the event was awaited: then it is not written.
         if (next.done === true || this.ended()) break;
-        writeFrame(socket, `${this.prefix}${this.render(next.value)}}`);
+        writeMessage(socket, [this.head, this.render(next.value), CLOSING_BRACE]);
       }
       this.settle({ value: undefined, done: true });
     } catch (error) {

@@ -6,7 +6,8 @@ export interface FrameSocket {
   readonly OPEN: number;
   /** Bytes accepted but not yet handed to the kernel (ws: the TCP socket's queue). */
   readonly bufferedAmount: number;
-  send(data: string): void;
+  /** ws's send: `fin: false` sends a fragment, continued by the next send of the same message. */
+  send(data: Buffer, options: { binary: boolean; fin: boolean }): void;
   once(event: 'close', listener: () => void): unknown;
   off(event: 'close', listener: () => void): unknown;
 }
@@ -31,12 +32,18 @@ function tcpOf(socket: FrameSocket): Socket | undefined {
   return typeof raw === 'object' && raw !== null && 'cork' in raw ? (raw as Socket) : undefined;
 }
 
+const TEXT_FRAGMENT = { binary: false, fin: false };
+const LAST_FRAGMENT = { binary: false, fin: true };
+
 /**
- * Writes one text frame without waiting for it to be flushed, corking the socket until the end
- * of the tick (process.nextTick runs once the current chain of microtasks is done). False when
- * the socket is no longer open (the frame is dropped: its subscription ends with the socket).
+ * Writes one text message made of `parts` (at least one) without waiting for it to be flushed, corking the
+ * socket until the end of the tick (process.nextTick runs once the current chain of microtasks
+ * is done). Each part goes out as a WebSocket fragment of the one message (RFC 6455 §5.4, which
+ * every client reassembles), so a part shared by many sockets — an event's serialised payload —
+ * is handed to each as the same bytes, never copied or re-encoded per socket. False when the
+ * socket is no longer open (the message is dropped: its subscription ends with the socket).
  */
-export function writeFrame(socket: FrameSocket, frame: string): boolean {
+export function writeMessage(socket: FrameSocket, parts: readonly Buffer[]): boolean {
   if (socket.readyState !== socket.OPEN) return false;
   const raw = tcpOf(socket);
   if (raw !== undefined && !corked.has(raw)) {
@@ -47,7 +54,11 @@ export function writeFrame(socket: FrameSocket, frame: string): boolean {
       process.nextTick(uncorkAll);
     }
   }
-  socket.send(frame);
+  const last = parts.length - 1;
+  // Synchronous and back to back: nothing else of this socket can come between the fragments.
+  for (const [index, part] of parts.entries()) {
+    socket.send(part, index === last ? LAST_FRAGMENT : TEXT_FRAGMENT);
+  }
   return true;
 }
 
