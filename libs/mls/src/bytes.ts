@@ -1,10 +1,15 @@
 import { Buffer } from 'node:buffer';
 
-/** Byte-wise equality; inputs here are public wire data, so timing does not matter. */
+/**
+ * Byte-wise equality; inputs here are public wire data, so timing does not matter. Whole trees'
+ * leaves go through it, hence the native comparison (and the same array is equal to itself).
+ */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
 }
 
 /**

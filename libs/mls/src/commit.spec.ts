@@ -39,11 +39,15 @@ async function reasonOf(run: () => unknown): Promise<MlsErrorReason | 'NO_ERROR'
 
 const member = () => MlsMember.create(`${randomUUID()}:8${randomUUID().slice(0, 15)}@example.com`);
 
-/** Every check the server runs on a bundle for epoch E, given the stored GroupInfo of E. */
+/**
+ * Every check the server runs on a bundle for epoch E, given the stored GroupInfo of E — verified
+ * as it was when stored, and the new tree decoded against it, as the server decodes it.
+ */
 async function verifyAll(previousBytes: Uint8Array, bundle: CommitBundle): Promise<void> {
   const commit = await decodeCommit(bundle.commit);
   const previous = await decodeGroupInfo(previousBytes);
-  const next = await decodeGroupInfo(bundle.groupInfo);
+  await verifyGroupInfoMessage(previous);
+  const next = await decodeGroupInfo(bundle.groupInfo, { previous });
   await verifyCommitSignature(commit, previous);
   await verifyTranscript(commit, previous, next);
   verifyGroupInfoSigner(commit, next);
@@ -206,12 +210,16 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
       tree[index] = { ...node, leaf: { ...node.leaf, signature } };
     };
     const previous = await decodeGroupInfo(stored);
+    // Verified as when it was stored: its nodes and their tree hashes are what the forgeries below
+    // are decoded against, and each forged leaf is decoded and verified afresh all the same.
+    await verifyGroupInfoMessage(previous);
     // Bob's leaf with nothing changed but its signature: not byte-identical, so verified, and caught.
     const update = await alice.update();
     alice.discardCommit();
     const updateCommit = await decodeCommit(update.commit);
     const forgedKept = await decodeGroupInfo(
       await alice.resignGroupInfo(update.groupInfo, flipSignature(bob.member.identity)),
+      { previous },
     );
     expect(
       await reasonOf(() => {
@@ -232,6 +240,7 @@ describe('commit verification against the stored GroupInfo of the epoch', () => 
     const addCommit = await decodeCommit(add.commit);
     const forgedAdd = await decodeGroupInfo(
       await alice.resignGroupInfo(add.groupInfo, flipSignature(dave.identity)),
+      { previous },
     );
     expect(
       await reasonOf(() => {

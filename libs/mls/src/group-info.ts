@@ -1,12 +1,15 @@
 import type { CiphersuiteImpl, GroupInfo, RatchetTree } from 'ts-mls';
+import { decodeOptional } from 'ts-mls/codec/optional.js';
+import { decodeVarLenData } from 'ts-mls/codec/variableLength.js';
 import { verifyGroupInfoSignature } from 'ts-mls/groupInfo.js';
 import {
   encodeLeafNode,
+  type LeafNode,
   verifyLeafNodeSignature,
   verifyLeafNodeSignatureKeyPackage,
 } from 'ts-mls/leafNode.js';
 import { verifyParentHashes } from 'ts-mls/parentHash.js';
-import { decodeRatchetTree } from 'ts-mls/ratchetTree.js';
+import { decodeNode, extendRatchetTree } from 'ts-mls/ratchetTree.js';
 import { directPath, leafWidth, toNodeIndex } from 'ts-mls/treemath.js';
 
 import { ciphersuiteId, ciphersuiteImpl, isSupportedCiphersuite } from './ciphersuites.js';
@@ -19,7 +22,7 @@ import {
   type DecodeOptions,
 } from './codec.js';
 import { MlsError, asMlsError } from './errors.js';
-import { syncHash, treeHashRootSync } from './hash.js';
+import { syncHash, treeHashRootSync, type TreeHashes } from './hash.js';
 import { basicIdentity } from './inspect.js';
 
 /** One occupied leaf of a group's ratchet tree: which client sits where. */
@@ -57,7 +60,57 @@ export interface VerifyGroupInfoOptions extends DecodeOptions {
 const RATCHET_TREE_EXTENSION = 'ratchet_tree';
 const EXTERNAL_PUB_EXTENSION = 'external_pub';
 
-function ratchetTreeOf(groupInfo: GroupInfo): RatchetTree {
+/** A decoded tree and the encoding of each of its nodes (optional<Node>), by node index. */
+interface EncodedTree {
+  tree: RatchetTree;
+  nodes: readonly Uint8Array[];
+}
+
+const decodeOptionalNode = decodeOptional(decodeNode);
+
+/**
+ * RFC 9420 §12.4.3.3 ratchet_tree: optional<Node> nodes[V], as ts-mls's decodeRatchetTree reads
+ * it, node by node. A node whose encoding is byte-identical to the one at the same index in
+ * `reuse` is taken over instead of decoded: TLS decoding is deterministic and reads exactly the
+ * bytes it consumes, so the same bytes decode to the same node (trees are never changed after
+ * decoding, so sharing nodes is safe). A commit changes a few nodes of a big tree, and decoding
+ * the rest again (1,000 leaves: ~15 ms) is what this saves.
+ */
+function decodeTreeNodes(data: Uint8Array, reuse: EncodedTree | null): EncodedTree {
+  const vector = decodeVarLenData(data, 0);
+  if (vector?.[1] !== data.length) {
+    throw new MlsError('DECODE', 'malformed ratchet_tree extension');
+  }
+  const [content] = vector;
+  const nodes: RatchetTree = [];
+  const encoded: Uint8Array[] = [];
+  let cursor = 0;
+  while (cursor < content.length) {
+    const index = nodes.length;
+    const known = reuse?.nodes[index];
+    const end = cursor + (known?.length ?? 0);
+    if (known !== undefined && end <= content.length) {
+      const bytes = content.subarray(cursor, end);
+      if (bytesEqual(bytes, known)) {
+        nodes.push(reuse?.tree[index]);
+        encoded.push(bytes);
+        cursor = end;
+        continue;
+      }
+    }
+    const decoded = decodeOptionalNode(content, cursor);
+    if (decoded === undefined || cursor + decoded[1] > content.length) {
+      throw new MlsError('DECODE', 'malformed ratchet_tree extension');
+    }
+    nodes.push(decoded[0]);
+    encoded.push(content.subarray(cursor, cursor + decoded[1]));
+    cursor += decoded[1];
+  }
+  // Throws when the last node is blank, which RFC 9420 §12.4.3.3 forbids.
+  return { tree: extendRatchetTree(nodes), nodes: encoded };
+}
+
+function ratchetTreeOf(groupInfo: GroupInfo, reuse: EncodedTree | null): EncodedTree {
   const extensions = groupInfo.extensions.filter(
     (extension) => extension.extensionType === RATCHET_TREE_EXTENSION,
   );
@@ -65,17 +118,11 @@ function ratchetTreeOf(groupInfo: GroupInfo): RatchetTree {
   if (extension === undefined)
     throw new MlsError('MISSING_RATCHET_TREE', 'no ratchet_tree extension');
   if (others.length > 0) throw new MlsError('INVALID_TREE', 'more than one ratchet_tree extension');
-  let decoded: [RatchetTree, number] | undefined;
   try {
-    decoded = decodeRatchetTree(extension.extensionData, 0);
+    return decodeTreeNodes(extension.extensionData, reuse);
   } catch (error) {
-    // ts-mls throws when the last node is blank, which RFC 9420 §12.4.3.3 forbids.
     throw asMlsError(error, 'INVALID_TREE');
   }
-  if (decoded?.[1] !== extension.extensionData.length) {
-    throw new MlsError('DECODE', 'malformed ratchet_tree extension');
-  }
-  return decoded[0];
 }
 
 /** RFC 9420 §7.8/§7.9/§12.4.3.1 checks that need no secrets, over a tree already extended to full width. */
@@ -161,12 +208,15 @@ async function checkTree(
   if (failed !== undefined) throw new MlsError('BAD_LEAF_SIGNATURE', `leaf ${failed.leafIndex}`);
   // The signer signed the group context, and with it tree_hash: this binds the tree to the signature.
   const hash = syncHash(message.ciphersuite);
-  if (
-    !bytesEqual(
-      treeHashRootSync(tree, hash, (leafIndex) => leafBytes.get(leafIndex)),
-      treeHash,
-    )
-  ) {
+  const hashes: Uint8Array[] = [];
+  const root = treeHashRootSync(tree, hash, (leafIndex) => leafBytes.get(leafIndex), {
+    previous: hashBase.get(message) ?? null,
+    hashes,
+  });
+  hashBase.delete(message);
+  // Kept whatever the verdict: they are what this tree hashes to, for a tree decoded from it.
+  treeHashes.set(message, { tree, hashes });
+  if (!bytesEqual(root, treeHash)) {
     throw new MlsError('INVALID_TREE', 'tree hash does not match the group context');
   }
   if (parentHashes && !(await verifies(() => verifyParentHashes(tree, impl.hash)))) {
@@ -202,6 +252,17 @@ export interface GroupInfoParts {
 
 const groupInfoParts = new WeakMap<GroupInfoMessage, GroupInfoParts>();
 const leafBytesCache = new WeakMap<GroupInfoMessage, ReadonlyMap<number, Uint8Array>>();
+/** The encoding of each node of a message's tree, for a later tree decoded from it. */
+const encodedNodes = new WeakMap<GroupInfoMessage, readonly Uint8Array[]>();
+/** Every node's tree hash, once the message's tree hash was computed. */
+const treeHashes = new WeakMap<GroupInfoMessage, TreeHashes>();
+/**
+ * The hashes of the tree a message's tree took nodes over from, until its own tree hash is
+ * computed: the hashes, not the earlier message, so that a chain of epochs is not kept alive.
+ */
+const hashBase = new WeakMap<GroupInfoMessage, TreeHashes>();
+/** Encoded LeafNodes by the decoded object, which a later tree may share (see decodeTreeNodes). */
+const encodedLeaves = new WeakMap<LeafNode, Uint8Array>();
 
 /**
  * @internal Leaf index → encoded LeafNode of every occupied leaf of the message's tree, encoded
@@ -215,7 +276,13 @@ export function leafBytesOf(message: GroupInfoMessage): ReadonlyMap<number, Uint
   const leaves = new Map<number, Uint8Array>();
   for (let node = 0; node < tree.length; node += 2) {
     const entry = tree[node];
-    if (entry?.nodeType === 'leaf') leaves.set(node / 2, encodeLeafNode(entry.leaf));
+    if (entry?.nodeType !== 'leaf') continue;
+    let bytes = encodedLeaves.get(entry.leaf);
+    if (bytes === undefined) {
+      bytes = encodeLeafNode(entry.leaf);
+      encodedLeaves.set(entry.leaf, bytes);
+    }
+    leaves.set(node / 2, bytes);
   }
   leafBytesCache.set(message, leaves);
   return leaves;
@@ -228,10 +295,21 @@ export function partsOf(message: GroupInfoMessage): GroupInfoParts {
   return parts;
 }
 
+/** Options of decodeGroupInfo. */
+export interface DecodeGroupInfoOptions extends DecodeOptions {
+  /**
+   * A GroupInfo of the same group decoded before (the stored one of the epoch a commit leads
+   * from): tree nodes whose encoding is byte-identical at the same index are taken over from it
+   * rather than decoded again, and the tree hashes of unchanged subtrees, once computed for it.
+   * The result is the same as without it; only the work differs.
+   */
+  previous?: GroupInfoMessage | null;
+}
+
 /** Decodes an MLSMessage(group_info) with its ratchet tree, without verifying any signature. */
 export async function decodeGroupInfo(
   bytes: Uint8Array,
-  options: DecodeOptions = {},
+  options: DecodeGroupInfoOptions = {},
 ): Promise<GroupInfoMessage> {
   const maxBytes = resolveMaxBytes(options.maxBytes, DEFAULT_MAX_MESSAGE_BYTES);
   try {
@@ -242,7 +320,14 @@ export async function decodeGroupInfo(
       throw new MlsError('UNSUPPORTED_CIPHERSUITE', `ciphersuite ${ciphersuite}`);
     }
     const impl = await ciphersuiteImpl(ciphersuite);
-    const tree = ratchetTreeOf(groupInfo);
+    const previous = options.previous ?? null;
+    const previousNodes = previous === null ? undefined : encodedNodes.get(previous);
+    const { tree, nodes } = ratchetTreeOf(
+      groupInfo,
+      previous === null || previousNodes === undefined
+        ? null
+        : { tree: partsOf(previous).tree, nodes: previousNodes },
+    );
     const message = new GroupInfoMessage(
       copyBytes(context.groupId),
       context.epoch,
@@ -250,6 +335,10 @@ export async function decodeGroupInfo(
       groupInfo.signer,
     );
     groupInfoParts.set(message, { groupInfo, tree, impl });
+    encodedNodes.set(message, nodes);
+    // Node hashes depend on the hash function too.
+    const base = previous === null ? undefined : treeHashes.get(previous);
+    if (base !== undefined && previous?.ciphersuite === ciphersuite) hashBase.set(message, base);
     return message;
   } catch (error) {
     throw asMlsError(error, 'DECODE');

@@ -6,7 +6,7 @@ import type { CiphersuiteName } from 'ts-mls';
 import { treeHashRoot } from 'ts-mls/treeHash.js';
 
 import { CIPHERSUITE_NAMES } from './ciphersuites.js';
-import { decodeGroupInfo, leafBytesOf, partsOf } from './group-info.js';
+import { decodeGroupInfo, leafBytesOf, partsOf, verifyGroupInfoMessage } from './group-info.js';
 import { refHashSync, syncHash, treeHashRootSync, varintLength } from './hash.js';
 import { cryptoBasicsVectors, hex } from './spec-support.js';
 
@@ -54,4 +54,33 @@ describe('synchronous hashing', () => {
       }
     },
   );
+
+  it("decodes a tree against the previous epoch's: identical nodes shared, the same tree, roster and tree hash", async () => {
+    const member = () =>
+      MlsMember.create(`${randomUUID()}:8${randomUUID().slice(0, 15)}@example.com`);
+    const [alice, bob, carol, dave] = await Promise.all([member(), member(), member(), member()]);
+    const group = await alice.createGroup(crypto.getRandomValues(new Uint8Array(16)));
+    const keyPackages = (await Promise.all([bob, carol, dave].map((m) => m.keyPackages(1)))).flat();
+    const add = await group.addMembers(keyPackages);
+    group.confirmCommit();
+    // Alice's update rewrites her leaf and the parents on her path; Bob's, Carol's, Dave's stay.
+    const update = await group.update();
+    group.confirmCommit();
+    const previous = await decodeGroupInfo(add.groupInfo);
+    await verifyGroupInfoMessage(previous);
+    const alone = await decodeGroupInfo(update.groupInfo);
+    const reused = await decodeGroupInfo(update.groupInfo, { previous });
+    const before = partsOf(previous).tree;
+    const tree = partsOf(reused).tree;
+    expect(tree).toEqual(partsOf(alone).tree);
+    const shared = tree.map((node, i) => node !== undefined && node === before[i]);
+    expect(shared.filter((node, i) => node && i % 2 === 0)).toHaveLength(3);
+    expect(shared[2 * group.leafIndex]).toBe(false);
+    // Same roster and verdict, the tree hash taken partly from the previous tree's.
+    expect(await verifyGroupInfoMessage(reused)).toEqual(await verifyGroupInfoMessage(alone));
+    const leaves = leafBytesOf(reused);
+    expect(treeHashRootSync(tree, syncHash(1), (leafIndex) => leaves.get(leafIndex))).toEqual(
+      await treeHashRoot(tree, partsOf(reused).impl.hash),
+    );
+  });
 });

@@ -82,6 +82,24 @@ const PARENT = Uint8Array.of(2);
 const PRESENT = Uint8Array.of(1);
 const ABSENT = Uint8Array.of(0);
 
+/** A tree with the tree hash of each of its nodes (by node index), computed with one hash. */
+export interface TreeHashes {
+  tree: RatchetTree;
+  hashes: readonly (Uint8Array | undefined)[];
+}
+
+/** Options of treeHashRootSync. */
+export interface TreeHashOptions {
+  /**
+   * An earlier tree and its node hashes, computed with the same hash: a subtree all of whose
+   * nodes are the very same objects (or blank) at the same indices there has the same hash, and
+   * it is taken over instead of computed again.
+   */
+  previous?: TreeHashes | null;
+  /** Filled with the tree hash of every node, by node index. */
+  hashes?: Uint8Array[];
+}
+
 /**
  * RFC 9420 §7.8 tree_hash of the root, the same value ts-mls's `treeHashRoot` computes, hashing
  * synchronously. `leafBytes(leafIndex)` gives a leaf's encoded LeafNode (callers keep them, as the
@@ -91,10 +109,37 @@ export function treeHashRootSync(
   tree: RatchetTree,
   hash: SyncHash,
   leafBytes: (leafIndex: number) => Uint8Array | undefined,
+  { previous = null, hashes }: TreeHashOptions = {},
 ): Uint8Array {
   const uint32 = new Uint8Array(4);
   const view = new DataView(uint32.buffer);
-  const treeHash = (nodeIndex: NodeIndex): Uint8Array => {
+  // The earlier hash of a node whose own object is the same there, or undefined.
+  const earlier = (nodeIndex: NodeIndex): Uint8Array | undefined =>
+    previous !== null &&
+    nodeIndex < previous.tree.length &&
+    previous.tree[nodeIndex] === tree[nodeIndex]
+      ? previous.hashes[nodeIndex]
+      : undefined;
+  // [hash, whether it is the earlier tree's hash of the same subtree]
+  const visit = (nodeIndex: NodeIndex): [Uint8Array, boolean] => {
+    if (isLeaf(nodeIndex)) {
+      const known = earlier(nodeIndex);
+      const value = known ?? treeHash(nodeIndex, null, null);
+      if (hashes !== undefined) hashes[nodeIndex] = value;
+      return [value, known !== undefined];
+    }
+    const [leftHash, leftKnown] = visit(left(nodeIndex));
+    const [rightHash, rightKnown] = visit(right(nodeIndex));
+    const known = leftKnown && rightKnown ? earlier(nodeIndex) : undefined;
+    const value = known ?? treeHash(nodeIndex, leftHash, rightHash);
+    if (hashes !== undefined) hashes[nodeIndex] = value;
+    return [value, known !== undefined];
+  };
+  const treeHash = (
+    nodeIndex: NodeIndex,
+    leftHash: Uint8Array | null,
+    rightHash: Uint8Array | null,
+  ): Uint8Array => {
     if (isLeaf(nodeIndex)) {
       const leafIndex = nodeToLeafIndex(nodeIndex);
       view.setUint32(0, leafIndex);
@@ -107,8 +152,7 @@ export function treeHashRootSync(
     }
     const node = tree[nodeIndex];
     if (node?.nodeType === 'leaf') throw new MlsError('INVALID_TREE', 'leaf node at a parent');
-    const leftHash = treeHash(left(nodeIndex));
-    const rightHash = treeHash(right(nodeIndex));
+    if (leftHash === null || rightHash === null) throw new Error('parent hashed without children');
     return hash(
       PARENT,
       ...(node === undefined ? [ABSENT] : [PRESENT, encodeParentNode(node.parent)]),
@@ -118,5 +162,5 @@ export function treeHashRootSync(
       rightHash,
     );
   };
-  return treeHash(rootFromNodeWidth(tree.length));
+  return visit(rootFromNodeWidth(tree.length))[0];
 }

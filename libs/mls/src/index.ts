@@ -45,6 +45,7 @@ export {
   GroupInfoMessage,
   decodeGroupInfo,
   verifyGroupInfo,
+  type DecodeGroupInfoOptions,
   verifyGroupInfoMessage,
   type KnownLeaf,
   type RosterLeaf,

@@ -63,15 +63,23 @@ export function checkCommitShape(commit: InspectedCommit): void {
   }
 }
 
-/** Decodes the commit (and checks its shape), the GroupInfo and the Welcome. */
-export async function decodeBundle(bundle: BundleBytes, maxBytes: number): Promise<DecodedBundle> {
+/**
+ * Decodes the commit (and checks its shape), the GroupInfo and the Welcome. `previous`, the
+ * stored GroupInfo of the conversation's epoch, spares decoding the tree nodes the new GroupInfo
+ * repeats byte for byte (the decoded bundle is the same with or without it).
+ */
+export async function decodeBundle(
+  bundle: BundleBytes,
+  maxBytes: number,
+  previous: GroupInfoMessage | null = null,
+): Promise<DecodedBundle> {
   const commit = await mlsCheck(
     () => decodeCommit(bundle.commit, { maxBytes }),
     (error) => invalidCommit(error.reason, `The commit is invalid: ${error.message}`),
   );
   checkCommitShape(commit.inspected);
   const groupInfo = await mlsCheck(
-    () => decodeGroupInfo(bundle.groupInfo, { maxBytes }),
+    () => decodeGroupInfo(bundle.groupInfo, { maxBytes, previous }),
     (error) => invalidGroupInfo(error.reason, `The GroupInfo is invalid: ${error.message}`),
   );
   const welcome = bundle.welcome;

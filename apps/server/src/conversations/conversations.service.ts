@@ -331,7 +331,9 @@ export class ConversationsService {
     | { bundle: DecodedBundle; groupInfo: VerifiedGroupInfo; digest: Buffer }
   > {
     const manager = this.dataSource.manager;
-    const bundle = await decodeBundle(input, this.config.limits.commitBundleBytes);
+    // First: its tree is what the new GroupInfo's is decoded against.
+    const previous = await this.storedGroupInfo(conversation);
+    const bundle = await decodeBundle(input, this.config.limits.commitBundleBytes, previous);
     const commit = bundle.commit.inspected;
     const digest = bundleDigest(input);
     checkCommitGroup(commit, conversation.groupId);
@@ -346,7 +348,6 @@ export class ConversationsService {
       await this.checkJoinable(manager, device, conversation.id);
       checkJoinerIdentity(commit, device, this.devices.identityOf(device));
       checkGroupInfoTarget(bundle.groupInfo, conversation.groupId, epoch);
-      const previous = await this.storedGroupInfo(conversation);
       await checkExternalCommitAgainstEpoch(bundle, previous);
       return { bundle, groupInfo: await checkNewGroupInfo(bundle, previous), digest };
     }
@@ -357,7 +358,6 @@ export class ConversationsService {
     if (seat === null || seat.leaving) throw notAMember();
     checkSender(commit, seat);
     checkGroupInfoTarget(bundle.groupInfo, conversation.groupId, epoch);
-    const previous = await this.storedGroupInfo(conversation);
     if (previous !== null) {
       await checkCommitAgainstEpoch(bundle, previous);
       return { bundle, groupInfo: await checkNewGroupInfo(bundle, previous), digest };
