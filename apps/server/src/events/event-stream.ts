@@ -204,6 +204,21 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     });
   }
 
+  /**
+   * Every event held now, in order, up to `max` (waiting for one when none is): what a consumer
+   * that fell behind a burst takes in one step rather than one promise per event. Rejects and
+   * ends as {@link next} does.
+   */
+  async nextBatch(max = Infinity): Promise<IteratorResult<readonly BusMessage[], undefined>> {
+    if (this.buffer.length > 0) {
+      const taken = this.buffer.length <= max ? this.buffer : this.buffer.slice(0, max);
+      this.buffer = taken === this.buffer ? [] : this.buffer.slice(max);
+      return { value: taken, done: false };
+    }
+    const next = await this.next();
+    return next.done === true ? next : { value: [next.value], done: false };
+  }
+
   /** Closes the stream (what `for await … break` and graphql-ws call). */
   return(): Promise<IteratorResult<BusMessage, undefined>> {
     this.close();

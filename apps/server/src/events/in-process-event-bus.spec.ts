@@ -79,6 +79,21 @@ describe('InProcessEventBus', () => {
     }
   });
 
+  it('hands over what is held in batches, in order, waits for one when none is, then ends', async () => {
+    const stream = bus.open(['a']);
+    for (let i = 0; i < 5; i++) await bus.publish('a', { type: 'n', n: i });
+    const numbers = (result: IteratorResult<readonly BusMessage[], undefined>) =>
+      result.done === true ? 'done' : result.value.map((message) => message.event.n);
+    expect(numbers(await stream.nextBatch(3))).toEqual([0, 1, 2]);
+    expect(numbers(await stream.nextBatch())).toEqual([3, 4]);
+    const waiting = stream.nextBatch();
+    await bus.publish('a', { type: 'n', n: 5 });
+    expect(numbers(await waiting)).toEqual([5]);
+    stream.fail(new EventsUnavailableError('gone'));
+    await expect(stream.nextBatch()).rejects.toBeInstanceOf(EventsUnavailableError);
+    expect(numbers(await stream.nextBatch())).toBe('done');
+  });
+
   it('adds and removes channels while open, dropping what was buffered for a removed one', async () => {
     const stream = bus.open(['a']);
     await bus.publish('a', { type: 'a1' });

@@ -32,18 +32,6 @@ function typedStreamError(error: unknown): unknown {
     : error;
 }
 
-/** The events, then `release` however they end. */
-async function* releasing(
-  events: AsyncGenerator<DeviceEvent, void, undefined>,
-  release: () => void,
-): AsyncGenerator<DeviceEvent, void, undefined> {
-  try {
-    yield* events;
-  } finally {
-    release();
-  }
-}
-
 /**
  * An event as it may leave now: a log entry whose expiry has passed while it waited (in the bus's
  * queue for a slow subscriber, or held for order) goes out as an expired marker in its place,
@@ -76,22 +64,56 @@ function shared(event: BusEvent, build: () => DeviceEvent): DeviceEvent {
 }
 
 /**
- * A device's events as graphql-ws consumes them. graphql-ws ends a subscription (the client
- * completed it or disconnected) with return(), which an async generator only honours at its next
- * `yield`: one waiting for the next event of a quiet conversation kept its stream, and the
- * stream's bus subscriptions, until an event came, if ever. Closing the stream first ends that
- * wait at once.
+ * Bus events a live stream takes in one step when it has fallen behind a burst (a batch of
+ * appended messages comes as one bus message): bounds how far past its socket's high-water mark
+ * one step may write.
+ */
+const EVENTS_PER_STEP = 256;
+
+/**
+ * A device's events as graphql-ws consumes them: in steps of every event ready at once (the
+ * fan-out's way, {@link nextBatch}), or one at a time (graphql-js's). graphql-ws ends a
+ * subscription (the client completed it or disconnected) with return(), which an async generator
+ * only honours at its next `yield`: one waiting for the next event of a quiet conversation kept
+ * its stream, and the stream's bus subscriptions, until an event came, if ever. Closing the
+ * stream first ends that wait at once.
  */
 class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
+  /** What the last step brought and next() has not handed out yet. */
+  private pending: DeviceEvent[] = [];
+
   constructor(
-    private readonly events: AsyncGenerator<DeviceEvent, void, undefined>,
+    private readonly steps: AsyncGenerator<DeviceEvent[], void, undefined>,
     private readonly stream: EventStream,
     /** Gives the device's subscription slot back; safe to call more than once. */
     private readonly release: () => void,
   ) {}
 
-  next(): Promise<IteratorResult<DeviceEvent, void>> {
-    return this.events.next();
+  /** The events ready now, in order: at least one, waiting for it when none is. */
+  async nextBatch(): Promise<IteratorResult<readonly DeviceEvent[], void>> {
+    if (this.pending.length > 0) {
+      const ready = this.pending;
+      this.pending = [];
+      return { value: ready, done: false };
+    }
+    try {
+      const step = await this.steps.next();
+      if (step.done === true) this.release();
+      return step;
+    } catch (error) {
+      this.release();
+      throw error;
+    }
+  }
+
+  async next(): Promise<IteratorResult<DeviceEvent, void>> {
+    for (;;) {
+      const event = this.pending.shift();
+      if (event !== undefined) return { value: event, done: false };
+      const step = await this.nextBatch();
+      if (step.done === true) return step;
+      this.pending = [...step.value];
+    }
   }
 
   /**
@@ -102,21 +124,31 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
     return this.stream.whenEnded();
   }
 
-  return(): Promise<IteratorResult<DeviceEvent, void>> {
+  async return(): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
     this.release();
-    return this.events.return(undefined);
+    await this.steps.return(undefined);
+    return { value: undefined, done: true };
   }
 
-  throw(error: unknown): Promise<IteratorResult<DeviceEvent, void>> {
+  async throw(error: unknown): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
     this.release();
-    return this.events.throw(error);
+    await this.steps.throw(error);
+    return { value: undefined, done: true };
   }
 
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+/** One live stream's state, as its steps share it. */
+interface Follower {
+  readonly order: OrderedDelivery<DeviceEvent>;
+  readonly stream: EventStream;
+  readonly userId: string;
+  readonly deviceId: string;
 }
 
 /**
@@ -193,141 +225,48 @@ export class LiveService {
       stream.close();
       throw error;
     }
-    return new DeviceEvents(
-      releasing(this.follow(stream, userId, deviceId, baselines), release),
-      stream,
-      release,
-    );
+    return new DeviceEvents(this.follow(stream, userId, deviceId, baselines), stream, release);
   }
 
+  /**
+   * The device's events in steps: each step is what one batch of bus events (or one deadline)
+   * made ready, in order.
+   */
   private async *follow(
     stream: EventStream,
     userId: string,
     deviceId: string,
     baselines: Map<string, bigint>,
-  ): AsyncGenerator<DeviceEvent, void, undefined> {
+  ): AsyncGenerator<DeviceEvent[], void, undefined> {
     // Each conversation's entries go out in seq order with no gap, whichever instance published
     // them: early ones are held, missing ones read from the log after a short wait.
     const order = new OrderedDelivery<DeviceEvent>();
     for (const [conversationId, seq] of baselines) order.track(conversationId, seq);
+    const follower: Follower = { order, stream, userId, deviceId };
+    const steps = { next: () => stream.nextBatch(EVENTS_PER_STEP) };
     try {
-      yield { subscribedDeviceId: deviceId };
-      for await (const next of withDeadlines(stream, () => order.deadline())) {
-        if (next === DEADLINE) {
-          for (const { conversationId, after } of order.due()) {
-            yield* this.readMissing(order, stream, userId, deviceId, conversationId, after);
+      yield [{ subscribedDeviceId: deviceId }];
+      for await (const next of withDeadlines(steps, () => order.deadline())) {
+        const out: DeviceEvent[] = [];
+        let failure: { error: unknown } | undefined;
+        try {
+          if (next === DEADLINE) {
+            for (const { conversationId, after } of order.due()) {
+              await this.readMissing(follower, conversationId, after, out);
+            }
+          } else {
+            for (const message of next) {
+              // Only joining a conversation waits (for its channel and the log).
+              const joining = this.route(follower, message.event, out);
+              if (joining !== undefined) await joining;
+            }
           }
-          continue;
+        } catch (error) {
+          // What was ready before it (a revocation, say) still goes out first, as it came first.
+          failure = { error };
         }
-        const live = asLiveEvent(next.event);
-        switch (live.type) {
-          case 'message': {
-            const entry = shared(next.event, () => ({
-              entry: {
-                conversationId: live.conversationId,
-                seq: live.seq,
-                kind: LogEntryKindValue[live.kind],
-                epoch: live.epoch,
-                senderDeviceId: live.senderDeviceId,
-                createdAt: live.createdAt,
-                message: Buffer.from(live.data, 'base64'),
-                expiresAt: live.expiresAt,
-                timerSeconds: live.timerSeconds,
-              },
-            }));
-            const seq = BigInt(live.seq);
-            const ready = order.accept(live.conversationId, { seq, follower: false, event: entry });
-            yield* this.inOrder(order, stream, deviceId, live.conversationId, ready);
-            break;
-          }
-          case 'roster': {
-            const roster = shared(next.event, () => ({
-              conversationId: live.conversationId,
-              seq: live.seq,
-              epoch: live.epoch,
-              addedDeviceIds: live.added,
-              removedDeviceIds: live.removed,
-            }));
-            const seq = BigInt(live.seq);
-            if (live.added.includes(deviceId) && !order.has(live.conversationId)) {
-              // Created by this device (on its own channel): followed from here on.
-              yield* this.join(order, stream, userId, deviceId, live.conversationId, seq, roster);
-            } else {
-              const ready = order.accept(live.conversationId, {
-                seq,
-                follower: true,
-                event: roster,
-              });
-              yield* this.inOrder(order, stream, deviceId, live.conversationId, ready);
-            }
-            break;
-          }
-          case 'welcome': {
-            const welcome: DeviceEvent = {
-              welcomeId: live.welcomeId,
-              conversationId: live.conversationId,
-              epoch: live.epoch,
-              commitSeq: live.commitSeq,
-              createdAt: live.createdAt,
-            };
-            const seq = BigInt(live.commitSeq);
-            yield* this.join(order, stream, userId, deviceId, live.conversationId, seq, welcome);
-            break;
-          }
-          case 'leave': {
-            if (live.deviceId === deviceId) {
-              // This device left: nothing more of the conversation is its to hear.
-              order.untrack(live.conversationId);
-              stream.remove(conversationChannel(live.conversationId));
-              break;
-            }
-            yield { conversationId: live.conversationId, leavingDeviceId: live.deviceId };
-            break;
-          }
-          case 'device-revoked':
-            // The device was deleted: its subscription ends now, before anything sent later.
-            if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
-            break;
-          case 'member-revoked':
-            if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
-            yield { conversationId: live.conversationId, revokedDeviceId: live.deviceId };
-            break;
-          case 'key-packages-low':
-            yield { deviceId: live.deviceId, available: live.available, lowWater: live.lowWater };
-            break;
-          case 'joinable':
-            if (live.deviceId === deviceId) {
-              yield { conversationId: live.conversationId, kind: ConversationKindValue[live.kind] };
-            }
-            break;
-          case 'ephemeral':
-            // Only to devices that follow the conversation now, and not back to the sender.
-            if (order.has(live.conversationId) && live.senderDeviceId !== deviceId) {
-              yield shared(next.event, () => ({
-                conversationId: live.conversationId,
-                senderDeviceId: live.senderDeviceId,
-                message: Buffer.from(live.data, 'base64'),
-              }));
-            }
-            break;
-          case 'call':
-            // To the devices that follow the conversation now (the caller's other devices too).
-            if (order.has(live.call.conversationId)) {
-              yield shared(next.event, () => ({
-                callChange: live.change,
-                callDeviceId: live.deviceId,
-                call: live.call,
-              }));
-            }
-            break;
-          case 'role':
-            yield shared(next.event, () => ({
-              conversationId: live.conversationId,
-              userId: live.userId,
-              role: ConversationRoleValue[live.role],
-            }));
-            break;
-        }
+        if (out.length > 0) yield out;
+        if (failure !== undefined) throw failure.error;
       }
     } catch (error) {
       // The stream ended early (slow consumer, pub/sub lost): tell the client in a typed way,
@@ -338,19 +277,139 @@ export class LiveService {
       stream.close();
     }
   }
+
   /**
-   * Yields a conversation's events in the order given; once one is the commit that removed this
-   * device, nothing more of the conversation is its to hear (entries after it included).
+   * Adds to `out` what one bus event means for the device, in order; the promise when the
+   * device joins a conversation (settled once its events are in `out`), otherwise nothing.
    */
-  private *inOrder(
-    order: OrderedDelivery<DeviceEvent>,
-    stream: EventStream,
-    deviceId: string,
+  private route(
+    follower: Follower,
+    event: BusEvent,
+    out: DeviceEvent[],
+  ): Promise<void> | undefined {
+    const { order, stream, deviceId } = follower;
+    const live = asLiveEvent(event);
+    switch (live.type) {
+      case 'message': {
+        const entry = shared(event, () => ({
+          entry: {
+            conversationId: live.conversationId,
+            seq: live.seq,
+            kind: LogEntryKindValue[live.kind],
+            epoch: live.epoch,
+            senderDeviceId: live.senderDeviceId,
+            createdAt: live.createdAt,
+            message: Buffer.from(live.data, 'base64'),
+            expiresAt: live.expiresAt,
+            timerSeconds: live.timerSeconds,
+          },
+        }));
+        const seq = BigInt(live.seq);
+        const ready = order.accept(live.conversationId, { seq, follower: false, event: entry });
+        this.inOrder(follower, live.conversationId, ready, out);
+        return undefined;
+      }
+      case 'roster': {
+        const roster = shared(event, () => ({
+          conversationId: live.conversationId,
+          seq: live.seq,
+          epoch: live.epoch,
+          addedDeviceIds: live.added,
+          removedDeviceIds: live.removed,
+        }));
+        const seq = BigInt(live.seq);
+        if (live.added.includes(deviceId) && !order.has(live.conversationId)) {
+          // Created by this device (on its own channel): followed from here on.
+          return this.join(follower, live.conversationId, seq, roster, out);
+        }
+        const ready = order.accept(live.conversationId, { seq, follower: true, event: roster });
+        this.inOrder(follower, live.conversationId, ready, out);
+        return undefined;
+      }
+      case 'welcome': {
+        const welcome: DeviceEvent = {
+          welcomeId: live.welcomeId,
+          conversationId: live.conversationId,
+          epoch: live.epoch,
+          commitSeq: live.commitSeq,
+          createdAt: live.createdAt,
+        };
+        return this.join(follower, live.conversationId, BigInt(live.commitSeq), welcome, out);
+      }
+      case 'leave':
+        if (live.deviceId === deviceId) {
+          // This device left: nothing more of the conversation is its to hear.
+          order.untrack(live.conversationId);
+          stream.remove(conversationChannel(live.conversationId));
+        } else {
+          out.push({ conversationId: live.conversationId, leavingDeviceId: live.deviceId });
+        }
+        return undefined;
+      case 'device-revoked':
+        // The device was deleted: its subscription ends now, before anything sent later.
+        if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
+        return undefined;
+      case 'member-revoked':
+        if (live.deviceId === deviceId) throw deviceRevoked(deviceId);
+        out.push({ conversationId: live.conversationId, revokedDeviceId: live.deviceId });
+        return undefined;
+      case 'key-packages-low':
+        out.push({ deviceId: live.deviceId, available: live.available, lowWater: live.lowWater });
+        return undefined;
+      case 'joinable':
+        if (live.deviceId === deviceId) {
+          out.push({ conversationId: live.conversationId, kind: ConversationKindValue[live.kind] });
+        }
+        return undefined;
+      case 'ephemeral':
+        // Only to devices that follow the conversation now, and not back to the sender.
+        if (order.has(live.conversationId) && live.senderDeviceId !== deviceId) {
+          out.push(
+            shared(event, () => ({
+              conversationId: live.conversationId,
+              senderDeviceId: live.senderDeviceId,
+              message: Buffer.from(live.data, 'base64'),
+            })),
+          );
+        }
+        return undefined;
+      case 'call':
+        // To the devices that follow the conversation now (the caller's other devices too).
+        if (order.has(live.call.conversationId)) {
+          out.push(
+            shared(event, () => ({
+              callChange: live.change,
+              callDeviceId: live.deviceId,
+              call: live.call,
+            })),
+          );
+        }
+        return undefined;
+      case 'role':
+        out.push(
+          shared(event, () => ({
+            conversationId: live.conversationId,
+            userId: live.userId,
+            role: ConversationRoleValue[live.role],
+          })),
+        );
+        return undefined;
+    }
+  }
+
+  /**
+   * Adds a conversation's events to `out` in the order given; once one is the commit that
+   * removed this device, nothing more of the conversation is its to hear (entries after it
+   * included).
+   */
+  private inOrder(
+    { order, stream, deviceId }: Follower,
     conversationId: string,
     events: DeviceEvent[],
-  ): Generator<DeviceEvent, void, undefined> {
+    out: DeviceEvent[],
+  ): void {
     for (const event of events) {
-      yield deliverable(event);
+      out.push(deliverable(event));
       if ('removedDeviceIds' in event && event.removedDeviceIds.includes(deviceId)) {
         order.untrack(conversationId);
         stream.remove(conversationChannel(conversationId));
@@ -361,33 +420,30 @@ export class LiveService {
 
   /**
    * The device joined a conversation at `seq` (the commit that added it, 0 for its creator):
-   * follows its channel, yields `event`, then what the log already holds after `seq` — entries
-   * published before the channel was live would otherwise never come.
+   * follows its channel, adds `event` to `out`, then what the log already holds after `seq` —
+   * entries published before the channel was live would otherwise never come.
    */
-  private async *join(
-    order: OrderedDelivery<DeviceEvent>,
-    stream: EventStream,
-    userId: string,
-    deviceId: string,
+  private async join(
+    follower: Follower,
     conversationId: string,
     seq: bigint,
     event: DeviceEvent,
-  ): AsyncGenerator<DeviceEvent, void, undefined> {
-    if (!order.has(conversationId)) order.track(conversationId, seq);
-    await stream.add(conversationChannel(conversationId));
-    yield event;
-    yield* this.readMissing(order, stream, userId, deviceId, conversationId, seq);
+    out: DeviceEvent[],
+  ): Promise<void> {
+    if (!follower.order.has(conversationId)) follower.order.track(conversationId, seq);
+    await follower.stream.add(conversationChannel(conversationId));
+    out.push(event);
+    await this.readMissing(follower, conversationId, seq, out);
   }
 
-  /** Reads the entries after `after` from the log (as the device may) and yields them in order. */
-  private async *readMissing(
-    order: OrderedDelivery<DeviceEvent>,
-    stream: EventStream,
-    userId: string,
-    deviceId: string,
+  /** Reads the entries after `after` from the log (as the device may) and adds them in order. */
+  private async readMissing(
+    follower: Follower,
     conversationId: string,
     after: bigint,
-  ): AsyncGenerator<DeviceEvent, void, undefined> {
+    out: DeviceEvent[],
+  ): Promise<void> {
+    const { order, stream, userId, deviceId } = follower;
     const read = await this.messages.readMissing(userId, deviceId, conversationId, after);
     if (read === null) {
       // No longer a member: nothing of the conversation is its to hear, from the log or live.
@@ -409,7 +465,7 @@ export class LiveService {
     }
     entries.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
     const ready = order.fill(conversationId, entries, read.covered);
-    yield* this.inOrder(order, stream, deviceId, conversationId, ready);
+    this.inOrder(follower, conversationId, ready, out);
   }
 
   /** Each conversation's last seq now. */

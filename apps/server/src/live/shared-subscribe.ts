@@ -64,8 +64,9 @@ export function sharedSubscribe(
 const CLOSING_BRACE = Buffer.from('}');
 
 /**
- * One subscriber's delivery: takes its events in order and writes each as a `next` message, the
- * shared serialised payload behind this subscription's own id, without awaiting the write.
+ * One subscriber's delivery: takes its events in order (all that are ready at once) and writes
+ * each as a `next` message, the shared serialised payload behind this subscription's own id,
+ * without awaiting the write.
  * While the socket holds more than the high-water mark it stops taking events (they wait in
  * the subscriber's stream, which cuts it off once they are too old: SLOW_CONSUMER).
  *
@@ -119,6 +120,20 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
     return this;
   }
 
+  /**
+   * The source's events ready now: LiveService's streams hand over every event ready at once
+   * (one promise per burst, not per event); any other source one at a time.
+   */
+  private take(): Promise<IteratorResult<readonly unknown[], unknown>> {
+    const source = this.source as Partial<{
+      nextBatch(): Promise<IteratorResult<readonly unknown[], unknown>>;
+    }>;
+    if (typeof source.nextBatch === 'function') return source.nextBatch();
+    return this.source
+      .next()
+      .then((next) => (next.done === true ? next : { value: [next.value], done: false }));
+  }
+
   /** When the source says it ended (LiveService's streams do), if it can. */
   private whenEnded(): Promise<void> | undefined {
     const source = this.source as Partial<{ whenEnded(): Promise<void> }>;
@@ -140,10 +155,12 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
           await drained(socket, this.highWaterBytes, this.whenEnded());
         }
         if (this.ended()) break;
-        const next = await this.source.next();
-        // return() may have come while the event was awaited: then it is not written.
+        const next = await this.take();
+        // return() may have come while the events were awaited: then they are not written.
         if (next.done === true || this.ended()) break;
-        writeMessage(socket, [this.head, this.render(next.value), CLOSING_BRACE]);
+        for (const event of next.value) {
+          writeMessage(socket, [this.head, this.render(event), CLOSING_BRACE]);
+        }
       }
       this.settle({ value: undefined, done: true });
     } catch (error) {
