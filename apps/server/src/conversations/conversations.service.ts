@@ -26,7 +26,7 @@ import { type Publication, publishCommitted } from '../live/publish.js';
 import { appendToLog, logEntryPublication } from '../messages/conversation-log.js';
 import { dropFromConversationCalls } from '../calls/call-roster.js';
 import { ConversationMemberEntity } from './conversation-member.entity.js';
-import { ConversationEntity } from './conversation.entity.js';
+import { ConversationEntity, type ConversationState } from './conversation.entity.js';
 import type {
   CreateConversationInput,
   SetMemberRoleInput,
@@ -114,6 +114,21 @@ const JOINABLE_SQL = `SELECT c."id" FROM "conversations" c
     AND NOT EXISTS (SELECT 1 FROM "commit_results" r
                      WHERE r."conversation_id" = c."id"
                        AND ($2 = ANY(r."added_device_ids") OR $2 = ANY(r."removed_device_ids")))`;
+
+/** Every column of a conversation but its GroupInfo, which no work under the row lock reads. */
+const LOCKED_COLUMNS = {
+  id: true,
+  groupId: true,
+  kind: true,
+  directUserLow: true,
+  directUserHigh: true,
+  ciphersuite: true,
+  epoch: true,
+  lastSeq: true,
+  retainedFromSeq: true,
+  messageTimerSeconds: true,
+  createdAt: true,
+} satisfies Record<keyof ConversationState, true>;
 
 /**
  * Conversations: MLS groups with one epoch on the server, advanced only by commit bundles that
@@ -257,9 +272,14 @@ export class ConversationsService {
         const replay = await this.replayedResult(manager, conversation, epoch, device.id, digest);
         return { result: replay, events: [] };
       }
-      const roster = await manager.find(ConversationMemberEntity, {
-        where: { conversationId: conversation.id },
-      });
+      // Plain rows: hydrating a thousand member entities cost more than the query.
+      const roster = await manager.query<
+        { deviceId: string; leafIndex: number; leaving: boolean }[]
+      >(
+        `SELECT "device_id" AS "deviceId", "leaf_index" AS "leafIndex", "leaving"
+           FROM "conversation_members" WHERE "conversation_id" = $1`,
+        [conversation.id],
+      );
       const external = isExternalCommit(commit);
       if (external) {
         // Checked again under the lock: the user's last seat may have gone meanwhile.
@@ -293,7 +313,7 @@ export class ConversationsService {
         bundle.welcomeRefs,
         adds.map((add) => add.ref),
       );
-      await authorizeCommit(manager, conversation, userId, roster, change);
+      const users = await authorizeCommit(manager, conversation, userId, roster, change);
       const stored = await this.storeCommit(
         manager,
         conversation,
@@ -301,6 +321,7 @@ export class ConversationsService {
         input,
         adds,
         change,
+        users,
         digest,
       );
       stored.events.push(...(await this.joinableEvents(manager, conversation, change)));
@@ -379,11 +400,12 @@ export class ConversationsService {
   /** Stores an accepted bundle: log entry, epoch, GroupInfo, roster, Welcome, and its answer. */
   private async storeCommit(
     manager: EntityManager,
-    conversation: ConversationEntity,
+    conversation: ConversationState,
     deviceId: string,
     input: SubmitCommitBundleInput,
     adds: { deviceId: string; ref: Buffer }[],
     change: RosterChange,
+    users: ReadonlyMap<string, string>,
     digest: Buffer,
   ): Promise<{ result: CommitResultModel; events: Publication[] }> {
     const newEpoch = (BigInt(conversation.epoch) + 1n).toString();
@@ -451,7 +473,7 @@ export class ConversationsService {
         },
       });
     }
-    events.push(...(await applyRosterChange(manager, conversation, seq, change)));
+    events.push(...(await applyRosterChange(manager, conversation, seq, change, users)));
     // A device removed from the conversation is dropped from its calls at once.
     events.push(
       ...(await dropFromConversationCalls(
@@ -500,7 +522,7 @@ export class ConversationsService {
    */
   private async replayedResult(
     manager: EntityManager,
-    conversation: ConversationEntity,
+    conversation: ConversationState,
     epoch: bigint,
     deviceId: string,
     digest: Buffer,
@@ -574,7 +596,7 @@ export class ConversationsService {
    */
   private async joinableEvents(
     manager: EntityManager,
-    conversation: ConversationEntity,
+    conversation: ConversationState,
     change: RosterChange,
   ): Promise<Publication[]> {
     if (change.added.length === 0) return [];
@@ -891,11 +913,13 @@ export class ConversationsService {
     return conversation;
   }
 
+  /** The conversation's row, locked until the transaction ends, without its GroupInfo. */
   private async lockedConversation(
     manager: EntityManager,
     conversationId: string,
-  ): Promise<ConversationEntity> {
+  ): Promise<ConversationState> {
     const conversation = await manager.findOne(ConversationEntity, {
+      select: LOCKED_COLUMNS,
       where: { id: conversationId },
       lock: { mode: 'pessimistic_write' },
     });

@@ -4,8 +4,7 @@ import { DeviceEntity } from '../devices/device.entity.js';
 import { conversationChannel } from '../live/live-event.js';
 import type { Publication } from '../live/publish.js';
 import { type EntityManager, In } from 'typeorm';
-import { ConversationMemberEntity } from './conversation-member.entity.js';
-import type { ConversationEntity } from './conversation.entity.js';
+import type { ConversationState } from './conversation.entity.js';
 import { type ConversationRole, ConversationRoleEntity } from './conversation-role.entity.js';
 import type { RosterChange } from './roster.js';
 import { adminRequired, checkCommitAuthorization } from './roles.checks.js';
@@ -44,16 +43,17 @@ async function usersOfDevices(
 /**
  * Refuses a commit whose roster change its sender's user may not make (see
  * checkCommitAuthorization). Runs under the conversation's row lock, so roles cannot change
- * between this check and the commit being stored.
+ * between this check and the commit being stored. Returns the users of the added and removed
+ * devices that exist, for {@link applyRosterChange}.
  */
 export async function authorizeCommit(
   manager: EntityManager,
-  conversation: ConversationEntity,
+  conversation: ConversationState,
   committerUserId: string,
-  roster: readonly ConversationMemberEntity[],
+  roster: readonly { deviceId: string; leaving: boolean }[],
   change: RosterChange,
-): Promise<void> {
-  if (change.added.length === 0 && change.removed.length === 0) return;
+): Promise<Map<string, string>> {
+  if (change.added.length === 0 && change.removed.length === 0) return new Map();
   const users = await usersOfDevices(manager, [
     ...change.added.map((seat) => seat.deviceId),
     ...change.removed.map((seat) => seat.deviceId),
@@ -82,6 +82,7 @@ export async function authorizeCommit(
       leaving: leaving.has(seat.deviceId),
     })),
   });
+  return users;
 }
 
 /**
@@ -91,16 +92,14 @@ export async function authorizeCommit(
  */
 export async function applyRosterChange(
   manager: EntityManager,
-  conversation: ConversationEntity,
+  conversation: ConversationState,
   seq: string,
   change: RosterChange,
+  /** The users of (at least) the added devices, as {@link authorizeCommit} read them. */
+  users: ReadonlyMap<string, string>,
 ): Promise<Publication[]> {
   if (change.added.length === 0 && change.removed.length === 0) return [];
-  const users = await usersOfDevices(
-    manager,
-    change.added.map((seat) => seat.deviceId),
-  );
-  const newcomers = [...new Set(users.values())];
+  const newcomers = [...new Set(change.added.flatMap((seat) => users.get(seat.deviceId) ?? []))];
   if (newcomers.length > 0) {
     await manager
       .createQueryBuilder()
@@ -136,7 +135,7 @@ export async function applyRosterChange(
  */
 export async function promoteIfNoAdmin(
   manager: EntityManager,
-  conversation: ConversationEntity,
+  conversation: ConversationState,
 ): Promise<Publication[]> {
   if (conversation.kind !== 'GROUP') return [];
   const active = await promotable(manager, conversation.id);
@@ -169,7 +168,7 @@ export function roleChanged(
  */
 export async function setRole(
   manager: EntityManager,
-  conversation: ConversationEntity,
+  conversation: ConversationState,
   callerUserId: string,
   targetUserId: string,
   role: ConversationRole,
