@@ -68,12 +68,19 @@ function memberSender(commit: CommitMessage): number {
   return sender.leafIndex;
 }
 
-function addedLeaves({ content }: CommitParts): Uint8Array[] {
-  return content.commit.proposals.flatMap((entry) =>
+const addedLeavesCache = new WeakMap<CommitParts, Uint8Array[]>();
+
+/** The encoded leaf nodes of the commit's Adds, encoded once per commit (both checks use them). */
+function addedLeaves(parts: CommitParts): Uint8Array[] {
+  const cached = addedLeavesCache.get(parts);
+  if (cached !== undefined) return cached;
+  const leaves = parts.content.commit.proposals.flatMap((entry) =>
     entry.proposalOrRefType === 'proposal' && entry.proposal.proposalType === 'add'
       ? [encodeLeafNode(entry.proposal.add.keyPackage.leafNode)]
       : [],
   );
+  addedLeavesCache.set(parts, leaves);
+  return leaves;
 }
 
 /**
