@@ -313,7 +313,11 @@ export class ConversationsService {
         bundle.welcomeRefs,
         adds.map((add) => add.ref),
       );
-      const users = await authorizeCommit(manager, conversation, userId, roster, change);
+      // The users of the added devices are known already: their rows were just read, under the lock.
+      const known = new Map(
+        external ? [[device.id, device.userId]] : adds.map((add) => [add.deviceId, add.userId]),
+      );
+      const users = await authorizeCommit(manager, conversation, userId, roster, change, known);
       const stored = await this.storeCommit(
         manager,
         conversation,
@@ -938,7 +942,7 @@ export class ConversationsService {
   private async addedDevices(
     manager: EntityManager,
     commit: InspectedCommit,
-  ): Promise<{ deviceId: string; ref: Buffer }[]> {
+  ): Promise<{ deviceId: string; userId: string; ref: Buffer }[]> {
     const adds = commit.proposals.flatMap((proposal) =>
       proposal.type === 'add' ? [proposal] : [],
     );
@@ -969,7 +973,7 @@ export class ConversationsService {
       ) {
         throw invalidCommit('WRONG_IDENTITY', "An Add's identity is not its key package's device");
       }
-      return { deviceId: device.id, ref: row.ref };
+      return { deviceId: device.id, userId: device.userId, ref: row.ref };
     });
   }
 

@@ -44,7 +44,8 @@ async function usersOfDevices(
  * Refuses a commit whose roster change its sender's user may not make (see
  * checkCommitAuthorization). Runs under the conversation's row lock, so roles cannot change
  * between this check and the commit being stored. Returns the users of the added and removed
- * devices that exist, for {@link applyRosterChange}.
+ * devices that exist, for {@link applyRosterChange}; `known` gives those the caller read already
+ * in this transaction, and only the others are read.
  */
 export async function authorizeCommit(
   manager: EntityManager,
@@ -52,12 +53,16 @@ export async function authorizeCommit(
   committerUserId: string,
   roster: readonly { deviceId: string; leaving: boolean }[],
   change: RosterChange,
+  known: ReadonlyMap<string, string> = new Map(),
 ): Promise<Map<string, string>> {
   if (change.added.length === 0 && change.removed.length === 0) return new Map();
-  const users = await usersOfDevices(manager, [
-    ...change.added.map((seat) => seat.deviceId),
-    ...change.removed.map((seat) => seat.deviceId),
-  ]);
+  const users = await usersOfDevices(
+    manager,
+    [...change.added, ...change.removed]
+      .map((seat) => seat.deviceId)
+      .filter((deviceId) => !known.has(deviceId)),
+  );
+  for (const [deviceId, userId] of known) users.set(deviceId, userId);
   const leaving = new Set(roster.filter((seat) => seat.leaving).map((seat) => seat.deviceId));
   const role = await manager.findOneBy(ConversationRoleEntity, {
     conversationId: conversation.id,
