@@ -243,6 +243,10 @@ describeE2E('revoked devices and tokens', () => {
     expect(codes).toEqual(Object.fromEntries(Object.keys(attempts).map((op) => [op, 'NOT_FOUND'])));
     const subscribed = await phone.device.subscribeAs(phone.device.deviceId);
     expect(subscribed).toMatchObject([{ extensions: { code: 'NOT_FOUND' } }]);
+    // Someone else's device, which exists, is not the phone's to listen as.
+    expect(await phone.device.subscribeAs(alice.device.deviceId)).toMatchObject([
+      { extensions: { code: 'FORBIDDEN' } },
+    ]);
     // Nothing was stored: the log holds the add commit only.
     expect((await alice.device.entries(conversationId)).map((entry) => entry.kind)).toEqual([
       'COMMIT',

@@ -1,17 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, In } from 'typeorm';
-import { DomainError, limitExceeded } from '../common/domain.errors.js';
+import { DataSource } from 'typeorm';
+import { DomainError, forbidden, limitExceeded, notFound } from '../common/domain.errors.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
-import { ConversationMemberEntity } from '../conversations/conversation-member.entity.js';
-import { ConversationEntity } from '../conversations/conversation.entity.js';
 import {
   ConversationKindValue,
   ConversationRoleValue,
 } from '../conversations/conversation.model.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
-import { DevicesService } from '../devices/devices.service.js';
 import type { BusEvent } from '../events/event-bus.js';
 import { EventBus } from '../events/event-bus.js';
 import { EventStreamError } from '../events/events.errors.js';
@@ -160,7 +157,6 @@ interface Follower {
 export class LiveService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
-    private readonly devices: DevicesService,
     private readonly bus: EventBus,
     private readonly messages: MessagesService,
     @Inject(CONFIG) private readonly config: Config,
@@ -190,34 +186,27 @@ export class LiveService {
     userId: string,
     deviceId: string,
   ): Promise<AsyncIterableIterator<DeviceEvent, void>> {
-    const seats = await this.dataSource.transaction(async (manager) => {
-      const device = await this.devices.owned(manager, userId, deviceId);
-      return manager.find(ConversationMemberEntity, {
-        select: { conversationId: true },
-        where: { deviceId: device.id, leaving: false },
-      });
-    });
+    const seats = await this.seatsOf(userId, deviceId);
     // Cut for lag in time, not a count: the pump stops taking events while the client's socket
     // is backed up (live/shared-subscribe.ts), and they wait here until too old.
-    const stream = this.bus.open(
-      [deviceChannel(deviceId), ...seats.map((seat) => conversationChannel(seat.conversationId))],
-      { maxLagMs: this.config.liveMaxLagMs },
-    );
+    const stream = this.bus.open([deviceChannel(deviceId), ...seats.map(conversationChannel)], {
+      maxLagMs: this.config.liveMaxLagMs,
+    });
     try {
       await stream.ready();
     } catch (error) {
       // The bus cannot deliver right now (Redis down or hanging): typed, so the client retries.
       throw typedStreamError(error);
     }
-    // A deletion that committed while the stream was being opened published before the device's
-    // channel was live: look once more, now that no later deletion can be missed.
-    if (!(await this.devices.exists(deviceId))) {
+    // Read once the channels are live: what committed up to here the client pages with
+    // messages(after:), what commits later comes live, in order, from here on. A deletion that
+    // committed while the stream was being opened published before the device's channel was
+    // live: the same read looks once more, now that no later deletion can be missed.
+    const baselines = await this.baselines(deviceId, seats);
+    if (baselines === null) {
       stream.close();
       throw deviceRevoked(deviceId);
     }
-    // Read once the channels are live: what committed up to here the client pages with
-    // messages(after:), what commits later comes live, in order, from here on.
-    const baselines = await this.lastSeqs(seats.map((seat) => seat.conversationId));
     let release: () => void;
     try {
       release = this.takeSlot(deviceId);
@@ -468,13 +457,46 @@ export class LiveService {
     this.inOrder(follower, conversationId, ready, out);
   }
 
-  /** Each conversation's last seq now. */
-  private async lastSeqs(conversationIds: string[]): Promise<Map<string, bigint>> {
-    if (conversationIds.length === 0) return new Map();
-    const conversations = await this.dataSource.getRepository(ConversationEntity).find({
-      select: { id: true, lastSeq: true },
-      where: { id: In(conversationIds) },
-    });
-    return new Map(conversations.map((c) => [c.id, BigInt(c.lastSeq)]));
+  /**
+   * The conversations the device sits in (not leaving), in one statement: NOT_FOUND when there
+   * is no such device, FORBIDDEN when it is another user's (as DevicesService.owned decides).
+   */
+  private async seatsOf(userId: string, deviceId: string): Promise<string[]> {
+    const rows: { user_id: string; conversation_id: string | null }[] = await this.dataSource.query(
+      `SELECT d."user_id", m."conversation_id"
+         FROM "devices" d
+         LEFT JOIN "conversation_members" m ON m."device_id" = d."id" AND NOT m."leaving"
+        WHERE d."id" = $1`,
+      [deviceId],
+    );
+    const [first] = rows;
+    if (first === undefined) throw notFound('Device');
+    if (first.user_id !== userId) throw forbidden('That device belongs to another user');
+    return rows.flatMap((row) => (row.conversation_id === null ? [] : [row.conversation_id]));
+  }
+
+  /**
+   * Each conversation's last seq now, or null when the device no longer exists: one statement.
+   */
+  private async baselines(
+    deviceId: string,
+    conversationIds: string[],
+  ): Promise<Map<string, bigint> | null> {
+    const list = conversationIds.map((_, i) => `$${i + 2}`).join(', ');
+    // int8: a string from pg, a number from PGlite.
+    const rows: { id: string | null; last_seq: string | number | null }[] =
+      await this.dataSource.query(
+        `SELECT c."id", c."last_seq"
+           FROM "devices" d
+           LEFT JOIN "conversations" c ON ${list === '' ? 'false' : `c."id" IN (${list})`}
+          WHERE d."id" = $1`,
+        [deviceId, ...conversationIds],
+      );
+    if (rows.length === 0) return null;
+    return new Map(
+      rows.flatMap((row) =>
+        row.id === null || row.last_seq === null ? [] : [[row.id, BigInt(row.last_seq)]],
+      ),
+    );
   }
 }
