@@ -6,7 +6,14 @@
  */
 import type { Envelope } from '../content/envelope.js';
 import { callSignalEnvelope, type CallSignalKind } from '../content/envelope.js';
-import { closedError, isRetryable, NotFoundError, ParleyError } from '../errors.js';
+import type { ConversationStatus } from '../client/client-state.js';
+import {
+  closedError,
+  isRetryable,
+  NotAMemberError,
+  NotFoundError,
+  ParleyError,
+} from '../errors.js';
 import {
   CallHeartbeatDocument,
   type CallFieldsFragment,
@@ -76,6 +83,8 @@ export interface CallsContext {
   identity(): string;
   /** The conversation (for signals and keys); NotFoundError if this device is not in it. */
   conversation(id: string): EpochSource & {
+    /** 'removed' or 'left' once this device is out of it (its epoch listeners are told). */
+    readonly status: ConversationStatus;
     sendEphemeralEnvelope(envelope: Envelope): Promise<void>;
   };
   report(error: unknown): void;
@@ -84,12 +93,20 @@ export interface CallsContext {
 /**
  * The calls of a client's conversations (`client.calls`). While this device is in a call it
  * sends a heartbeat every {@link CALL_HEARTBEAT_INTERVAL_MS}, until it leaves, the call ends,
- * the server drops it, or the client closes. Errors are the SDK's typed ParleyErrors
- * (ConflictError with `details.reason` CALL_RUNNING and `details.callId` when a call already
+ * the server drops it, or the client closes. When this device is removed from the call's
+ * conversation (or leaves it), the server drops it from the call, but its live stream of that
+ * conversation ends with the commit: the listeners then hear LEFT for this device (and ENDED if
+ * it was the last one) from the SDK itself, with the participants it last knew; likewise when a
+ * heartbeat's answer finds it out before the stream said so (then it may come twice). Errors are
+ * the SDK's typed ParleyErrors (ConflictError with `details.reason` CALL_RUNNING and `details.callId` when a call already
  * runs, NotFoundError, ForbiddenError, NotAMemberError, LimitExceededError, NetworkError, …).
  */
 export class Calls {
-  private readonly heartbeats = new Map<string, ReturnType<typeof setInterval>>();
+  /** The calls this device is in: heartbeat, last known state, watch on the conversation. */
+  private readonly inCall = new Map<
+    string,
+    { timer: ReturnType<typeof setInterval>; call: CallInfo; unwatch: () => void }
+  >();
   private readonly conversationOf = new Map<string, string>();
   private readonly callListeners = new Set<(event: CallEventInfo) => void>();
   private readonly signalListeners = new Set<(signal: CallSignal) => void>();
@@ -156,7 +173,7 @@ export class Calls {
 
   /** The calls this device is in now (sending heartbeats). */
   activeCalls(): string[] {
-    return [...this.heartbeats.keys()];
+    return [...this.inCall.keys()];
   }
 
   /**
@@ -262,36 +279,90 @@ export class Calls {
   /** @internal Stops every heartbeat (the client closes); the server drops this device in time. */
   close(): void {
     this.closed = true;
-    for (const callId of [...this.heartbeats.keys()]) this.stopHeartbeat(callId);
+    for (const callId of [...this.inCall.keys()]) this.stopHeartbeat(callId);
   }
 
   private joined(call: CallInfo): CallInfo {
     this.seen(call);
     if (this.closed) throw closedError();
-    if (!this.heartbeats.has(call.id)) {
+    if (!this.inCall.has(call.id)) {
       const timer = setInterval(() => {
         this.heartbeat(call.id);
       }, CALL_HEARTBEAT_INTERVAL_MS);
       // A call never keeps a process alive by itself.
       unrefTimer(timer);
-      this.heartbeats.set(call.id, timer);
+      this.inCall.set(call.id, { timer, call, unwatch: this.watchConversation(call) });
     }
     return call;
+  }
+
+  /**
+   * Follows the status of the call's conversation: once this device is out of it (removed by a
+   * commit, or left), it is out of the call too.
+   */
+  private watchConversation(call: CallInfo): () => void {
+    let conversation: ReturnType<CallsContext['conversation']>;
+    try {
+      conversation = this.context.conversation(call.conversationId);
+    } catch {
+      // Not known here (yet): the live stream and the heartbeats still tell.
+      return () => undefined;
+    }
+    return conversation.onEpochChange(() => {
+      if (conversation.status !== 'active') this.droppedHere(call.id);
+    });
+  }
+
+  /**
+   * The server dropped this device from a call without the live stream saying so (removed from
+   * the conversation, or the answer to a heartbeat): heartbeats stop and the listeners hear
+   * LEFT for this device, then ENDED if no one is left, as the server published them (a call
+   * the heartbeat finds ended: ENDED only).
+   */
+  private droppedHere(callId: string, answer?: CallInfo): void {
+    const known = this.inCall.get(callId);
+    if (known === undefined) return;
+    this.stopHeartbeat(callId);
+    const me = this.context.deviceId();
+    const participants = (answer ?? known.call).participants.filter((p) => p.deviceId !== me);
+    const call: CallInfo = {
+      ...(answer ?? known.call),
+      participants,
+      endedAt: answer?.endedAt ?? (participants.length === 0 ? new Date() : null),
+    };
+    // A call ended for everyone (answer to a heartbeat) is only that.
+    if (answer?.endedAt == null) {
+      this.tell<CallEventInfo>(this.callListeners, { change: 'LEFT', deviceId: me, call });
+    }
+    if (call.endedAt !== null) {
+      this.tell<CallEventInfo>(this.callListeners, {
+        change: 'ENDED',
+        deviceId: call.startedByDeviceId,
+        call,
+      });
+    }
   }
 
   private heartbeat(callId: string): void {
     this.context.transport
       .request(CallHeartbeatDocument, { input: { deviceId: this.context.deviceId(), callId } })
       .then(({ callHeartbeat }) => {
-        const call = toCallInfo(callHeartbeat);
+        const call = this.seen(toCallInfo(callHeartbeat));
         if (
           call.endedAt !== null ||
           !call.participants.some((p) => p.deviceId === this.context.deviceId())
         ) {
-          this.stopHeartbeat(callId);
+          // Normally the live stream said so first (and the heartbeats stopped); if not, now.
+          this.droppedHere(callId, call);
         }
       })
       .catch((error: unknown) => {
+        // Out of the conversation, so out of the call: what the app is told is that it left
+        // (the conversation's status says why), not an error.
+        if (error instanceof NotAMemberError) {
+          this.droppedHere(callId);
+          return;
+        }
         // A call that is over (or this device out of it) needs no more heartbeats; a network
         // failure is retried by the next beat.
         if (error instanceof ParleyError && !isRetryable(error)) this.stopHeartbeat(callId);
@@ -300,13 +371,17 @@ export class Calls {
   }
 
   private stopHeartbeat(callId: string): void {
-    const timer = this.heartbeats.get(callId);
-    if (timer !== undefined) clearInterval(timer);
-    this.heartbeats.delete(callId);
+    const known = this.inCall.get(callId);
+    if (known === undefined) return;
+    clearInterval(known.timer);
+    known.unwatch();
+    this.inCall.delete(callId);
   }
 
   private seen(call: CallInfo): CallInfo {
     this.conversationOf.set(call.id, call.conversationId);
+    const known = this.inCall.get(call.id);
+    if (known !== undefined) known.call = call;
     return call;
   }
 
