@@ -27,6 +27,15 @@ import {
 import { type EpochSnapshot, FramePipeline, type PipelineStats } from './frame-pipeline.js';
 import type { ToWorker, TransformOptions } from './sframe-worker.js';
 
+/**
+ * Signals are best effort (an ephemeral MLS message that does not decrypt is dropped, measured:
+ * a few of a burst of candidates, or an answer, when a third joins): a connection the offerer
+ * does not see connected this long after its offer is offered again with an ICE restart (new
+ * candidates), up to {@link MAX_OFFERS} offers in all.
+ */
+const REOFFER_AFTER_MS = 8_000;
+const MAX_OFFERS = 4;
+
 /** How encoded frames reach the SFrame code in this browser (null: they cannot, no calls). */
 export type TransformKind = 'script-transform' | 'insertable-streams';
 
@@ -37,7 +46,11 @@ export type TransformKind = 'script-transform' | 'insertable-streams';
 interface CallTestSwitches {
   /** Take no keys: received frames go to the decoder as they came off the wire. */
   withoutKeys?: boolean;
-  /** Keep connections to participants who left or were removed (and this one's when removed). */
+  /**
+   * Keep connections to participants who left or were removed, and this page's own when it is
+   * dropped from the call: it still says why and stops its camera and microphone (sends nothing
+   * more), but keeps receiving, so that the suite sees what its decoder gets after the rekey.
+   */
   keepPeers?: boolean;
   /** Use encoded insertable streams even where RTCRtpScriptTransform exists. */
   insertableStreams?: boolean;
@@ -87,6 +100,13 @@ export interface CallStatsSnapshot {
   startedAt: number;
   /** When this page posted each epoch's keys to the transform (ms since the epoch). */
   rekeyAt: Record<string, number>;
+  /** Why the call is over for this page, and since when (ms since the epoch); null while on. */
+  ended: string | null;
+  endedAt: number | null;
+  /** The participants' devices, as the server last said. */
+  participants: string[];
+  /** Signals sent to and received from each other device, by kind (offer, answer, candidate). */
+  signals: Record<string, { sent: Record<string, number>; received: Record<string, number> }>;
   pipeline: PipelineStats | null;
   peers: Record<
     string,
@@ -112,6 +132,8 @@ export class CallSession {
   epoch = -1n;
   /** Why the call is over for this page, once it is. */
   ended: string | null = null;
+  /** When it ended for this page (ms since the epoch). */
+  endedAt: number | null = null;
   call: CallInfo | null = null;
   readonly startedAt = Date.now();
   private readonly rekeyAt: Record<string, number> = {};
@@ -124,6 +146,15 @@ export class CallSession {
   private readonly switches = testSwitches();
   private framePoll: ReturnType<typeof setInterval> | null = null;
   private readonly protectedReceivers = new WeakSet<RTCRtpReceiver>();
+  /**
+   * ICE candidates from a device whose offer has not come yet: its candidates are gathered (and
+   * sent) while the offer itself is still on its way, and signals may overtake one another.
+   */
+  private readonly early = new Map<string, RTCIceCandidateInit[]>();
+  /** Signals that came before the server answered start() or join(). */
+  private readonly earlySignals: CallSignal[] = [];
+  /** Signals sent to and received from each participant, by kind (for the stats). */
+  private readonly signals: CallStatsSnapshot['signals'] = {};
 
   private constructor(
     private readonly client: ParleyClient,
@@ -158,6 +189,7 @@ export class CallSession {
           ? await client.calls.start(conversation.id, media)
           : await client.calls.join(callId);
       session.connectAll();
+      session.replayEarlySignals();
     } catch (error) {
       session.close();
       throw error;
@@ -216,9 +248,9 @@ export class CallSession {
         this.onCall(event);
       }),
       this.client.calls.onSignal((signal) => {
-        void this.onSignal(signal).catch((error: unknown) => {
-          console.warn('call signal not applied', error);
-        });
+        // Before join() answers, the others may already offer (they heard JOINED first).
+        if (this.call === null) this.earlySignals.push(signal);
+        else this.applySignal(signal);
       }),
     );
     await this.rekey();
@@ -289,9 +321,10 @@ export class CallSession {
       userId,
       connection,
       stream: new MediaStream(),
-      pending: [],
+      pending: this.early.get(deviceId) ?? [],
       firstFrameAt: null,
     };
+    this.early.delete(deviceId);
     this.peers.set(deviceId, peer);
     for (const track of this.local?.getTracks() ?? []) {
       const sender = connection.addTrack(track, this.local ?? new MediaStream());
@@ -304,12 +337,12 @@ export class CallSession {
     }
     connection.onicecandidate = ({ candidate }) => {
       if (candidate === null || this.call === null) return;
-      void this.client.calls
-        .sendSignal(this.call.id, deviceId, {
-          kind: 'candidate',
-          payload: JSON.stringify(candidate.toJSON()),
-        })
-        .catch(() => undefined);
+      this.sendSignal(deviceId, 'candidate', JSON.stringify(candidate.toJSON())).catch(
+        (error: unknown) => {
+          // One lost candidate need not stop the connection (others, or peer-reflexive ones).
+          console.warn('call candidate not sent', error);
+        },
+      );
     };
     connection.ontrack = ({ track, receiver }) => {
       this.protectReceiver(receiver, deviceId);
@@ -347,18 +380,45 @@ export class CallSession {
     void this.pipeline?.attachReceiver(readable, writable, deviceId).catch(() => undefined);
   }
 
-  private async offer(deviceId: string, userId: string): Promise<void> {
+  private async offer(deviceId: string, userId: string, attempt = 1): Promise<void> {
     const { connection } = this.peer(deviceId, userId);
     preferVp8(connection);
-    await connection.setLocalDescription(await connection.createOffer());
-    await this.client.calls.sendSignal(this.id, deviceId, {
-      kind: 'offer',
-      payload: connection.localDescription?.sdp ?? '',
+    await connection.setLocalDescription(
+      await connection.createOffer(attempt > 1 ? { iceRestart: true } : {}),
+    );
+    await this.sendSignal(deviceId, 'offer', connection.localDescription?.sdp ?? '');
+    if (attempt >= MAX_OFFERS) return;
+    setTimeout(() => {
+      const state = this.peers.get(deviceId)?.connection.connectionState;
+      if (this.ended !== null || (state !== 'new' && state !== 'connecting')) return;
+      void this.offer(deviceId, userId, attempt + 1).catch((error: unknown) => {
+        console.warn('call offer failed', error);
+      });
+    }, REOFFER_AFTER_MS);
+  }
+
+  /** Sends one signal to a participant, counted for the stats. */
+  private async sendSignal(deviceId: string, kind: CallSignal['kind'], payload: string) {
+    await this.client.calls.sendSignal(this.id, deviceId, { kind, payload });
+    const counts = (this.signals[deviceId] ??= { sent: {}, received: {} });
+    counts.sent[kind] = (counts.sent[kind] ?? 0) + 1;
+  }
+
+  private applySignal(signal: CallSignal): void {
+    void this.onSignal(signal).catch((error: unknown) => {
+      console.warn('call signal not applied', error);
     });
+  }
+
+  /** Applies the signals that came while the call was being joined. */
+  private replayEarlySignals(): void {
+    for (const signal of this.earlySignals.splice(0)) this.applySignal(signal);
   }
 
   private async onSignal(signal: CallSignal): Promise<void> {
     if (signal.callId !== this.call?.id || this.ended !== null) return;
+    const counts = (this.signals[signal.fromDeviceId] ??= { sent: {}, received: {} });
+    counts.received[signal.kind] = (counts.received[signal.kind] ?? 0) + 1;
     switch (signal.kind) {
       case 'offer': {
         const peer = this.peer(signal.fromDeviceId, signal.fromUserId);
@@ -366,10 +426,7 @@ export class CallSession {
         await this.flushCandidates(peer);
         preferVp8(peer.connection);
         await peer.connection.setLocalDescription(await peer.connection.createAnswer());
-        await this.client.calls.sendSignal(this.id, peer.deviceId, {
-          kind: 'answer',
-          payload: peer.connection.localDescription?.sdp ?? '',
-        });
+        await this.sendSignal(peer.deviceId, 'answer', peer.connection.localDescription?.sdp ?? '');
         break;
       }
       case 'answer': {
@@ -382,8 +439,11 @@ export class CallSession {
       case 'candidate': {
         const peer = this.peers.get(signal.fromDeviceId);
         const candidate = JSON.parse(signal.payload) as RTCIceCandidateInit;
-        if (peer === undefined) return;
-        if (peer.connection.remoteDescription === null) peer.pending.push(candidate);
+        if (peer === undefined) {
+          const early = this.early.get(signal.fromDeviceId) ?? [];
+          early.push(candidate);
+          this.early.set(signal.fromDeviceId, early);
+        } else if (peer.connection.remoteDescription === null) peer.pending.push(candidate);
         else await peer.connection.addIceCandidate(candidate);
         break;
       }
@@ -392,7 +452,8 @@ export class CallSession {
 
   private async flushCandidates(peer: Peer): Promise<void> {
     for (const candidate of peer.pending.splice(0)) {
-      await peer.connection.addIceCandidate(candidate);
+      // One of an earlier offer (before an ICE restart) no longer applies: skipped.
+      await peer.connection.addIceCandidate(candidate).catch(() => undefined);
     }
   }
 
@@ -404,11 +465,15 @@ export class CallSession {
       this.finish('The call ended.');
       return;
     }
-    if (droppedHere && !this.switches.keepPeers) {
+    if (droppedHere) {
+      // Dropped from the call. Removed from the conversation, this device hears it from its
+      // SDK (the server's stream of the conversation ends with the commit, before its LEFT).
       this.finish(
         this.conversation.status === 'removed'
           ? 'You were removed from the conversation, and so from its call.'
-          : 'You are no longer in this call.',
+          : this.conversation.status === 'left'
+            ? 'You left the conversation, and so its call.'
+            : 'You are no longer in this call.',
       );
       return;
     }
@@ -451,17 +516,20 @@ export class CallSession {
     this.changed();
   }
 
-  /** Leaves the call (the last one out ends it). */
+  /** Leaves the call (the last one out ends it); one already over for this page just closes. */
   async leave(): Promise<void> {
     const id = this.id;
+    const over = this.ended !== null;
     this.finish('You left the call.');
-    if (id !== '') await this.client.calls.leave(id);
+    this.close();
+    if (id !== '' && !over) await this.client.calls.leave(id);
   }
 
   /** Ends the call for everyone (its starter or an admin). */
   async end(): Promise<void> {
     await this.client.calls.end(this.id);
     this.finish('You ended the call.');
+    this.close();
   }
 
   /** What the figures and the browser suite read: counters, never keys. */
@@ -484,6 +552,10 @@ export class CallSession {
       securityCode: this.securityCode,
       startedAt: this.startedAt,
       rekeyAt: { ...this.rekeyAt },
+      ended: this.ended,
+      endedAt: this.endedAt,
+      participants: this.call?.participants.map((participant) => participant.deviceId) ?? [],
+      signals: structuredClone(this.signals),
       pipeline: await this.pipelineStats(),
       peers,
     };
@@ -506,11 +578,19 @@ export class CallSession {
     this.peers.delete(deviceId);
   }
 
-  /** Over for this page (kept open with `keepPeers`, for the suite's removed participant). */
+  /**
+   * Over for this page. With `keepPeers` (the suite's removed participant) its connections stay
+   * open to receive, but the camera and microphone stop: nothing more is sent.
+   */
   private finish(reason: string): void {
     if (this.ended !== null) return;
     this.ended = reason;
-    if (!this.switches.keepPeers) this.close();
+    this.endedAt = Date.now();
+    if (this.switches.keepPeers) {
+      for (const track of this.local?.getTracks() ?? []) track.stop();
+    } else {
+      this.close();
+    }
     this.changed();
   }
 

@@ -34,6 +34,8 @@ export interface PipelineStats {
   arrived: number;
   /** Frames dropped because they did not decrypt (unknown or expired KID, tag, replay). */
   failed: number;
+  /** The same frames by the SFrameError code they failed with (what went wrong, no data). */
+  failures: Record<string, number>;
   /** Frames a receiver without keys passed on as they came (the test of a page without keys). */
   passedUndecrypted: number;
 }
@@ -72,6 +74,7 @@ export class FramePipeline {
     received: {},
     arrived: 0,
     failed: 0,
+    failures: {},
     passedUndecrypted: 0,
   };
 
@@ -170,9 +173,12 @@ export class FramePipeline {
         entry.epoch = epoch;
         entry.firstAt[epoch] ??= Date.now();
       },
-      onError: () => {
+      onError: (error) => {
         this.stats.failed++;
         entry.failed++;
+        const code = (error as { code?: unknown }).code;
+        const key = typeof code === 'string' ? code : 'OTHER';
+        this.stats.failures[key] = (this.stats.failures[key] ?? 0) + 1;
       },
     });
     await readable.pipeThrough(arrive).pipeThrough(decrypt).pipeTo(writable);
