@@ -50,7 +50,9 @@ export function sharedSubscribe(
     // Authorisation, rate limits and the device's channels: the resolver, once per subscriber.
     const source = await createSourceEventStream(args);
     if (!isAsyncIterable(source)) return source;
-    const key = sharingKey(target.query, operation, args.operationName, args.variableValues);
+    const key = shared.intern(
+      sharingKey(target.query, operation, args.operationName, args.variableValues),
+    );
     return new EventsPump(
       source[Symbol.asyncIterator](),
       target,
