@@ -49,6 +49,7 @@ interface CallStats {
   ended: string | null;
   endedAt: number | null;
   participants: string[];
+  signals: Record<string, { sent: Record<string, number>; received: Record<string, number> }>;
   pipeline: {
     encrypted: number;
     failed: number;
@@ -78,6 +79,7 @@ interface Switches {
   withoutKeys?: boolean;
   keepPeers?: boolean;
   insertableStreams?: boolean;
+  loseFirstAnswer?: boolean;
 }
 
 /**
@@ -451,15 +453,19 @@ describe.skipIf(skipReason !== undefined)(
       expect(recorders.flatMap((recorder) => recorder.errors)).toEqual([]);
     });
 
-    it('a page that receives the encrypted frames without the keys decodes nothing', async () => {
+    it('a page that receives the encrypted frames without the keys decodes nothing (connected though its first answer was lost)', async () => {
       // The same two pages, a new call: Ben's page takes no keys (its transform hands received
-      // frames to the decoder as they came off the wire, and sends nothing).
-      await ana.evaluate(() => {
-        (globalThis as { parleyCallTest?: unknown }).parleyCallTest = {};
-      });
-      await ben.evaluate(() => {
-        (globalThis as { parleyCallTest?: unknown }).parleyCallTest = { withoutKeys: true };
-      });
+      // frames to the decoder as they came off the wire, and sends nothing). And the first answer
+      // is lost on purpose (on whichever page offers): the offerer must offer again.
+      const switches: Record<string, Switches> = {
+        ana: { loseFirstAnswer: true },
+        ben: { withoutKeys: true, loseFirstAnswer: true },
+      };
+      for (const name of ['ana', 'ben']) {
+        await pages[name]?.evaluate((value) => {
+          (globalThis as { parleyCallTest?: unknown }).parleyCallTest = value;
+        }, switches[name]);
+      }
       await ana.getByRole('button', { name: 'Start video call' }).click({ timeout: WAIT_MS });
       await ana.getByRole('region', { name: 'Call in Call group' }).waitFor({ timeout: WAIT_MS });
       const ring = ben.getByRole('region', { name: 'Incoming calls' });
@@ -502,6 +508,13 @@ describe.skipIf(skipReason !== undefined)(
       // libvpx may turn some of it into frames of noise, which getStats counts as decoded; none
       // shows the picture.
       expect(shown).toBeLessThan(0.2);
+      // Connected after the lost answer: the offerer offered again (with an ICE restart).
+      const offers = [
+        (await stats(ana)).signals[devices.ben ?? '']?.sent.offer ?? 0,
+        later.signals[anaId]?.sent.offer ?? 0,
+      ];
+      expect(Math.min(...offers)).toBe(0);
+      expect(Math.max(...offers)).toBeGreaterThanOrEqual(2);
       // It tried no decryption, and sent nothing (never a frame in the clear): Ana decodes none.
       expect(later.pipeline?.failed).toBe(0);
       expect(later.pipeline?.encrypted).toBe(0);

@@ -54,6 +54,8 @@ interface CallTestSwitches {
   keepPeers?: boolean;
   /** Use encoded insertable streams even where RTCRtpScriptTransform exists. */
   insertableStreams?: boolean;
+  /** Ignore the first answer that comes (a lost signal: the offerer must offer again). */
+  loseFirstAnswer?: boolean;
 }
 
 function testSwitches(): CallTestSwitches {
@@ -155,6 +157,7 @@ export class CallSession {
   private readonly earlySignals: CallSignal[] = [];
   /** Signals sent to and received from each participant, by kind (for the stats). */
   private readonly signals: CallStatsSnapshot['signals'] = {};
+  private lostAnswer = false;
 
   private constructor(
     private readonly client: ParleyClient,
@@ -432,6 +435,10 @@ export class CallSession {
       case 'answer': {
         const peer = this.peers.get(signal.fromDeviceId);
         if (peer === undefined) return;
+        if (this.switches.loseFirstAnswer === true && !this.lostAnswer) {
+          this.lostAnswer = true;
+          return;
+        }
         await peer.connection.setRemoteDescription({ type: 'answer', sdp: signal.payload });
         await this.flushCandidates(peer);
         break;
