@@ -158,6 +158,7 @@ export class CallSession {
   /** Signals sent to and received from each participant, by kind (for the stats). */
   private readonly signals: CallStatsSnapshot['signals'] = {};
   private lostAnswer = false;
+  private signalQueue: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly client: ParleyClient,
@@ -400,11 +401,20 @@ export class CallSession {
     }, REOFFER_AFTER_MS);
   }
 
-  /** Sends one signal to a participant, counted for the stats. */
-  private async sendSignal(deviceId: string, kind: CallSignal['kind'], payload: string) {
-    await this.client.calls.sendSignal(this.id, deviceId, { kind, payload });
-    const counts = (this.signals[deviceId] ??= { sent: {}, received: {} });
-    counts.sent[kind] = (counts.sent[kind] ?? 0) + 1;
+  /**
+   * Sends one signal to a participant, counted for the stats; one after the other, so that they
+   * reach the server in the order their MLS messages were encrypted: OpenMLS decrypts a message
+   * at most one generation behind the newest it has seen (measured), and a burst of candidates
+   * sent at once arrived out of order, a few of them lost.
+   */
+  private sendSignal(deviceId: string, kind: CallSignal['kind'], payload: string): Promise<void> {
+    const sent = this.signalQueue.then(async () => {
+      await this.client.calls.sendSignal(this.id, deviceId, { kind, payload });
+      const counts = (this.signals[deviceId] ??= { sent: {}, received: {} });
+      counts.sent[kind] = (counts.sent[kind] ?? 0) + 1;
+    });
+    this.signalQueue = sent.catch(() => undefined);
+    return sent;
   }
 
   private applySignal(signal: CallSignal): void {
