@@ -41,7 +41,10 @@ export interface VerifiedGroupInfo {
   ciphersuite: number;
   /** Leaf index of the member that signed the GroupInfo. */
   signer: number;
-  /** Occupied leaves in leaf-index order. */
+  /**
+   * Occupied leaves in leaf-index order. Their byte arrays are copies (never views of the input),
+   * shared by the results of every tree holding the same decoded leaf: read them, do not change them.
+   */
   leaves: RosterLeaf[];
   /** Whether the GroupInfo carries external_pub, i.e. can be used for an external join. */
   externalPub: boolean;
@@ -125,6 +128,33 @@ function ratchetTreeOf(groupInfo: GroupInfo, reuse: EncodedTree | null): Encoded
   }
 }
 
+/** What checkTree derives from a leaf node alone, kept for the trees that share the node. */
+interface LeafFacts {
+  /** Set-membership keys of the leaf's HPKE and signature keys. */
+  encryptionKey: string;
+  signatureKey: string;
+  /** The roster's copies of its identity and signature key, once made. */
+  roster?: { identity: Uint8Array; signatureKey: Uint8Array };
+}
+
+/**
+ * Per decoded LeafNode: a commit's tree shares most nodes with the stored one (see
+ * decodeTreeNodes), and for 1,000 leaves the keys and copies cost more than the rest of checkTree.
+ */
+const leafFacts = new WeakMap<LeafNode, LeafFacts>();
+
+function leafFactsOf(leaf: LeafNode): LeafFacts {
+  let facts = leafFacts.get(leaf);
+  if (facts === undefined) {
+    facts = {
+      encryptionKey: bytesKey(leaf.hpkePublicKey),
+      signatureKey: bytesKey(leaf.signaturePublicKey),
+    };
+    leafFacts.set(leaf, facts);
+  }
+  return facts;
+}
+
 /** RFC 9420 §7.8/§7.9/§12.4.3.1 checks that need no secrets, over a tree already extended to full width. */
 async function checkTree(
   message: GroupInfoMessage,
@@ -174,8 +204,8 @@ async function checkTree(
     }
     const leafIndex = nodeIndex / 2;
     const { leaf } = node;
-    const encryptionKey = bytesKey(leaf.hpkePublicKey);
-    const signatureKey = bytesKey(leaf.signaturePublicKey);
+    const facts = leafFactsOf(leaf);
+    const { encryptionKey, signatureKey } = facts;
     if (encryptionKeys.has(encryptionKey))
       throw new MlsError('INVALID_TREE', 'encryption keys not unique');
     if (signatureKeys.has(signatureKey))
@@ -196,11 +226,11 @@ async function checkTree(
             : () => verifyLeafNodeSignature(leaf, groupId, leafIndex, impl.signature),
       });
     }
-    leaves.push({
-      leafIndex,
+    facts.roster ??= {
       identity: basicIdentity(leaf.credential),
       signatureKey: copyBytes(leaf.signaturePublicKey),
-    });
+    };
+    leaves.push({ leafIndex, ...facts.roster });
   }
   const verdicts = await Promise.all(pending.map(({ check }) => verifies(check)));
   // The first failing leaf in index order, whichever verification finished first.
