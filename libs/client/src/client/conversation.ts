@@ -263,6 +263,8 @@ export class Conversation implements OutboxConversation {
   private dueAtOpen: number[] = [];
   // Told after each epoch change (media keys for calls follow the epoch).
   private readonly epochListeners = new Set<() => void>();
+  // The last signal post (settled either way): the next one waits for it.
+  private signalPosts: Promise<void> = Promise.resolve();
 
   /** @internal Made by ParleyClient. */
   constructor(
@@ -473,10 +475,23 @@ export class Conversation implements OutboxConversation {
     await this.sendSignal(envelope);
   }
 
-  /** Encrypts a signal envelope in the conversation's order and sends it with sendEphemeral. */
-  private async sendSignal(envelope: Envelope): Promise<void> {
-    const ciphertext = await this.encryptOutgoing(encodeEnvelope(envelope));
-    await this.context.sendEphemeral(this.id, ciphertext);
+  /**
+   * Encrypts a signal envelope in the conversation's order and posts it with sendEphemeral once
+   * the signals encrypted before it were posted (or failed): signals posted at once could reach
+   * the server, and so the other members, out of order, and an engine that decrypts only a little
+   * behind the newest generation it has seen (OpenMLS) loses those that were overtaken. A failed
+   * post does not hold back the next; its caller gets its own error.
+   */
+  private sendSignal(envelope: Envelope): Promise<void> {
+    // Both are taken in the same turn, so the posts follow the order of encryption.
+    const encrypted = this.encryptOutgoing(encodeEnvelope(envelope));
+    // Its failure is the caller's, through `posted`, even while an earlier post is on the wire.
+    encrypted.catch(() => undefined);
+    const posted = this.signalPosts.then(async () => {
+      await this.context.sendEphemeral(this.id, await encrypted);
+    });
+    this.signalPosts = posted.catch(() => undefined);
+    return posted;
   }
 
   /**
