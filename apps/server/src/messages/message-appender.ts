@@ -234,15 +234,20 @@ export class MessageAppender {
     }
     const outcomes: Outcome[] = [];
     const valid: Waiter[] = [];
-    const refusals = await this.refuseSenders(manager, conversationId, conversation.groupId, batch);
+    // The senders' seats and the bytes already stored, both read under the lock just taken and
+    // sent together: the second statement does not wait for the thread to come back between them
+    // (on a busy event loop that wait, not the database, is what a transaction's time is made of).
+    // A member replaying bytes gets the entry that holds them, whatever its epoch now is: the
+    // answer to the same bytes stays the same for as long as the entry is kept.
+    const [refusals, known] = await Promise.all([
+      this.refuseSenders(manager, conversationId, conversation.groupId, batch),
+      this.entriesWithDigests(manager, conversationId, batch),
+    ]);
     batch.forEach((waiter, i) => {
       const refusal = refusals[i];
       if (refusal === null || refusal === undefined) valid.push(waiter);
       else outcomes.push({ waiter, error: refusal.error });
     });
-    // A member replaying bytes gets the entry that holds them, whatever its epoch now is: the
-    // answer to the same bytes stays the same for as long as the entry is kept.
-    const known = await this.entriesWithDigests(manager, conversationId, valid);
     const epoch = BigInt(conversation.epoch);
     const oldest = epoch - BigInt(this.config.messageEpochWindow);
     // The timer in force moves with the TIMER entries of the batch, message by message.
