@@ -158,7 +158,6 @@ export class CallSession {
   /** Signals sent to and received from each participant, by kind (for the stats). */
   private readonly signals: CallStatsSnapshot['signals'] = {};
   private lostAnswer = false;
-  private signalQueue: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly client: ParleyClient,
@@ -402,19 +401,18 @@ export class CallSession {
   }
 
   /**
-   * Sends one signal to a participant, counted for the stats; one after the other, so that they
-   * reach the server in the order their MLS messages were encrypted: OpenMLS decrypts a message
-   * at most one generation behind the newest it has seen (measured), and a burst of candidates
-   * sent at once arrived out of order, a few of them lost.
+   * Sends one signal to a participant, counted for the stats. The SDK posts a conversation's
+   * signals one after the other, in the order they were encrypted (OpenMLS decrypts a message
+   * only a little behind the newest it has seen, so overtaken candidates were lost).
    */
-  private sendSignal(deviceId: string, kind: CallSignal['kind'], payload: string): Promise<void> {
-    const sent = this.signalQueue.then(async () => {
-      await this.client.calls.sendSignal(this.id, deviceId, { kind, payload });
-      const counts = (this.signals[deviceId] ??= { sent: {}, received: {} });
-      counts.sent[kind] = (counts.sent[kind] ?? 0) + 1;
-    });
-    this.signalQueue = sent.catch(() => undefined);
-    return sent;
+  private async sendSignal(
+    deviceId: string,
+    kind: CallSignal['kind'],
+    payload: string,
+  ): Promise<void> {
+    await this.client.calls.sendSignal(this.id, deviceId, { kind, payload });
+    const counts = (this.signals[deviceId] ??= { sent: {}, received: {} });
+    counts.sent[kind] = (counts.sent[kind] ?? 0) + 1;
   }
 
   private applySignal(signal: CallSignal): void {
