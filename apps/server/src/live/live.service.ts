@@ -69,11 +69,11 @@ const EVENTS_PER_STEP = 256;
 
 /**
  * A device's events as graphql-ws consumes them: in steps of every event ready at once (the
- * fan-out's way, {@link nextBatch}), or one at a time (graphql-js's). graphql-ws ends a
- * subscription (the client completed it or disconnected) with return(), which an async generator
- * only honours at its next `yield`: one waiting for the next event of a quiet conversation kept
- * its stream, and the stream's bus subscriptions, until an event came, if ever. Closing the
- * stream first ends that wait at once.
+ * fan-out's way, {@link DeviceEvents.nextBatch}), or one at a time (graphql-js's). graphql-ws
+ * ends a subscription (the client completed it or disconnected) with return(), which an async
+ * generator only honours at its next `yield`: one waiting for the next event of a quiet
+ * conversation kept its stream, and the stream's bus subscriptions, until an event came, if
+ * ever. Closing the stream first ends that wait at once.
  */
 class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   /** What the last step brought and next() has not handed out yet. */
