@@ -92,6 +92,29 @@ class Live {
     return opened;
   }
 
+  /** Runs a query or mutation over this socket, next to its subscription. */
+  async run(query: string): Promise<{ data?: unknown; errors?: readonly unknown[] }> {
+    const client = this.client;
+    if (client === null) throw new Error('not open');
+    return new Promise((resolve) => {
+      let result: { data?: unknown; errors?: readonly unknown[] } = {};
+      client.subscribe(
+        { query },
+        {
+          next: (value) => {
+            result = value;
+          },
+          error: (error: unknown) => {
+            resolve({ errors: Array.isArray(error) ? error : [error] });
+          },
+          complete: () => {
+            resolve(result);
+          },
+        },
+      );
+    });
+  }
+
   async close(): Promise<void> {
     await this.client?.dispose();
   }
@@ -373,6 +396,57 @@ describeE2E('revoked devices and tokens', () => {
     await revoked.close();
   });
 
+  it('authenticates a socket’s operations without keeping its token; signOut over it closes it', async () => {
+    // The server drops the token from the connection params once the socket is accepted: what
+    // the socket does next is authenticated by what the token established, checked afresh.
+    const user = await signUp(app);
+    const deviceId = await registerDevice(app, user.token);
+    const other = await signIn(app, user.username);
+    const live = await Live.open(app, user.token, deviceId);
+    const kept = await Live.open(app, other, deviceId);
+    expect((await live.run(ME)).data).toEqual({ me: { id: user.userId } });
+    // Its answer may not make it: the revocation closes the socket at once.
+    await live.run(`mutation { signOut }`);
+    await eventually(() => live.ending !== null, 1000);
+    expect(live.ending).toMatchObject({ closeCode: 4401, closeReason: 'Token revoked' });
+    // It revoked the token that opened that socket, and no other.
+    expect(errorCodeOf(await app.gql(ME, {}, user.token))).toBe('UNAUTHENTICATED');
+    expect((await kept.run(ME)).data).toEqual({ me: { id: user.userId } });
+    expect(kept.ending).toBeNull();
+    await kept.close();
+    await live.close();
+  });
+
+  it('closes a live socket when its token expires, not one whose token lives on', async () => {
+    const { tokenSecret } = app.config;
+    if (tokenSecret === null) throw new Error('the test app has a configured token secret');
+    const user = await signUp(app);
+    const deviceId = await registerDevice(app, user.token);
+    const issuer = 'parley:parley.test';
+    // A Parley token of the user that expires in 2–3 s (`exp` is in whole seconds).
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    const shortLived = await new SignJWT({ gen: 0 })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user.userId)
+      .setIssuer(issuer)
+      .setAudience(issuer)
+      .setIssuedAt()
+      .setJti(randomBytes(8).toString('hex'))
+      .setExpirationTime(exp)
+      .sign(new TextEncoder().encode(tokenSecret));
+    const expiring = await Live.open(app, shortLived, deviceId);
+    const lasting = await Live.open(app, user.token, deviceId);
+    await eventually(() => expiring.ending !== null, 5000);
+    expect(expiring.ending).toMatchObject({ closeCode: 4401, closeReason: 'Token expired' });
+    const at = expiring.ending?.at ?? 0;
+    console.log(`token expiry -> socket closed ${at - exp * 1000} ms after exp`);
+    expect(at).toBeGreaterThanOrEqual(exp * 1000);
+    expect(at).toBeLessThan(exp * 1000 + 1000);
+    expect(lasting.ending).toBeNull();
+    await lasting.close();
+    await expiring.close();
+  });
+
   it('signOutEverywhere closes the user’s live sockets at once and fails all their tokens; other users are unaffected', async () => {
     const user = await signUp(app);
     const deviceId = await registerDevice(app, user.token);
@@ -632,6 +706,23 @@ describe.skipIf(twoInstancesSkipReason !== undefined)('revocation across two ins
     expect(errorCodeOf(await b.gql(ME, {}, onB))).toBe('UNAUTHENTICATED');
     expect(errorCodeOf(await b.gql(ME, {}, user.token))).toBe('UNAUTHENTICATED');
     await live.close();
+  });
+
+  it('signOut on A closes the socket on B opened with that token (B keeps no token), not another', async () => {
+    const user = await signUp(a);
+    const deviceId = await registerDevice(a, user.token);
+    const other = await signIn(b, user.username);
+    const revoked = await Live.open(b, user.token, deviceId);
+    const kept = await Live.open(b, other, deviceId);
+    const started = Date.now();
+    dataOf(await a.gql(`mutation { signOut }`, {}, user.token));
+    await eventually(() => revoked.ending !== null, 1000);
+    expect(revoked.ending).toMatchObject({ closeCode: 4401, closeReason: 'Token revoked' });
+    console.log(`signOut on A -> socket on B closed: ${(revoked.ending?.at ?? 0) - started} ms`);
+    expect((await kept.run(ME)).data).toEqual({ me: { id: user.userId } });
+    expect(kept.ending).toBeNull();
+    await kept.close();
+    await revoked.close();
   });
 
   it('signOut on A fails that token on B at once, though B had it cached', async () => {

@@ -21,7 +21,11 @@ import {
   queryParseOptions,
 } from './common/query-limits.js';
 import { bearerToken, type GraphqlContext } from './auth/auth.guard.js';
-import { type LiveSockets, TOKEN_REVOKED_CLOSE_CODE } from './auth/live-sockets.js';
+import {
+  type LiveSocket,
+  type LiveSockets,
+  TOKEN_REVOKED_CLOSE_CODE,
+} from './auth/live-sockets.js';
 import { DomainError, limitExceeded } from './common/domain.errors.js';
 import type { Config } from './config/config.js';
 import { isDatabaseUnavailable } from './database/errors.js';
@@ -90,7 +94,11 @@ function queryOf(payload: unknown): string {
     : '';
 }
 
-const unregisters = new WeakMap<object, () => void>();
+/** Each accepted graphql-ws connection (its context) as registered with LiveSockets. */
+const connections = new WeakMap<object, LiveSocket>();
+
+/** Where a socket is missing from graphql-ws's `extra` (no other adapter is used): nothing. */
+const NO_SOCKET = { close: () => undefined };
 
 /**
  * WebSocket's "Try Again Later": the socket could not be checked because the database did not
@@ -104,12 +112,18 @@ export const TRY_AGAIN_LATER_CLOSE_CODE = 1013;
  * one, 4403 (graphql-ws's "Forbidden") with one that does not verify. Each socket is registered by
  * its token, so that revoking that token (signOut, signOutEverywhere, on any instance) or its
  * expiry closes it with 4401.
+ *
+ * The token is not kept: graphql-ws would hold the connection params for the socket's life, so the
+ * token leaves them once read, and the socket's operations are authenticated by what verifying it
+ * established (rechecked for expiry and revocation each time, as the token would be).
  */
 function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConnect' | 'onClose'> {
   return {
     onConnect: async (ctx: Context) => {
       const { socket } = ctx.extra as WsExtra;
-      const token = bearerToken({ connectionParams: ctx.connectionParams ?? {} });
+      const params = ctx.connectionParams as Record<string, unknown> | undefined;
+      const token = bearerToken({ connectionParams: params ?? {} });
+      if (params !== undefined) delete params.authorization;
       if (token === undefined) {
         socket?.close(
           TOKEN_REVOKED_CLOSE_CODE,
@@ -118,12 +132,7 @@ function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConn
         return false;
       }
       try {
-        unregisters.set(
-          ctx,
-          await sockets.register(token, (code, reason) => {
-            socket?.close(code, reason);
-          }),
-        );
+        connections.set(ctx, await sockets.register(token, socket ?? NO_SOCKET));
       } catch (error) {
         if (error instanceof DomainError) return false;
         if (isDatabaseUnavailable(error)) {
@@ -135,8 +144,10 @@ function graphqlWsConnections(sockets: LiveSockets): Pick<ServerOptions, 'onConn
       return true;
     },
     onClose: (ctx: Context) => {
-      unregisters.get(ctx)?.();
-      unregisters.delete(ctx);
+      const live = connections.get(ctx);
+      if (live === undefined) return;
+      connections.delete(ctx);
+      sockets.unregister(live);
     },
   };
 }
@@ -154,7 +165,7 @@ function graphqlWsLimits(
   const parseOptions = queryParseOptions(config.queryLimits);
   // Subscribers of one app send the same few documents: parsed and validated once each (a parsed
   // document with its locations is kilobytes, held by every live subscription), not per subscribe.
-  const documents = new Map<string, DocumentNode>();
+  const documents = new Map<string, KnownDocument>();
   return {
     onSubscribe: (ctx, _id, payload) => {
       // graphql-ws has already reserved this one's slot in ctx.subscriptions.
@@ -167,8 +178,14 @@ function graphqlWsLimits(
         return [new GraphQLError(limit.message, { originalError: limit })];
       }
       const { schema } = served;
-      let document = documents.get(payload.query);
-      if (document === undefined) {
+      const known = documents.get(payload.query);
+      let document: DocumentNode;
+      if (known !== undefined) {
+        document = known.document;
+        // graphql-ws keeps this payload for the subscription's life: let it hold the one shared
+        // copy of the text, so that each subscriber's own copy (half a KiB) is garbage at once.
+        (payload as { query: string }).query = known.query;
+      } else {
         try {
           document = parse(payload.query, parseOptions);
         } catch (error) {
@@ -186,7 +203,7 @@ function graphqlWsLimits(
           const oldest = documents.keys().next();
           if (oldest.done !== true) documents.delete(oldest.value);
         }
-        documents.set(payload.query, document);
+        documents.set(payload.query, { query: payload.query, document });
       }
       if (schema === undefined) return undefined;
       return {
@@ -202,6 +219,12 @@ function graphqlWsLimits(
 
 /** Distinct valid documents kept parsed for graphql-ws; the oldest goes first. */
 const CACHED_DOCUMENTS = 64;
+
+/** A valid document as parsed once, with the query text it was parsed from (its map key). */
+interface KnownDocument {
+  query: string;
+  document: DocumentNode;
+}
 
 /** The schema Apollo serves, once built (Nest builds it after these options). */
 interface ServedSchema {
@@ -255,7 +278,8 @@ export function graphqlOptions(
     parseOptions: queryParseOptions(config.queryLimits),
     plugins: [subscriptionsOverWebSocketOnly],
     validationRules: queryLimitRules(config.queryLimits),
-    // Subscriptions over graphql-ws on the same path; the token travels in connectionParams.
+    // Subscriptions over graphql-ws on the same path; the token travels in connectionParams (and
+    // is dropped from them once the connection is authenticated).
     subscriptions: {
       'graphql-ws': {
         path: '/graphql',
@@ -287,7 +311,10 @@ export function graphqlOptions(
       if (typeof id === 'string' && execArgs !== undefined && isFrameSocket(socket)) {
         bindLiveTarget(execArgs, { id, socket, query: queryOf(payload) });
       }
-      return { connectionParams: request.connectionParams ?? {} };
+      return {
+        connectionParams: request.connectionParams ?? {},
+        credential: connections.get(request)?.credential,
+      };
     },
   };
 }

@@ -4,7 +4,7 @@ import { GqlExecutionContext } from '@nestjs/graphql';
 import { unauthenticated } from '../common/domain.errors.js';
 import type { Principal } from './principal.js';
 import { IS_PUBLIC } from './public.decorator.js';
-import { TokenService } from './token.service.js';
+import { type TokenCredential, TokenService } from './token.service.js';
 
 const PRINCIPAL = Symbol('principal');
 
@@ -12,6 +12,11 @@ const PRINCIPAL = Symbol('principal');
 export interface GraphqlContext {
   req?: { headers?: Record<string, string | string[] | undefined> };
   connectionParams?: Record<string, unknown>;
+  /**
+   * What the bearer token of a graphql-ws connection established when the connection was
+   * accepted (the token itself is not kept): checked again for each operation.
+   */
+  credential?: TokenCredential;
   [PRINCIPAL]?: Principal;
 }
 
@@ -43,6 +48,10 @@ export class AuthGuard implements CanActivate {
     ]);
     if (isPublic === true || context.getType<string>() !== 'graphql') return true;
     const graphqlContext = GqlExecutionContext.create(context).getContext<GraphqlContext>();
+    if (graphqlContext.credential !== undefined) {
+      graphqlContext[PRINCIPAL] = await this.tokens.recheck(graphqlContext.credential);
+      return true;
+    }
     const token = bearerToken(graphqlContext);
     if (token === undefined) throw unauthenticated();
     graphqlContext[PRINCIPAL] = await this.tokens.authenticate(token);

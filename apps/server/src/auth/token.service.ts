@@ -36,17 +36,50 @@ function tokenIdOf(token: string, payload: JWTPayload): string {
 
 const revoked = () => unauthenticated('The bearer token has been revoked');
 
+/**
+ * The credential of a token whose signature and claims verified. Its principal is made once and
+ * shared by every request and socket the token authenticates (it is never changed).
+ */
+function credentialOf(
+  token: string,
+  payload: JWTPayload,
+  userId: string,
+  external: boolean,
+): TokenCredential {
+  const expiresAt = payload.exp ?? 0;
+  return {
+    principal: Object.freeze({
+      userId,
+      tokenId: tokenIdOf(token, payload),
+      expiresAt: new Date(expiresAt * 1000),
+    }),
+    expiresAt,
+    external,
+    // Tokens issued before generations existed carry none: they are of generation 0.
+    generation: external ? undefined : (payload[GENERATION_CLAIM] ?? 0),
+    issuedAt: external ? payload.iat : undefined,
+  };
+}
+
 // Tokens whose signature verified, kept until they expire; the least recently used go first.
 const MAX_VERIFIED_TOKENS = 10_000;
 
-/** What verifying a token's signature and claims established, which stays true until `exp`. */
-interface VerifiedToken {
-  payload: JWTPayload;
-  userId: string;
-  /** An app's JWT (revoked by `iat`), not one of Parley's (revoked by generation). */
-  external: boolean;
+/**
+ * What verifying a token's signature and claims established, which stays true until `exp`: all
+ * that deciding later whether the token still holds needs (its expiry and revocation), without
+ * the token itself. A live socket keeps this rather than its bearer token.
+ */
+export interface TokenCredential {
+  /** Whose token it is; handed to every operation that the token authenticates. */
+  readonly principal: Principal;
   /** `exp`, Unix seconds (required by verify()). */
-  expiresAt: number;
+  readonly expiresAt: number;
+  /** An app's JWT (revoked by `iat`), not one of Parley's (revoked by generation). */
+  readonly external: boolean;
+  /** The generation claim of one of Parley's tokens (none: generation 0). */
+  readonly generation: unknown;
+  /** `iat` of an app's JWT, Unix seconds, if it has one. */
+  readonly issuedAt: number | undefined;
 }
 
 /**
@@ -61,7 +94,7 @@ export class TokenService implements OnModuleInit {
   private secret: Uint8Array | undefined;
   private readonly externalKey: Uint8Array | JWTVerifyGetKey | undefined;
   private readonly externalUsers = new Map<string, string>();
-  private readonly verifiedTokens = new Map<string, VerifiedToken>();
+  private readonly verifiedTokens = new Map<string, TokenCredential>();
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -102,22 +135,42 @@ export class TokenService implements OnModuleInit {
    * signature is verified once per token until it expires.
    */
   async authenticate(token: string): Promise<Principal> {
-    const { payload, userId, external } =
-      this.cachedVerification(token) ?? (await this.verifyNew(token));
-    const state = await this.stateOf(userId);
-    if (external) {
+    return (await this.authenticateCredential(token)).principal;
+  }
+
+  /**
+   * {@link authenticate}, answering with what the token established, so that a holder (a live
+   * socket) can have it checked again by {@link recheck} without keeping the token.
+   */
+  async authenticateCredential(token: string): Promise<TokenCredential> {
+    const credential = this.cachedVerification(token) ?? (await this.verifyNew(token));
+    await this.recheck(credential);
+    return credential;
+  }
+
+  /**
+   * Whether a token that verified before still holds: refused, as {@link authenticate} would
+   * refuse the token itself, once it has expired or been revoked (signOut, signOutEverywhere).
+   */
+  async recheck(credential: TokenCredential): Promise<Principal> {
+    // jose's rule, as verify() applies it: expired once `exp` is not after the current second.
+    if (credential.expiresAt <= Math.floor(Date.now() / 1000)) {
+      throw unauthenticated('The bearer token has expired');
+    }
+    const { principal } = credential;
+    const state = await this.stateOf(principal.userId);
+    if (credential.external) {
       // App JWTs carry no generation: signOutEverywhere refuses those issued until then (by
       // `iat`, whole seconds, so one issued in that same second is refused too).
-      const iat = payload.iat;
+      const iat = credential.issuedAt;
       if (state.revokedBefore !== null && (iat === undefined || iat <= state.revokedBefore)) {
         throw revoked();
       }
-    } else {
-      // Tokens issued before generations existed carry none: they are of generation 0.
-      const generation = payload[GENERATION_CLAIM] ?? 0;
-      if (generation !== state.generation) throw revoked();
+    } else if (credential.generation !== state.generation) {
+      throw revoked();
     }
-    return this.principal(token, payload, userId, state);
+    if (state.revokedIds.has(principal.tokenId)) throw revoked();
+    return principal;
   }
 
   /**
@@ -125,7 +178,7 @@ export class TokenService implements OnModuleInit {
    * signature check (~0.2 ms) is skipped, nothing else is — revocation is decided afresh on every
    * request by the caller, so a signOut takes effect at once whatever this cache holds.
    */
-  private cachedVerification(token: string): VerifiedToken | undefined {
+  private cachedVerification(token: string): TokenCredential | undefined {
     const hit = this.verifiedTokens.get(token);
     if (hit === undefined) return undefined;
     this.verifiedTokens.delete(token);
@@ -136,7 +189,7 @@ export class TokenService implements OnModuleInit {
     return hit;
   }
 
-  private async verifyNew(token: string): Promise<VerifiedToken> {
+  private async verifyNew(token: string): Promise<TokenCredential> {
     let issuer: string | undefined;
     try {
       issuer = decodeJwt(token).iss;
@@ -144,7 +197,7 @@ export class TokenService implements OnModuleInit {
       throw unauthenticated('The bearer token is malformed');
     }
     const external = this.config.externalJwt;
-    let verified: VerifiedToken;
+    let verified: TokenCredential;
     if (external !== null && this.externalKey !== undefined && issuer === external.issuer) {
       const payload = await this.verify(
         token,
@@ -153,15 +206,10 @@ export class TokenService implements OnModuleInit {
         external.audience,
       );
       const userId = await this.userForExternalSubject(`${external.issuer} ${payload.sub ?? ''}`);
-      verified = { payload, userId, external: true, expiresAt: payload.exp ?? 0 };
+      verified = credentialOf(token, payload, userId, true);
     } else {
       const payload = await this.verify(token, this.signingSecret(), this.issuer, this.issuer);
-      verified = {
-        payload,
-        userId: payload.sub ?? '',
-        external: false,
-        expiresAt: payload.exp ?? 0,
-      };
+      verified = credentialOf(token, payload, payload.sub ?? '', false);
     }
     this.verifiedTokens.set(token, verified);
     if (this.verifiedTokens.size > MAX_VERIFIED_TOKENS) {
@@ -175,17 +223,6 @@ export class TokenService implements OnModuleInit {
     const state = isUuid(userId) ? await this.revocations.state(userId) : null;
     if (state === null) throw unauthenticated('The bearer token names no user');
     return state;
-  }
-
-  private principal(
-    token: string,
-    payload: JWTPayload,
-    userId: string,
-    state: UserTokenState,
-  ): Principal {
-    const tokenId = tokenIdOf(token, payload);
-    if (state.revokedIds.has(tokenId)) throw revoked();
-    return { userId, tokenId, expiresAt: new Date((payload.exp ?? 0) * 1000) };
   }
 
   private async verify(

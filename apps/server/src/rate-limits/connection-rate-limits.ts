@@ -46,8 +46,19 @@ export function withConnectionRateLimits(
   const ws = subscriptions['graphql-ws'];
   if (ws === undefined || typeof ws !== 'object') return options;
   const inner = ws as Partial<ServerOptions>;
-  const addressOf = (ctx: Context) =>
-    upgradeRequestAddress((ctx.extra as WsExtra).request, deps.trustProxyHops);
+  // Each connection's address, found once from its upgrade request, which is then let go:
+  // graphql-ws would otherwise keep the request (headers and all) for the socket's life.
+  const addresses = new WeakMap<Context, string>();
+  const addressOf = (ctx: Context) => {
+    let address = addresses.get(ctx);
+    if (address === undefined) {
+      const extra = ctx.extra as WsExtra;
+      address = upgradeRequestAddress(extra.request, deps.trustProxyHops);
+      addresses.set(ctx, address);
+      delete extra.request;
+    }
+    return address;
+  };
 
   const refuse = (ctx: Context, error: DomainError): false => {
     deps.onRefused?.('connection');
@@ -68,9 +79,10 @@ export function withConnectionRateLimits(
       if (isRateLimited(error)) return refuse(ctx, error);
       throw error;
     }
+    // Read first: the wrapped onConnect takes the token out of the connection params.
+    const token = bearerToken({ connectionParams: ctx.connectionParams ?? {} });
     const accepted = inner.onConnect === undefined ? true : await inner.onConnect(ctx);
     if (accepted === false) return false;
-    const token = bearerToken({ connectionParams: ctx.connectionParams ?? {} });
     if (token === undefined) return accepted;
     let userId: string;
     try {
