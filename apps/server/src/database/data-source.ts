@@ -105,6 +105,10 @@ export async function createDataSource(config: Config): Promise<DataSource> {
           connectionTimeoutMillis: 5_000,
           query_timeout: 10_000,
           keepAlive: true,
+          // Statements asked for before the ones ahead of them answered go out at once, and the
+          // server runs them back to back (pipelinedTransaction): without it, pg holds each one
+          // until the thread has read the previous answer, and warns that it will stop queueing.
+          pipeline: true,
         },
       },
       config.runMigrations,

@@ -1,4 +1,4 @@
-import type { EntityManager } from 'typeorm';
+import type { Sql } from '../database/pipelined-transaction.js';
 import { conversationChannel } from '../live/live-event.js';
 import type { Publication } from '../live/publish.js';
 import { LogEntryEntity, type LogEntryKind } from './log-entry.entity.js';
@@ -41,7 +41,7 @@ const FIELDS = 8;
  * by the database so that both come from one clock.
  */
 export async function appendToLog(
-  manager: EntityManager,
+  sql: Sql,
   head: LogHead,
   entries: NewLogEntry[],
 ): Promise<LogEntryEntity[]> {
@@ -71,17 +71,18 @@ export async function appendToLog(
   // fewer for every append, which waits for its turn on a busy event loop.
   const next = params.push(lastSeq);
   const setTimer = timer === undefined ? '' : `, "message_timer_seconds" = $${params.push(timer)}`;
-  const stored: { seq: string | number; created_at: Date; expires_at: Date | null }[] =
-    await manager.query(
-      `WITH "moved" AS (
+  const stored = await sql.query<
+    { seq: string | number; created_at: Date; expires_at: Date | null }[]
+  >(
+    `WITH "moved" AS (
          UPDATE "conversations" SET "last_seq" = $${next}::bigint${setTimer} WHERE "id" = $1::uuid
        )
        INSERT INTO "log_entries"
          ("conversation_id", "seq", "kind", "epoch", "sender_device_id", "data", "digest", "timer_seconds", "expires_at")
        VALUES ${rows.join(', ')}
        RETURNING "seq", "created_at", "expires_at"`,
-      params,
-    );
+    params,
+  );
   const times = new Map(stored.map((row) => [String(row.seq), row]));
   head.lastSeq = lastSeq;
   return entries.map((entry, i) => {

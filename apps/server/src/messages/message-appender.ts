@@ -1,13 +1,17 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { DomainError, notFound } from '../common/domain.errors.js';
 import { isUuid } from '../common/uuid.js';
 import { CONFIG } from '../config/config.module.js';
 import type { Config } from '../config/config.js';
-import { ConversationEntity } from '../conversations/conversation.entity.js';
 import { invalidMessage, notAMember } from '../conversations/conversations.errors.js';
 import { isDatabaseUnavailable, isUniqueViolation } from '../database/errors.js';
+import {
+  pipelinedTransaction,
+  type PipelinedTransaction,
+  type Sql,
+} from '../database/pipelined-transaction.js';
 import { DevicesService } from '../devices/devices.service.js';
 import { EventBus } from '../events/event-bus.js';
 import { publishCommitted } from '../live/publish.js';
@@ -40,7 +44,11 @@ interface Waiter extends PendingMessage {
 
 /** What a batch transaction decided for one waiter, settled only once it committed. */
 type Outcome =
-  { waiter: Waiter; entry: LogEntryEntity; stored: boolean } | { waiter: Waiter; error: unknown };
+  | { waiter: Waiter; entry: LogEntryEntity; stored: boolean }
+  | { waiter: Waiter; error: unknown }
+  // Its device holds no seat: why (not the caller's, gone, never on the roster) is looked up
+  // after the transaction, which it does not change.
+  | { waiter: Waiter; notSeated: true };
 
 // Enough to amortise a transaction over many messages, small enough to keep each one short.
 const MAX_BATCH = 256;
@@ -130,27 +138,23 @@ export class MessageAppender {
   async check(message: PendingMessage): Promise<void> {
     const refused = checkPending(message);
     if (refused !== null) throw refused;
-    await this.dataSource.transaction(async (manager) => {
-      const conversation = await manager.findOne(ConversationEntity, {
-        select: { id: true, groupId: true, epoch: true },
-        where: { id: message.conversationId },
-      });
-      if (conversation === null) throw notFound('Conversation');
-      const [refusal] = await this.refuseSenders(
-        manager,
-        message.conversationId,
-        conversation.groupId,
-        [message],
-      );
-      if (refusal !== null && refusal !== undefined) throw refusal.error;
-      const epoch = BigInt(conversation.epoch);
-      const outOfWindow = epochRefusal(
-        epoch,
-        epoch - BigInt(this.config.messageEpochWindow),
-        message.epoch,
-      );
-      if (outOfWindow !== null) throw outOfWindow;
-    });
+    const [conversation, owners] = await pipelinedTransaction(this.dataSource, (sql) =>
+      Promise.all([
+        conversationHead(sql, message.conversationId, { lock: false }),
+        ownersOfSeats(sql, message.conversationId, [message]),
+      ]),
+    );
+    if (conversation === null) throw notFound('Conversation');
+    const refusal = refusalOf(owners, conversation.groupId, message);
+    if (refusal === NOT_SEATED) throw await this.whyNotMember(message);
+    if (refusal !== null) throw refusal;
+    const epoch = BigInt(conversation.epoch);
+    const outOfWindow = epochRefusal(
+      epoch,
+      epoch - BigInt(this.config.messageEpochWindow),
+      message.epoch,
+    );
+    if (outOfWindow !== null) throw outOfWindow;
   }
 
   private async drain(conversationId: string): Promise<void> {
@@ -164,6 +168,8 @@ export class MessageAppender {
         for (const outcome of outcomes) {
           if ('error' in outcome) {
             outcome.waiter.reject(outcome.error);
+          } else if ('notSeated' in outcome) {
+            void this.whyNotMember(outcome.waiter).then(outcome.waiter.reject);
           } else {
             outcome.waiter.resolve(outcome.entry);
             if (outcome.stored) stored.push(outcome.entry);
@@ -213,41 +219,44 @@ export class MessageAppender {
    */
   private async commitOnce(conversationId: string, batch: Waiter[]): Promise<Outcome[]> {
     try {
-      return await this.dataSource.transaction((manager) =>
-        this.write(manager, conversationId, batch),
+      return await pipelinedTransaction(this.dataSource, (sql) =>
+        this.write(sql, conversationId, batch),
       );
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
-      return this.dataSource.transaction((manager) => this.write(manager, conversationId, batch));
+      return pipelinedTransaction(this.dataSource, (sql) => this.write(sql, conversationId, batch));
     }
   }
 
-  /** One transaction for the batch: what becomes of each waiter, and what it stored. */
+  /**
+   * One transaction for the batch, in two waits for the thread: BEGIN, the conversation's row
+   * lock, the senders' seats and the bytes already stored go out together (the reads start once
+   * the lock is granted, so they see every commit before it); then the insert and COMMIT. What
+   * becomes of each waiter, and what it stored.
+   */
   private async write(
-    manager: EntityManager,
+    sql: PipelinedTransaction,
     conversationId: string,
     batch: Waiter[],
   ): Promise<Outcome[]> {
-    const conversation = await lockedHead(manager, conversationId);
+    const [conversation, owners, known] = await Promise.all([
+      conversationHead(sql, conversationId, { lock: true }),
+      ownersOfSeats(sql, conversationId, batch),
+      this.entriesWithDigests(sql, conversationId, batch),
+    ]);
     if (conversation === null) {
       return batch.map((waiter) => ({ waiter, error: notFound('Conversation') }));
     }
     const outcomes: Outcome[] = [];
     const valid: Waiter[] = [];
-    // The senders' seats and the bytes already stored, both read under the lock just taken and
-    // sent together: the second statement does not wait for the thread to come back between them
-    // (on a busy event loop that wait, not the database, is what a transaction's time is made of).
     // A member replaying bytes gets the entry that holds them, whatever its epoch now is: the
     // answer to the same bytes stays the same for as long as the entry is kept.
-    const [refusals, known] = await Promise.all([
-      this.refuseSenders(manager, conversationId, conversation.groupId, batch),
-      this.entriesWithDigests(manager, conversationId, batch),
-    ]);
-    batch.forEach((waiter, i) => {
-      const refusal = refusals[i];
-      if (refusal === null || refusal === undefined) valid.push(waiter);
-      else outcomes.push({ waiter, error: refusal.error });
-    });
+    for (const waiter of batch) {
+      const refusal = refusalOf(owners, conversation.groupId, waiter);
+      if (refusal === null) valid.push(waiter);
+      else if (refusal === NOT_SEATED) outcomes.push({ waiter, notSeated: true });
+      else outcomes.push({ waiter, error: refusal });
+    }
     const epoch = BigInt(conversation.epoch);
     const oldest = epoch - BigInt(this.config.messageEpochWindow);
     // The timer in force moves with the TIMER entries of the batch, message by message.
@@ -289,11 +298,15 @@ export class MessageAppender {
         },
       });
     }
-    const stored = await appendToLog(
-      manager,
-      conversation,
-      appended.map(({ entry }) => entry),
-    );
+    // COMMIT goes out right behind the insert; a failed insert makes it a rollback.
+    const [stored] = await Promise.all([
+      appendToLog(
+        sql,
+        conversation,
+        appended.map(({ entry }) => entry),
+      ),
+      sql.commit(),
+    ]);
     appended.forEach(({ waiter }, i) => {
       const entry = stored[i];
       if (entry === undefined) throw new Error('An appended message lost its entry');
@@ -314,7 +327,7 @@ export class MessageAppender {
    * lookup per table, whatever the batch size.
    */
   private async entriesWithDigests(
-    manager: EntityManager,
+    sql: Sql,
     conversationId: string,
     batch: Waiter[],
   ): Promise<Map<string, LogEntryEntity>> {
@@ -333,7 +346,7 @@ export class MessageAppender {
       kind: LogEntryKind | null;
       expires_at: Date | null;
       timer_seconds: number | null;
-    }[] = await manager.query(
+    }[] = await sql.query(
       `SELECT "seq", "epoch", "sender_device_id", "created_at", "digest", "data", "kind", "expires_at", "timer_seconds"
          FROM "log_entries"
         WHERE "conversation_id" = $1 AND "digest" IN (${list})
@@ -350,7 +363,7 @@ export class MessageAppender {
       known.set(
         key,
         // Deleted entries (retention, timer) are rebuilt from what was kept and what is sent.
-        manager.create(LogEntryEntity, {
+        Object.assign(new LogEntryEntity(), {
           conversationId,
           seq: String(row.seq),
           kind: row.kind ?? (waiter.timerSeconds === undefined ? 'APPLICATION' : 'TIMER'),
@@ -367,44 +380,10 @@ export class MessageAppender {
     return known;
   }
 
-  /**
-   * Per message, why its sender may not post it (null when it may): its device is not on the
-   * roster, not the caller's, or the message is for another group. One roster query for all,
-   * whatever the group size: the senders' seats and owners.
-   */
-  private async refuseSenders(
-    manager: EntityManager,
-    conversationId: string,
-    groupId: Buffer,
-    messages: PendingMessage[],
-  ): Promise<({ error: unknown } | null)[]> {
-    const senders: { device_id: string; user_id: string }[] = await manager.query(
-      `SELECT m."device_id", d."user_id" FROM "conversation_members" m
-         JOIN "devices" d ON d."id" = m."device_id"
-        WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[]) AND NOT m."leaving"`,
-      [conversationId, [...new Set(messages.map((message) => message.deviceId))]],
-    );
-    const ownerOf = new Map(senders.map((row) => [row.device_id, row.user_id]));
-    const refusals: ({ error: unknown } | null)[] = [];
-    for (const message of messages) {
-      const owner = ownerOf.get(message.deviceId);
-      if (owner !== message.userId) {
-        refusals.push({
-          error: owner === undefined ? await this.whyNotMember(manager, message) : notAMember(),
-        });
-      } else if (!groupId.equals(message.groupId)) {
-        refusals.push({ error: invalidMessage('WRONG_GROUP', 'The message is for another group') });
-      } else {
-        refusals.push(null);
-      }
-    }
-    return refusals;
-  }
-
   /** The precise reason a device may not post: not the caller's, gone, or not on the roster. */
-  private async whyNotMember(manager: EntityManager, waiter: PendingMessage): Promise<unknown> {
+  private async whyNotMember(message: PendingMessage): Promise<unknown> {
     try {
-      await this.devices.owned(manager, waiter.userId, waiter.deviceId);
+      await this.devices.owned(this.dataSource.manager, message.userId, message.deviceId);
       return notAMember();
     } catch (error) {
       return error;
@@ -412,8 +391,47 @@ export class MessageAppender {
   }
 }
 
+/** A sender without a seat on the roster; {@link MessageAppender} looks up why. */
+const NOT_SEATED = Symbol('not seated');
+
+/**
+ * The owners of the senders' seats on the roster, by device: one query for all, whatever the
+ * group size.
+ */
+async function ownersOfSeats(
+  sql: Sql,
+  conversationId: string,
+  messages: PendingMessage[],
+): Promise<Map<string, string>> {
+  const seats = await sql.query<{ device_id: string; user_id: string }[]>(
+    `SELECT m."device_id", d."user_id" FROM "conversation_members" m
+       JOIN "devices" d ON d."id" = m."device_id"
+      WHERE m."conversation_id" = $1 AND m."device_id" = ANY($2::text[]) AND NOT m."leaving"`,
+    [conversationId, [...new Set(messages.map((message) => message.deviceId))]],
+  );
+  return new Map(seats.map((row) => [row.device_id, row.user_id]));
+}
+
+/**
+ * Why a message's sender may not post it, or null when it may: its device holds no seat
+ * ({@link NOT_SEATED}), the seat is another user's, or the message is for another group.
+ */
+function refusalOf(
+  owners: ReadonlyMap<string, string>,
+  groupId: Buffer,
+  message: PendingMessage,
+): DomainError | typeof NOT_SEATED | null {
+  const owner = owners.get(message.deviceId);
+  if (owner === undefined) return NOT_SEATED;
+  if (owner !== message.userId) return notAMember();
+  if (!groupId.equals(message.groupId)) {
+    return invalidMessage('WRONG_GROUP', 'The message is for another group');
+  }
+  return null;
+}
+
 /** What a batch needs of its conversation, read under the row lock that orders appends. */
-interface LockedHead {
+interface ConversationHead {
   id: string;
   groupId: Buffer;
   epoch: string;
@@ -422,23 +440,26 @@ interface LockedHead {
 }
 
 /**
- * The conversation row, locked FOR UPDATE, in one raw statement: TypeORM's findOne (query
- * builder, entity hydration) cost more than the rest of a small batch's transaction.
+ * The conversation row, locked FOR UPDATE when asked, in one raw statement: TypeORM's findOne
+ * (query builder, entity hydration) cost more than the rest of a small batch's transaction.
  */
-async function lockedHead(
-  manager: EntityManager,
+async function conversationHead(
+  sql: Sql,
   conversationId: string,
-): Promise<LockedHead | null> {
+  { lock }: { lock: boolean },
+): Promise<ConversationHead | null> {
   // int8 columns: strings from pg, numbers from PGlite.
-  const rows: {
-    id: string;
-    group_id: Uint8Array;
-    epoch: string | number;
-    last_seq: string | number;
-    message_timer_seconds: number;
-  }[] = await manager.query(
+  const rows = await sql.query<
+    {
+      id: string;
+      group_id: Uint8Array;
+      epoch: string | number;
+      last_seq: string | number;
+      message_timer_seconds: number;
+    }[]
+  >(
     `SELECT "id", "group_id", "epoch", "last_seq", "message_timer_seconds"
-       FROM "conversations" WHERE "id" = $1 FOR UPDATE`,
+       FROM "conversations" WHERE "id" = $1${lock ? ' FOR UPDATE' : ''}`,
     [conversationId],
   );
   const [row] = rows;

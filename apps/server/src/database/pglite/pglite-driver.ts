@@ -333,6 +333,8 @@ export class PglitePool extends EventEmitter {
     // pg accepts a ready-made `connection` (undocumented in @types/pg; PGlite's shim relies on it).
     const config: ClientConfig & { connection: PglitePgConnection } = {
       connection: new PglitePgConnection({ pglite: this.#pglite }),
+      // As on PostgreSQL (data-source.ts): statements asked for together are sent together.
+      pipeline: true,
     };
     const client = new pg.Client(config);
     client.on('error', (err) => {
