@@ -24,6 +24,7 @@ const sections = new Set(env('PARLEY_BENCH_SECTIONS', 'a,c,d,e,f').split(','));
 if (sections.has('throughput')) sections.add('a');
 if (sections.has('commits')) sections.add('c');
 const quietCores = Number(env('PARLEY_BENCH_QUIET_CORES', '0.3'));
+const redisUrl = env('PARLEY_BENCH_REDIS_URL', 'redis://127.0.0.1:6379');
 
 const log = (line: string) => {
   console.log(line);
@@ -191,7 +192,7 @@ function throughputTables(report: ThroughputReport): string {
   }
   const { setup } = report;
   return [
-    `(a)+(b) one group of ${setup.groupSize} devices, ${setup.subscribers} live subscribers, ${setup.senders} senders, ` +
+    `(a)+(b) one group of ${setup.groupSize} devices, ${setup.subscribers} live subscribers, ${setup.senders} senders, ${setup.bus} bus, ` +
       `PrivateMessages of ${setup.messageBytes} bytes (ts-mls encryption ${fmt(setup.encryptMs, 2)} ms each, before the timed windows); medians of the runs`,
     table(
       [
@@ -539,6 +540,7 @@ async function main(): Promise<void> {
         pipelines: env('PARLEY_BENCH_PIPELINES', 'parley,baseline').split(',') as (
           'parley' | 'baseline'
         )[],
+        redisUrl: env('PARLEY_BENCH_BUS', 'memory') === 'redis' ? redisUrl : null,
         log,
       });
       results.throughput = report;
@@ -614,7 +616,7 @@ async function main(): Promise<void> {
         repeats: Number(env('PARLEY_BENCH_REPEATS', '3')),
         poolSize: Number(env('PARLEY_BENCH_POOL', '8000')),
         plaintextBytes: Number(env('PARLEY_BENCH_PLAINTEXT_BYTES', '900')),
-        redisUrl: env('PARLEY_BENCH_REDIS_URL', 'redis://127.0.0.1:6379'),
+        redisUrl,
         quietCores,
         log,
       });

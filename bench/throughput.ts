@@ -44,6 +44,8 @@ export interface ThroughputOptions {
   /** A run during which other processes used more than twice quietCores is run again, this often. */
   retries: number;
   pipelines: ('parley' | 'baseline')[];
+  /** Parley's bus: Redis at this URL, or in-process (null). */
+  redisUrl: string | null;
   log: (line: string) => void;
 }
 
@@ -81,6 +83,8 @@ export interface ThroughputReport {
     subscribers: number;
     senders: number;
     messageBytes: number;
+    /** Parley's bus: in-process, or Redis (published and received back even on one instance). */
+    bus: 'in-process' | 'Redis';
     /** ts-mls encryption per message on the sender, outside the timed windows (ms). */
     encryptMs: number;
     buildMs: number;
@@ -98,7 +102,7 @@ export async function throughput(
   options: ThroughputOptions,
 ): Promise<ThroughputReport> {
   const { log } = options;
-  const parley = await startParley(database.url);
+  const parley = await startParley(database.url, { redisUrl: options.redisUrl });
   const load = new LoadThread();
   let closeBaseline: (() => Promise<void>) | undefined;
   try {
@@ -311,6 +315,7 @@ export async function throughput(
         subscribers: built.members.length,
         senders: senders.length,
         messageBytes,
+        bus: options.redisUrl === null ? 'in-process' : 'Redis',
         encryptMs,
         buildMs,
       },
