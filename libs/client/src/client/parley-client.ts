@@ -7,6 +7,7 @@ import {
   DirectConversationExistsError,
   isRetryable,
   NetworkError,
+  NotAMemberError,
   NotFoundError,
   ParleyError,
   RateLimitedError,
@@ -15,6 +16,7 @@ import {
 import {
   AcknowledgeWelcomeDocument,
   ConversationDocument,
+  ConversationRostersDocument,
   ConversationsDocument,
   type ConversationsQuery,
   CreateConversationDocument,
@@ -58,6 +60,7 @@ import {
 import { Calls } from '../calls/calls.js';
 import { joinJoinable } from './external-join.js';
 import { Outbox, type OutgoingMessage, retryDelay } from './outbox.js';
+import { RosterSession, rosterPages } from './rosters.js';
 import { type ReceiptSignal, SignalListeners, type TypingSignal } from './signals.js';
 
 /** How a client is set up. */
@@ -151,6 +154,8 @@ export class ParleyClient {
   private readonly connectionListeners = new Set<(change: ConnectionChange) => void>();
   private readonly outboxQueue: Outbox;
   private stopLive: (() => void) | null = null;
+  // The rosters read while the live subscription is up (null while it is not): see rosters.ts.
+  private liveRosters: RosterSession | null = null;
   private reconnectAttempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   // Rejects the connect() under way (close() cuts it short).
@@ -471,27 +476,7 @@ export class ParleyClient {
   async sync(): Promise<number> {
     await this.joinWelcomes();
     await this.joinExternally();
-    // Members who left while nobody was there to remove them are removed now.
-    for (const summary of await this.listConversations()) {
-      const conversation = this.conversationsById.get(summary.id);
-      if (conversation === undefined || conversation.status !== 'active') continue;
-      if (conversation.describe(summary)) await conversation.persistOnly();
-      const leaving = summary.members
-        .filter((member) => member.leaving)
-        .map((member) => member.deviceId);
-      if (leaving.length > 0) {
-        conversation.removeDevices(leaving).catch((error: unknown) => {
-          this.report(error);
-        });
-      }
-      // Deleted devices are not listed at all (their seat waits for the removal commit).
-      const listed = new Set(summary.members.map((member) => member.deviceId));
-      if ((await conversation.members()).some((member) => !listed.has(member.deviceId))) {
-        conversation.removeUnlisted(listed, summary.epoch).catch((error: unknown) => {
-          this.report(error);
-        });
-      }
-    }
+    await this.checkRosters();
     const results = await Promise.allSettled(
       [...this.conversationsById.values()].map((conversation) => conversation.catchUp()),
     );
@@ -506,6 +491,84 @@ export class ParleyClient {
       }
     }
     return processed;
+  }
+
+  /**
+   * Describes every listed conversation, and removes members who left or whose device was
+   * deleted while nobody was there to remove them. Reads only the rosters that may have changed
+   * since this live session read them (see rosters.ts), a page of consecutive ones at a time.
+   */
+  private async checkRosters(): Promise<void> {
+    const session = this.liveRosters;
+    const list = await this.listConversations();
+    const due = new Map<string, { position: number; before: number | null }>();
+    for (const [position, summary] of list.entries()) {
+      const conversation = this.conversationsById.get(summary.id);
+      if (conversation === undefined || conversation.status !== 'active') continue;
+      if (conversation.describe(summary)) await conversation.persistOnly();
+      if (session?.knows(summary.id, summary.epoch) === true) continue;
+      due.set(summary.id, { position, before: session?.before(summary.id) ?? null });
+    }
+    const { deviceId } = this.device();
+    const positions = [...due.values()].map((item) => item.position);
+    for (const [first, last] of rosterPages(positions)) {
+      const { conversations } = await this.transport.request(ConversationRostersDocument, {
+        deviceId,
+        first: last - first + 1,
+        after: first === 0 ? null : (list[first - 1]?.cursor ?? null),
+      });
+      for (const roster of conversations) {
+        const item = due.get(roster.id);
+        if (item === undefined) continue;
+        due.delete(roster.id);
+        await this.checkRoster(roster, session, item.before);
+      }
+    }
+    // A conversation joined between the reads shifts a page's end: the rosters it left out are
+    // read one by one (one this device is no longer in is for catchUp() to find out).
+    for (const [id, item] of due) {
+      let roster;
+      try {
+        ({ conversation: roster } = await this.transport.request(ConversationDocument, {
+          deviceId,
+          conversationId: id,
+        }));
+      } catch (error) {
+        if (error instanceof NotAMemberError || error instanceof NotFoundError) continue;
+        throw error;
+      }
+      await this.checkRoster(roster, session, item.before);
+    }
+  }
+
+  /**
+   * Commits the removal of the roster's leaving members and of those it no longer lists; a
+   * roster that asks for neither is kept by the live session until it changes.
+   */
+  private async checkRoster(
+    roster: { id: string; epoch: number; members: { deviceId: string; leaving: boolean }[] },
+    session: RosterSession | null,
+    before: number | null,
+  ): Promise<void> {
+    const conversation = this.conversationsById.get(roster.id);
+    if (conversation === undefined || conversation.status !== 'active') return;
+    const leaving = roster.members
+      .filter((member) => member.leaving)
+      .map((member) => member.deviceId);
+    if (leaving.length > 0) {
+      conversation.removeDevices(leaving).catch((error: unknown) => {
+        this.report(error);
+      });
+    }
+    // Deleted devices are not listed at all (their seat waits for the removal commit).
+    const listed = new Set(roster.members.map((member) => member.deviceId));
+    const unlisted = (await conversation.members()).some((member) => !listed.has(member.deviceId));
+    if (unlisted) {
+      conversation.removeUnlisted(listed, roster.epoch).catch((error: unknown) => {
+        this.report(error);
+      });
+    }
+    if (leaving.length === 0 && !unlisted) session?.settle(roster.id, roster.epoch, before);
   }
 
   /** Every conversation the server lists for this device, page by page (a page is at most 100). */
@@ -751,6 +814,7 @@ export class ParleyClient {
     this.abortConnect?.(closedError());
     this.stopLive?.();
     this.stopLive = null;
+    this.liveRosters = null;
     // A commit request on the wire gets its answer first (bounded): cut, an OpenMLS device would
     // lose a commit the server may have stored (COMMIT_LOST). The state that knows it is saved.
     const drained = await Promise.all(
@@ -767,6 +831,7 @@ export class ParleyClient {
   }
 
   private async onEvent(event: LiveEvent): Promise<void> {
+    this.noteRosterEvent(event);
     switch (event.__typename) {
       case 'LogEntryEvent':
         await this.conversationsById.get(event.entry.conversationId)?.receive(event.entry);
@@ -829,6 +894,25 @@ export class ParleyClient {
   }
 
   /**
+   * What the live rosters learn from an event, as it arrives: which conversations the
+   * subscription follows, and whose roster changed without a commit.
+   */
+  private noteRosterEvent(event: LiveEvent): void {
+    const rosters = this.liveRosters;
+    if (rosters === null) return;
+    if (event.__typename === 'WelcomeEvent') rosters.follow(event.conversationId);
+    if (
+      event.__typename === 'RosterEvent' &&
+      event.addedDeviceIds.includes(this.device().deviceId)
+    ) {
+      rosters.follow(event.conversationId);
+    }
+    if (event.__typename === 'LeaveEvent' || event.__typename === 'DeviceRevokedEvent') {
+      rosters.changed(event.conversationId);
+    }
+  }
+
+  /**
    * Kind, peer and role of a conversation just joined, before the listeners hear of it; on
    * failure it stays a GROUP until the next sync() says more.
    */
@@ -882,6 +966,11 @@ export class ParleyClient {
   private openLive(deviceId: string): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       let subscribed = false;
+      // This subscription's rosters (see rosters.ts), from its SubscribedEvent until it ends.
+      let rosters: RosterSession | null = null;
+      const endRosters = () => {
+        if (rosters !== null && this.liveRosters === rosters) this.liveRosters = null;
+      };
       // An object, so that the compiler sees the handlers change it.
       const progress = { settled: false };
       const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -895,6 +984,7 @@ export class ParleyClient {
         );
       }, timeoutMs);
       const fail = (error: unknown) => {
+        endRosters();
         if (progress.settled) return;
         progress.settled = true;
         clearTimeout(timer);
@@ -912,6 +1002,9 @@ export class ParleyClient {
             if (events.__typename === 'SubscribedEvent') {
               if (subscribed) return;
               subscribed = true;
+              // Live from here: what changes a followed roster without a commit comes as events.
+              rosters = new RosterSession(this.conversationsById.keys());
+              this.liveRosters = rosters;
               this.sync().then((caughtUp) => {
                 if (progress.settled) return;
                 progress.settled = true;
@@ -926,6 +1019,7 @@ export class ParleyClient {
             });
           },
           error: (error) => {
+            endRosters();
             if (!progress.settled) {
               fail(error);
               return;
@@ -936,6 +1030,7 @@ export class ParleyClient {
             else this.dropped(error);
           },
           complete: () => {
+            endRosters();
             if (!progress.settled) {
               fail(
                 new NetworkError(
@@ -1023,6 +1118,7 @@ export class ParleyClient {
     this.reconnectTimer = null;
     this.stopLive?.();
     this.stopLive = null;
+    this.liveRosters = null;
     this.report(error);
     for (const conversation of this.conversationsById.values()) conversation.close(error);
     void this.transport.close();
@@ -1031,6 +1127,7 @@ export class ParleyClient {
   private async forgetToken(): Promise<void> {
     this.stopLive?.();
     this.stopLive = null;
+    this.liveRosters = null;
     this.connection = 'idle';
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
