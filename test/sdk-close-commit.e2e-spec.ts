@@ -1,9 +1,9 @@
 import { type Conversation, MemoryStateStore, ParleyClient } from '@parley/client';
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, sdkUser } from './support/sdk-clients.js';
-import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
+import { expect, it } from 'vitest';
+import { eventually, sdkSuite } from './support/sdk-clients.js';
+import { describeE2E } from './support/test-app.js';
 
 /**
  * A client closed in the middle of its own commit request (issue 9's leftover). close() used to
@@ -16,24 +16,8 @@ const openMls = createOpenMlsEngineFactory();
 const texts = (conversation: Conversation) => conversation.history().map((message) => message.text);
 
 describeE2E('close() during an own commit request', () => {
-  let app: TestApp;
-  const clients: ParleyClient[] = [];
+  const { app, user, clients } = sdkSuite(openMls);
   const realFetch = globalThis.fetch;
-
-  beforeAll(async () => {
-    app = await startTestApp();
-  });
-  afterAll(async () => {
-    globalThis.fetch = realFetch;
-    await Promise.all(clients.map((client) => client.close()));
-    await app.close();
-  });
-
-  async function user(store?: MemoryStateStore) {
-    const made = await sdkUser(app, openMls, store === undefined ? {} : { store });
-    clients.push(made.client);
-    return made;
-  }
 
   async function joined(client: ParleyClient, id: string): Promise<Conversation> {
     await eventually(() => client.conversations().some((conversation) => conversation.id === id));
@@ -87,7 +71,7 @@ describeE2E('close() during an own commit request', () => {
     // Restarted from its saved state, the device goes on in the group: no COMMIT_LOST.
     const errors: unknown[] = [];
     const restarted = await ParleyClient.open({
-      url: app.url,
+      url: app().url,
       engine: openMls,
       store,
       webSocketImpl: WebSocket,

@@ -6,9 +6,9 @@ import {
 } from '@parley/client';
 import { createOpenMlsEngineFactory } from '@parley/engine-openmls';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, joined, sdkClient, sdkUser } from './support/sdk-clients.js';
-import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
+import { expect, it } from 'vitest';
+import { eventually, joined, sdkClient, sdkSuite } from './support/sdk-clients.js';
+import { describeE2E } from './support/test-app.js';
 
 /**
  * sync() reads each conversation's roster only where it may have changed (issue 14: the list
@@ -28,24 +28,8 @@ interface Reads {
 }
 
 describeE2E('sync() and conversation rosters', () => {
-  let app: TestApp;
-  const clients: ParleyClient[] = [];
+  const { app, user, clients } = sdkSuite(openMls);
   const realFetch = globalThis.fetch;
-
-  beforeAll(async () => {
-    app = await startTestApp();
-  });
-  afterAll(async () => {
-    globalThis.fetch = realFetch;
-    await Promise.all(clients.map((client) => client.close()));
-    await app.close();
-  });
-
-  async function user(store?: MemoryStateStore) {
-    const made = await sdkUser(app, openMls, store === undefined ? {} : { store });
-    clients.push(made.client);
-    return made;
-  }
 
   /** The conversation reads (`conversation`, `conversations`) of `deviceId` while `run` runs. */
   async function readsOf(deviceId: string, run: () => Promise<unknown>): Promise<Reads> {
@@ -123,7 +107,7 @@ describeE2E('sync() and conversation rosters', () => {
     await ana.client.close();
 
     await cyView.leave();
-    const restarted = await sdkClient(app, openMls, store);
+    const restarted = await sdkClient(app(), openMls, store);
     clients.push(restarted);
     await restarted.connect();
     const view = restarted.conversation(group.id);
@@ -142,7 +126,7 @@ describeE2E('sync() and conversation rosters', () => {
       }
     }
     const ana = await ParleyClient.open({
-      url: app.url,
+      url: app().url,
       engine: openMls,
       webSocketImpl: CuttableWebSocket,
       keyPackageTarget: 5,

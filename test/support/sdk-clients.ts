@@ -4,8 +4,9 @@ import {
   ParleyClient,
   type StateStore,
 } from '@parley/client';
+import { afterAll, beforeAll } from 'vitest';
 import WebSocket from 'ws';
-import type { TestApp } from './test-app.js';
+import { startTestApp, type TestApp } from './test-app.js';
 
 let counter = 0;
 
@@ -22,6 +23,43 @@ export async function sdkUser(
   await client.registerDevice('laptop');
   await client.connect();
   return { client, username };
+}
+
+/**
+ * The hooks of a suite of SDK users on one test app: the app starts before the suite and closes
+ * after it, with every client in `clients` (those `user()` made among them); `globalThis.fetch` is
+ * given back, should a test that wraps it fail before restoring it.
+ */
+export function sdkSuite(engine: MlsEngineFactory): {
+  app: () => TestApp;
+  user: (store?: StateStore) => Promise<{ client: ParleyClient; username: string }>;
+  /** Clients closed after the suite; add any made otherwise. */
+  clients: ParleyClient[];
+} {
+  let started: TestApp | undefined;
+  const clients: ParleyClient[] = [];
+  const realFetch = globalThis.fetch;
+  beforeAll(async () => {
+    started = await startTestApp();
+  });
+  afterAll(async () => {
+    globalThis.fetch = realFetch;
+    await Promise.all(clients.map((client) => client.close()));
+    await started?.close();
+  });
+  const app = (): TestApp => {
+    if (started === undefined) throw new Error('The suite’s app has not started');
+    return started;
+  };
+  return {
+    app,
+    clients,
+    user: async (store) => {
+      const made = await sdkUser(app(), engine, store === undefined ? {} : { store });
+      clients.push(made.client);
+      return made;
+    },
+  };
 }
 
 /** Another device of an existing user (signed in with its password), connected and live. */
