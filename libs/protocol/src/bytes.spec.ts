@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   bytesEqual,
@@ -44,6 +46,26 @@ describe('bytes', () => {
     for (const bad of ['a', 'abc', 'zz', '0x00', 'ab cd']) {
       expect(() => fromHex(bad)).toThrow(TypeError);
     }
+  });
+
+  it('makes hex a flat string: map keys of it keep the hex, not one node per byte', () => {
+    // A string grown with += is a tree of 32-byte nodes, one per byte here; kept as a map key it
+    // costs 16 times the hex. The heap a thousand 1 KiB keys keep, after a full collection:
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const keys = new Map<string, number>();
+    const bytes = Uint8Array.from({ length: 1024 }, (_, i) => i % 251);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 1000; i++) {
+      bytes[0] = i % 256;
+      bytes[1] = i >> 8;
+      keys.set(toHex(bytes), i);
+    }
+    gc();
+    const keptPerKey = (process.memoryUsage().heapUsed - before) / keys.size;
+    // Flat: 2 KiB of hex and a header. As a tree of 1,024 nodes it was about 33 KiB.
+    expect(keptPerKey).toBeLessThan(4096);
   });
 
   it('concatenates into a new array', () => {

@@ -35,9 +35,11 @@ export function fromBase64(text: string): Uint8Array {
 
 /** Lower-case hex of bytes (a table: whole ratchet trees go through it as map keys). */
 export function toHex(bytes: Uint8Array): string {
-  let hex = '';
-  for (const byte of bytes) hex += HEX_OF_BYTE[byte] ?? '';
-  return hex;
+  // Joined, not grown with +=: V8 keeps a string grown piece by piece as a tree of one 32-byte
+  // node per piece, and a map key made that way keeps its whole tree (16 times the hex's size).
+  const pairs = new Array<string>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) pairs[i] = HEX_OF_BYTE[bytes[i] ?? 0] ?? '';
+  return pairs.join('');
 }
 
 /** Bytes of hex (either case, even length); throws `TypeError` on anything else. */
