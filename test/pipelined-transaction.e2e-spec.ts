@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { DataSource, QueryFailedError } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { isUniqueViolation } from '../apps/server/src/database/errors.js';
@@ -94,8 +95,10 @@ describeE2E('pipelinedTransaction', () => {
           sql.query<{ at: Date }[]>('SELECT clock_timestamp() AS "at"'),
           sql.query<{ at: Date }[]>('SELECT clock_timestamp() AS "at"'),
         ]);
-        // A busy event loop: without pipelining, each statement would leave only after the
-        // thread read the answer to the one before it (BEGIN's first), so after the block.
+        // The thread then busy with other work (a microtask later, as a fan-out would be):
+        // without pipelining, each statement would leave only after the thread read the answer
+        // to the one before it (BEGIN's first), so after the block.
+        await Promise.resolve();
         const until = Date.now() + blockMs;
         while (Date.now() < until) {
           // Busy on purpose.
@@ -107,6 +110,66 @@ describeE2E('pipelinedTransaction', () => {
       });
       // Same machine, same clock: both ran while this thread was still busy.
       for (const at of ranAt) expect(at).toBeLessThan(blockEnded - blockMs / 2);
+    },
+  );
+
+  // PGlite runs in-process: there is no socket to write to.
+  it.runIf(testDatabase === 'postgres')(
+    'hands the statements asked for together to the kernel in one write',
+    async () => {
+      // Every write to a TCP socket while the transaction runs, by socket. pg writes each
+      // statement with a write of its own (Parse, Bind, Describe, Execute, Sync in one writev).
+      const writes = new Map<Socket, string[]>();
+      const record = (socket: Socket, chunks: unknown[]) => {
+        const text = chunks.map((chunk) => String(chunk)).join('');
+        writes.set(socket, [...(writes.get(socket) ?? []), text]);
+      };
+      type WriteV = (
+        chunks: { chunk: unknown }[],
+        callback: (error?: Error | null) => void,
+      ) => void;
+      type Write = (
+        chunk: unknown,
+        encoding: string,
+        callback: (error?: Error | null) => void,
+      ) => void;
+      const socketProto = Socket.prototype as unknown as { _writev: WriteV; _write: Write };
+      const { _writev: writev, _write: write } = socketProto;
+      socketProto._writev = function (this: Socket, chunks, callback) {
+        record(
+          this,
+          chunks.map(({ chunk }) => chunk),
+        );
+        writev.call(this, chunks, callback);
+      };
+      socketProto._write = function (this: Socket, chunk, encoding, callback) {
+        record(this, [chunk]);
+        write.call(this, chunk, encoding, callback);
+      };
+      try {
+        await pipelinedTransaction(dataSource, async (sql) => {
+          await Promise.all([
+            sql.query(`SELECT * FROM "pipeline_lock" WHERE "id" = 1 FOR UPDATE`),
+            sql.query(`SELECT count(*) FROM "pipeline_probe" WHERE "name" = $1`, ['corked']),
+            sql.query(`SELECT 'corked' AS "marker"`),
+          ]);
+          await Promise.all([
+            sql.query(`INSERT INTO "pipeline_probe" VALUES ($1)`, ['corked']),
+            sql.commit(),
+          ]);
+        });
+      } finally {
+        socketProto._writev = writev;
+        socketProto._write = write;
+      }
+      const ours = [...writes.values()].find((texts) =>
+        texts.some((text) => text.includes(`'corked' AS "marker"`)),
+      );
+      // BEGIN, the lock and both reads; then the insert and COMMIT.
+      expect(ours?.length).toBe(2);
+      expect(ours?.[0]).toContain('BEGIN');
+      expect(ours?.[1]).toContain('COMMIT');
+      expect(await names()).toEqual(['corked']);
     },
   );
 

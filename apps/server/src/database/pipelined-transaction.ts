@@ -14,16 +14,32 @@ export interface PipelinedTransaction extends Sql {
 /** The driver's connection as `pg` and Parley's PGlite pool both give it. */
 interface DriverConnection {
   query(sql: string, parameters?: unknown[]): Promise<{ rows: unknown }>;
+  /** pg's protocol connection; its stream is the TCP socket (PGlite's pool has neither). */
+  connection?: { stream?: Partial<Corkable> };
+}
+
+interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
+
+/** The socket under a `pg` client, to cork; undefined for PGlite, which runs in-process. */
+function socketOf(connection: DriverConnection): Corkable | undefined {
+  const stream = connection.connection?.stream;
+  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function'
+    ? (stream as Corkable)
+    : undefined;
 }
 
 /**
  * Runs `work` in a transaction whose statements do not wait for the thread between them. Both
- * of Parley's pools run `pg` in pipeline mode (data-source.ts, the PGlite driver): a statement is
- * written as soon as it is asked for, and the server runs what it received back to back. BEGIN,
- * a row lock and the reads under it, asked for together, then cost one wait for a busy event
- * loop to read their answers instead of one each; on a thread that fans events out, those waits,
- * not the database, are what a short transaction's time is made of. (TypeORM's `transaction()`
- * awaits every statement, BEGIN and COMMIT included.)
+ * of Parley's pools run `pg` in pipeline mode (data-source.ts, the PGlite driver): statements
+ * are written once the synchronous stretch that asked for them ends, together, and the server
+ * runs what it received back to back. BEGIN, a row lock and the reads under it, asked for
+ * together, then cost one wait for a busy event loop to read their answers instead of one each;
+ * on a thread that fans events out, those waits, not the database, are what a short
+ * transaction's time is made of. (TypeORM's `transaction()` awaits every statement, BEGIN and
+ * COMMIT included.)
  *
  * Order is the order of `query` calls, and the server starts each statement once the one before
  * it ended, so a read queued behind a `FOR UPDATE` sees what was committed before the lock was
@@ -41,7 +57,23 @@ export async function pipelinedTransaction<T>(
   let last: Promise<unknown> = Promise.resolve();
   try {
     const connection = (await runner.connect()) as DriverConnection;
+    // pg writes each statement with a syscall of its own. Those asked for in one synchronous
+    // stretch leave in one: the socket is held from the first of them until the stretch ends
+    // (after `work`'s first part, after COMMIT or ROLLBACK), and never past the microtasks
+    // already queued — a statement is not kept back while the thread does other work.
+    const socket = socketOf(connection);
+    let holding = false;
+    const letGo = () => {
+      if (!holding) return;
+      holding = false;
+      socket?.uncork();
+    };
     const send = <R>(sql: string, parameters?: unknown[]): Promise<R> => {
+      if (socket !== undefined && !holding) {
+        holding = true;
+        socket.cork();
+        queueMicrotask(letGo);
+      }
       const sent = connection.query(sql, parameters).then(
         (result) => result.rows as R,
         (error: unknown) => {
@@ -59,17 +91,26 @@ export async function pipelinedTransaction<T>(
         Promise.all([begun, send<R>(sql, parameters)]).then(([, rows]) => rows),
       commit: () => {
         state.ended = true;
-        return Promise.all([begun, send('COMMIT')]).then(() => undefined);
+        const committed = send('COMMIT');
+        letGo();
+        return Promise.all([begun, committed]).then(() => undefined);
       },
     };
+    const end = (): Promise<unknown> => {
+      const rolledBack = send('ROLLBACK');
+      letGo();
+      return rolledBack;
+    };
     try {
-      const result = await work(transaction);
-      if (!state.ended) await send('ROLLBACK');
+      const working = work(transaction);
+      letGo();
+      const result = await working;
+      if (!state.ended) await end();
       return result;
     } catch (error) {
       // Once COMMIT is queued it ends the transaction either way: PostgreSQL answers a COMMIT of
       // a transaction that failed by rolling it back.
-      if (!state.ended) await send('ROLLBACK').catch(() => null);
+      if (!state.ended) await end().catch(() => null);
       throw error;
     }
   } finally {

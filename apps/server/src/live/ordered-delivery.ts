@@ -112,6 +112,11 @@ export class OrderedDelivery<E> {
       // (a roster change) is not in the log, so it is better late than never.
       return item.follower ? [item.event] : [];
     }
+    if (!item.follower && track.held.size === 0 && item.seq === track.last + 1n) {
+      // The common case, per subscriber per event: the next entry, with nothing held.
+      track.last = item.seq;
+      return [item.event];
+    }
     let slot = track.held.get(item.seq);
     if (slot === undefined) {
       slot = { entry: undefined, followers: [] };

@@ -34,6 +34,24 @@ function tcpOf(socket: FrameSocket): Socket | undefined {
   return typeof raw === 'object' && raw !== null && 'cork' in raw ? (raw as Socket) : undefined;
 }
 
+/** A socket's TCP socket, and whether frames may be written to it as they are (no extension). */
+interface Framing {
+  raw: Socket | undefined;
+  plain: boolean;
+}
+
+// Per socket, as the handshake left it: ws works `extensions` out afresh on every read.
+const framings = new WeakMap<FrameSocket, Framing>();
+
+function framingOf(socket: FrameSocket): Framing {
+  let framing = framings.get(socket);
+  if (framing === undefined) {
+    framing = { raw: tcpOf(socket), plain: socket.extensions === '' };
+    framings.set(socket, framing);
+  }
+  return framing;
+}
+
 const TEXT_FRAGMENT = { binary: false, fin: false };
 const LAST_FRAGMENT = { binary: false, fin: true };
 // RFC 6455 §5.2: FIN set, opcode 1 (text). A server's frames are not masked.
@@ -77,7 +95,7 @@ function frameStart(length: number, head: Buffer): Buffer {
  */
 export function writeMessage(socket: FrameSocket, parts: readonly Buffer[]): boolean {
   if (socket.readyState !== socket.OPEN) return false;
-  const raw = tcpOf(socket);
+  const { raw, plain } = framingOf(socket);
   if (raw !== undefined && !corked.has(raw)) {
     raw.cork();
     corked.add(raw);
@@ -89,7 +107,7 @@ export function writeMessage(socket: FrameSocket, parts: readonly Buffer[]): boo
   const [first, ...rest] = parts;
   if (first === undefined) return true;
   // Synchronous and back to back: nothing else of this socket can come between the parts.
-  if (raw !== undefined && socket.extensions === '') {
+  if (raw !== undefined && plain) {
     let length = first.length;
     for (const part of rest) length += part.length;
     raw.write(frameStart(length, first));
