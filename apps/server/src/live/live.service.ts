@@ -80,7 +80,7 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   private pending: DeviceEvent[] = [];
 
   constructor(
-    private readonly steps: AsyncGenerator<DeviceEvent[], void, undefined>,
+    private readonly steps: Steps,
     private readonly stream: EventStream,
     /** Gives the device's subscription slot back; safe to call more than once. */
     private readonly release: () => void,
@@ -124,7 +124,7 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   async return(): Promise<IteratorResult<DeviceEvent, void>> {
     this.stream.close();
     this.release();
-    await this.steps.return(undefined);
+    await this.steps.return();
     return { value: undefined, done: true };
   }
 
@@ -138,6 +138,15 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+/** A live stream's steps, as {@link DeviceEvents} takes them. */
+interface Steps {
+  next(): Promise<IteratorResult<DeviceEvent[], void>>;
+  /** Ends the steps (the stream closes). */
+  return(): Promise<IteratorResult<DeviceEvent[], void>>;
+  /** Ends the steps; rejects with `error` as clients are to see it. */
+  throw(error: unknown): Promise<IteratorResult<DeviceEvent[], void>>;
 }
 
 /** One live stream's state, as its steps share it. */
@@ -219,32 +228,43 @@ export class LiveService {
 
   /**
    * The device's events in steps: each step is what one batch of bus events (or one deadline)
-   * made ready, in order.
+   * made ready, in order. A plain iterator, not an async generator: it runs once per subscriber
+   * per step, and a generator's hops cost more than the routing itself.
    */
-  private async *follow(
+  private follow(
     stream: EventStream,
     userId: string,
     deviceId: string,
     baselines: Map<string, bigint>,
-  ): AsyncGenerator<DeviceEvent[], void, undefined> {
+  ): Steps {
     // Each conversation's entries go out in seq order with no gap, whichever instance published
     // them: early ones are held, missing ones read from the log after a short wait.
     const order = new OrderedDelivery<DeviceEvent>();
     for (const [conversationId, seq] of baselines) order.track(conversationId, seq);
     const follower: Follower = { order, stream, userId, deviceId };
-    const steps = { next: () => stream.nextBatch(EVENTS_PER_STEP) };
-    try {
-      yield [{ subscribedDeviceId: deviceId }];
-      for await (const next of withDeadlines(steps, () => order.deadline())) {
+    const batches = withDeadlines({ next: () => stream.nextBatch(EVENTS_PER_STEP) }, () =>
+      order.deadline(),
+    );
+    let subscribed = false;
+    let ended = false;
+    // An error met after events that were ready before it: they go out first, it comes next.
+    let failure: { error: unknown } | undefined;
+    const end = () => {
+      ended = true;
+      stream.close();
+    };
+    const step = async (): Promise<DeviceEvent[] | undefined> => {
+      for (;;) {
+        const next = await batches.next();
+        if (next.done === true) return undefined;
         const out: DeviceEvent[] = [];
-        let failure: { error: unknown } | undefined;
         try {
-          if (next === DEADLINE) {
+          if (next.value === DEADLINE) {
             for (const { conversationId, after } of order.due()) {
               await this.readMissing(follower, conversationId, after, out);
             }
           } else {
-            for (const message of next) {
+            for (const message of next.value) {
               // Only joining a conversation waits (for its channel and the log).
               const joining = this.route(follower, message.event, out);
               if (joining !== undefined) await joining;
@@ -254,17 +274,45 @@ export class LiveService {
           // What was ready before it (a revocation, say) still goes out first, as it came first.
           failure = { error };
         }
-        if (out.length > 0) yield out;
+        if (out.length > 0) return out;
         if (failure !== undefined) throw failure.error;
       }
-    } catch (error) {
-      // The stream ended early (slow consumer, pub/sub lost): tell the client in a typed way,
-      // so that it resumes from its cursors with messages(after:). A DomainError, because that is
-      // what the one error mapping keeps the code of; anything else would be an internal error.
-      throw typedStreamError(error);
-    } finally {
-      stream.close();
-    }
+    };
+    const done: IteratorResult<DeviceEvent[], void> = { value: undefined, done: true };
+    return {
+      next: async () => {
+        if (ended) return done;
+        if (!subscribed) {
+          subscribed = true;
+          return { value: [{ subscribedDeviceId: deviceId }], done: false };
+        }
+        try {
+          if (failure !== undefined) throw failure.error;
+          const out = await step();
+          if (out === undefined) {
+            end();
+            return done;
+          }
+          return { value: out, done: false };
+        } catch (error) {
+          end();
+          // The stream ended early (slow consumer, pub/sub lost): tell the client in a typed
+          // way, so that it resumes from its cursors with messages(after:). A DomainError,
+          // because that is what the one error mapping keeps the code of; anything else would
+          // be an internal error.
+          throw typedStreamError(error);
+        }
+      },
+      return: () => {
+        end();
+        return Promise.resolve(done);
+      },
+      throw: (error) => {
+        end();
+        const typed = typedStreamError(error);
+        return Promise.reject(typed instanceof Error ? typed : new Error(String(typed)));
+      },
+    };
   }
 
   /**

@@ -244,15 +244,18 @@ export const DEADLINE = Symbol('deadline');
 /**
  * The values of `source`, with {@link DEADLINE} in between whenever the time `deadline()` names
  * (asked afresh before each wait; undefined: no deadline) passes first. The value being waited
- * for is kept, not lost, and the source is never asked for two values at once.
+ * for is kept, not lost, and the source is never asked for two values at once. A plain iterator,
+ * not a generator: it sits on the fan-out's path, once per subscriber per step.
  */
-export async function* withDeadlines<T>(
+export function withDeadlines<T>(
   source: AsyncIterator<T, unknown>,
   deadline: () => number | undefined,
   now: () => number = Date.now,
-): AsyncGenerator<T | typeof DEADLINE, void, undefined> {
+): AsyncIterator<T | typeof DEADLINE, void> {
   let pending: Promise<IteratorResult<T, unknown>> | undefined;
-  for (;;) {
+  let ended = false;
+  const next = async (): Promise<IteratorResult<T | typeof DEADLINE, void>> => {
+    if (ended) return { value: undefined, done: true };
     pending ??= source.next();
     const due = deadline();
     let result: IteratorResult<T, unknown> | typeof DEADLINE;
@@ -269,12 +272,13 @@ export async function* withDeadlines<T>(
         clearTimeout(timer);
       }
     }
-    if (result === DEADLINE) {
-      yield DEADLINE;
-      continue;
-    }
+    if (result === DEADLINE) return { value: DEADLINE, done: false };
     pending = undefined;
-    if (result.done === true) return;
-    yield result.value;
-  }
+    if (result.done === true) {
+      ended = true;
+      return { value: undefined, done: true };
+    }
+    return { value: result.value, done: false };
+  };
+  return { next };
 }
