@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import type { MlsGroup } from '@parley/mls-member';
+import { EventStream } from '../apps/server/src/events/event-stream.js';
 import { SharedExecution } from '../apps/server/src/live/shared-execution.js';
 import { dataOf } from './support/graphql.js';
 import { EVENTS_SUBSCRIPTION, ParleyDevice } from './support/parley-client.js';
@@ -212,6 +213,51 @@ describeE2E('fan-out of live events', () => {
 
     for (const live of [bobLive, carolLive, outsiderLive]) live.close();
     await aliceLive.close();
+  });
+
+  it('writes the next entry to caught-up subscribers in the bus delivery itself, in order', async () => {
+    const { conversationId, members } = await buildGroup(app, 3);
+    const [alice, bob, carol] = members as [Member, Member, Member];
+    const bobLive = await RawSubscriber.open(app, bob.device, 'bob');
+    const carolLive = await RawSubscriber.open(app, carol.device, 'carol');
+    const first = await alice.device.say(alice.group, conversationId, 'warm');
+    for (const live of [bobLive, carolLive]) {
+      await live.waitFor((frame) => typename(frame) === 'LogEntryEvent' && seqOf(frame) === first);
+    }
+
+    // Writes to TCP sockets made while a stream takes a bus event: a caught-up subscriber's
+    // frame goes out there and then, not some promise hops later.
+    const written = vi.spyOn(Socket.prototype, 'write');
+    const stream = EventStream.prototype as unknown as {
+      deliver: (this: EventStream, ...args: unknown[]) => void;
+    };
+    const deliver = stream.deliver;
+    let writtenInDelivery = 0;
+    stream.deliver = function (this: EventStream, ...args: unknown[]) {
+      const before = written.mock.calls.length;
+      deliver.apply(this, args);
+      writtenInDelivery += written.mock.calls.length - before;
+    };
+    const seqs: number[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        seqs.push(await alice.device.say(alice.group, conversationId, `m${i}`));
+        for (const live of [bobLive, carolLive]) {
+          await live.waitFor(
+            (frame) => typename(frame) === 'LogEntryEvent' && seqOf(frame) === seqs.at(-1),
+          );
+        }
+      }
+    } finally {
+      stream.deliver = deliver;
+      written.mockRestore();
+    }
+    // Two subscribers, three entries: at least one write per frame.
+    expect(writtenInDelivery).toBeGreaterThanOrEqual(6);
+    for (const live of [bobLive, carolLive]) {
+      expect(live.entries().map(seqOf)).toEqual([first, ...seqs]);
+      live.close();
+    }
   });
 
   it('cuts a stalled subscriber by its lag with SLOW_CONSUMER while the others keep receiving', async () => {

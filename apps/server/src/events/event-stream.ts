@@ -73,6 +73,8 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
   private readonly maxLagMs: number;
   /** Settles when the stream ends; made on first ask. */
   private endedSignal: { promise: Promise<void>; resolve: () => void } | null = null;
+  /** Takes an event in the publisher's call, or declines it (see {@link takeDirectly}). */
+  private direct: ((message: BusMessage) => boolean) | null = null;
 
   constructor(
     private readonly port: StreamPort,
@@ -219,6 +221,16 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     return next.done === true ? next : { value: [next.value], done: false };
   }
 
+  /**
+   * Hands events to `take` in the publisher's own call, while the consumer is waiting for the
+   * next one and nothing is held ahead of it; `take` returns false to decline one, which then
+   * comes through {@link next} as any other. The consumer's wait goes on: what `take` accepted
+   * is not in it. One synchronous path for a caught-up consumer, instead of a promise per event.
+   */
+  takeDirectly(take: (message: BusMessage) => boolean): void {
+    this.direct = take;
+  }
+
   /** Closes the stream (what `for await … break` and graphql-ws call). */
   return(): Promise<IteratorResult<BusMessage, undefined>> {
     this.close();
@@ -243,6 +255,13 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
   private deliver(subscription: Subscription, event: BusEvent): void {
     // A message the backend had in flight when the channel was removed or the stream ended.
     if (!subscription.active) return;
+    if (
+      this.direct !== null &&
+      this.waiters.length > 0 &&
+      this.direct({ channel: subscription.channel, event })
+    ) {
+      return;
+    }
     const waiter = this.waiters.shift();
     if (waiter !== undefined) {
       waiter.resolve({ value: { channel: subscription.channel, event }, done: false });
@@ -267,6 +286,7 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     if (this.ended) return;
     this.ended = true;
     this.failure = error;
+    this.direct = null;
     for (const subscription of this.subscriptions.values()) this.cancel(subscription);
     this.subscriptions.clear();
     // A failed stream drops its backlog: the client resumes from its cursor anyway, and the

@@ -94,6 +94,36 @@ describe('InProcessEventBus', () => {
     expect(numbers(await stream.nextBatch())).toBe('done');
   });
 
+  it('hands events to takeDirectly only while the consumer waits, and what it declines to next()', async () => {
+    const stream = bus.open(['a']);
+    const taken: unknown[] = [];
+    stream.takeDirectly((message) => {
+      if (message.event.n === 2) return false;
+      taken.push(message.event.n);
+      return true;
+    });
+    // Nobody waits yet: held, as before.
+    await bus.publish('a', { type: 'n', n: 0 });
+    expect(taken).toEqual([]);
+    expect((await nextMessage(stream)).event.n).toBe(0);
+    // The consumer waits: taken in the publisher's call, and the wait goes on.
+    const waiting = stream.next();
+    await bus.publish('a', { type: 'n', n: 1 });
+    expect(taken).toEqual([1]);
+    // Declined: it ends the wait. The next one finds nobody waiting, so it is held behind it.
+    await bus.publish('a', { type: 'n', n: 2 });
+    await bus.publish('a', { type: 'n', n: 3 });
+    expect(taken).toEqual([1]);
+    expect((await waiting).value?.event.n).toBe(2);
+    expect((await nextMessage(stream)).event.n).toBe(3);
+    // Once ended, nothing more is taken.
+    const last = stream.next();
+    stream.close();
+    await bus.publish('a', { type: 'n', n: 4 });
+    expect(taken).toEqual([1]);
+    expect(await last).toEqual({ value: undefined, done: true });
+  });
+
   it('adds and removes channels while open, dropping what was buffered for a removed one', async () => {
     const stream = bus.open(['a']);
     await bus.publish('a', { type: 'a1' });

@@ -9,7 +9,7 @@ import {
   ConversationRoleValue,
 } from '../conversations/conversation.model.js';
 import { deviceRevoked } from '../devices/devices.errors.js';
-import type { BusEvent } from '../events/event-bus.js';
+import type { BusEvent, BusMessage } from '../events/event-bus.js';
 import { EventBus } from '../events/event-bus.js';
 import { EventStreamError } from '../events/events.errors.js';
 import type { EventStream } from '../events/event-stream.js';
@@ -18,6 +18,7 @@ import { MessagesService } from '../messages/messages.service.js';
 import type { DeviceEvent } from './live-event.model.js';
 import { conversationChannel, deviceChannel, type LiveEvent } from './live-event.js';
 import { DEADLINE, OrderedDelivery, withDeadlines } from './ordered-delivery.js';
+import type { DirectSink } from './shared-subscribe.js';
 
 /**
  * An EventStreamError as the DomainError that the one error mapping keeps the code of (anything
@@ -114,6 +115,14 @@ class DeviceEvents implements AsyncIterableIterator<DeviceEvent, void> {
   }
 
   /**
+   * From now on, events that can go out at once on their own are written to `sink` in the
+   * publisher's call rather than handed over in steps (see {@link Steps.attach}).
+   */
+  attach(sink: DirectSink): void {
+    this.steps.attach(sink);
+  }
+
+  /**
    * Resolves once the bus stream ended (closed, or cut: SLOW_CONSUMER, EVENTS_UNAVAILABLE), so
    * that a consumer paused on a backed-up socket takes the error now rather than after it drains.
    */
@@ -147,6 +156,14 @@ interface Steps {
   return(): Promise<IteratorResult<DeviceEvent[], void>>;
   /** Ends the steps; rejects with `error` as clients are to see it. */
   throw(error: unknown): Promise<IteratorResult<DeviceEvent[], void>>;
+  /**
+   * While the steps wait for the bus with nothing of theirs in flight, a conversation's next
+   * entry, with nothing held before it, is routed and written to `sink` in the publisher's call:
+   * the fan-out to caught-up subscribers is then one synchronous loop. Anything else (a commit,
+   * a join, a gap, a backed-up socket) still comes in steps, and so does everything after it
+   * until the steps wait again: order holds.
+   */
+  attach(sink: DirectSink): void;
 }
 
 /** One live stream's state, as its steps share it. */
@@ -247,6 +264,21 @@ export class LiveService {
     );
     let subscribed = false;
     let ended = false;
+    // True while step() waits for the bus: nothing of the steps is in flight then.
+    let idle = false;
+    let sink: DirectSink | undefined;
+    const direct = (message: BusMessage): boolean => {
+      if (!idle || ended || sink === undefined || !sink.ready()) return false;
+      const live = asLiveEvent(message.event);
+      if (live.type !== 'message' || !order.isNext(live.conversationId, BigInt(live.seq))) {
+        return false;
+      }
+      const out: DeviceEvent[] = [];
+      // Synchronous for a message: only joining a conversation waits.
+      void this.route(follower, message.event, out);
+      sink.write(out);
+      return true;
+    };
     // An error met after events that were ready before it: they go out first, it comes next.
     let failure: { error: unknown } | undefined;
     const end = () => {
@@ -255,7 +287,13 @@ export class LiveService {
     };
     const step = async (): Promise<DeviceEvent[] | undefined> => {
       for (;;) {
-        const next = await batches.next();
+        idle = true;
+        let next: IteratorResult<readonly BusMessage[] | typeof DEADLINE, void>;
+        try {
+          next = await batches.next();
+        } finally {
+          idle = false;
+        }
         if (next.done === true) return undefined;
         const out: DeviceEvent[] = [];
         try {
@@ -306,6 +344,10 @@ export class LiveService {
       return: () => {
         end();
         return Promise.resolve(done);
+      },
+      attach: (to) => {
+        sink = to;
+        stream.takeDirectly(direct);
       },
       throw: (error) => {
         end();

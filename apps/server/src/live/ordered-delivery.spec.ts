@@ -29,6 +29,20 @@ describe('OrderedDelivery', () => {
     expect(order.deadline()).toBeUndefined();
   });
 
+  it('says whether an entry would go out at once, on its own', () => {
+    const { order } = ordered();
+    expect(order.isNext('c', 1n)).toBe(false);
+    order.track('c', 5n);
+    expect(order.isNext('c', 6n)).toBe(true);
+    expect(order.isNext('c', 7n)).toBe(false);
+    expect(order.isNext('c', 5n)).toBe(false);
+    expect(order.accept('c', entry(7))).toEqual([]);
+    // 6 would release 7 with it: not on its own.
+    expect(order.isNext('c', 6n)).toBe(false);
+    expect(order.accept('c', entry(6))).toEqual(['e6', 'e7']);
+    expect(order.isNext('c', 8n)).toBe(true);
+  });
+
   it('holds an early entry until the missing one arrives, then releases both in order', () => {
     const { order } = ordered();
     order.track('c', 0n);

@@ -93,6 +93,15 @@ export class OrderedDelivery<E> {
     return this.tracks.has(conversationId);
   }
 
+  /**
+   * Whether an entry at `seq` would go out at once, on its own: the conversation is followed,
+   * nothing of it is held, and `seq` follows the last delivered.
+   */
+  isNext(conversationId: string, seq: bigint): boolean {
+    const track = this.tracks.get(conversationId);
+    return track !== undefined && track.held.size === 0 && seq === track.last + 1n;
+  }
+
   /** Entries held, over all conversations. */
   get held(): number {
     return this.heldCount;

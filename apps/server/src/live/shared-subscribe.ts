@@ -62,6 +62,14 @@ export function sharedSubscribe(
   };
 }
 
+/** Where a source that can hand events over in the publisher's call (LiveService's) writes. */
+export interface DirectSink {
+  /** Whether events may be written now: the pump is waiting for events, its socket not full. */
+  ready(): boolean;
+  /** Writes the events at once, in order. */
+  write(events: readonly unknown[]): void;
+}
+
 /** The end of every `next` message, after its payload. */
 const CLOSING_BRACE = Buffer.from('}');
 
@@ -81,6 +89,8 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
   private readonly head: Buffer;
   private started = false;
   private stopped = false;
+  /** True while run() waits for the source's next events. */
+  private waiting = false;
   private readonly finished: Promise<IteratorResult<ExecutionResult>>;
   private settle!: (result: IteratorResult<ExecutionResult>) => void;
   private fail!: (error: unknown) => void;
@@ -147,8 +157,43 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
     return this.stopped;
   }
 
+  /** Writes each event as a `next` message, without waiting. */
+  private write(events: readonly unknown[]): void {
+    for (const event of events) {
+      writeMessage(this.target.socket, [this.head, this.render(event), CLOSING_BRACE]);
+    }
+  }
+
+  /**
+   * Lets the source write events in the publisher's call while this pump waits for them and the
+   * socket is below the high-water mark (LiveService's streams can; see Steps.attach).
+   */
+  private attach(): void {
+    const source = this.source as Partial<{ attach(sink: DirectSink): void }>;
+    if (typeof source.attach !== 'function') return;
+    const { socket } = this.target;
+    source.attach({
+      ready: () =>
+        this.waiting &&
+        !this.ended() &&
+        socket.readyState === socket.OPEN &&
+        socket.bufferedAmount <= this.highWaterBytes,
+      write: (events) => {
+        try {
+          this.write(events);
+        } catch (error) {
+          // As in run(): the subscription ends with the error, and the stream with it.
+          this.stopped = true;
+          this.fail(error);
+          void this.source.return?.();
+        }
+      },
+    });
+  }
+
   private async run(): Promise<void> {
     const { socket } = this.target;
+    this.attach();
     try {
       for (;;) {
         if (socket.bufferedAmount > this.highWaterBytes) {
@@ -157,12 +202,16 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
           await drained(socket, this.highWaterBytes, this.whenEnded());
         }
         if (this.ended()) break;
-        const next = await this.take();
+        this.waiting = true;
+        let next: IteratorResult<readonly unknown[], unknown>;
+        try {
+          next = await this.take();
+        } finally {
+          this.waiting = false;
+        }
         // return() may have come while the events were awaited: then they are not written.
         if (next.done === true || this.ended()) break;
-        for (const event of next.value) {
-          writeMessage(socket, [this.head, this.render(event), CLOSING_BRACE]);
-        }
+        this.write(next.value);
       }
       this.settle({ value: undefined, done: true });
     } catch (error) {
