@@ -3,11 +3,10 @@ import { b64, dataOf } from './support/graphql.js';
 import {
   type CommitBundle,
   MlsMember,
-  type MlsGroup,
   flipCommitSignature,
   flipConfirmationTag,
 } from '@parley/mls-member';
-import { ParleyDevice } from './support/parley-client.js';
+import { buildGroup, type GroupMember as Member, ParleyDevice } from './support/parley-client.js';
 import {
   type GraphqlResponse,
   describeE2E,
@@ -34,12 +33,6 @@ interface CommitResult {
   removedDeviceIds: string[];
 }
 
-interface Member {
-  device: ParleyDevice;
-  group: MlsGroup;
-  cursor: number;
-}
-
 /** Submits a bundle and returns the whole CommitResult (or the errors). */
 function submit(
   device: ParleyDevice,
@@ -59,22 +52,6 @@ function refusal(response: GraphqlResponse<unknown>): string {
   const code = extensions?.code;
   const reason = extensions?.reason;
   return `${typeof code === 'string' ? code : '?'}/${typeof reason === 'string' ? reason : '-'}`;
-}
-
-async function buildGroup(app: TestApp, size: number) {
-  const devices = await Promise.all(Array.from({ length: size }, () => ParleyDevice.create(app)));
-  const [creator, ...others] = devices as [ParleyDevice, ...ParleyDevice[]];
-  await Promise.all(others.map((device) => device.uploadKeyPackages(2)));
-  const { conversationId, group } = await creator.createConversation();
-  const members: Member[] = [{ device: creator, group, cursor: 1 }];
-  const bundle = await group.addMembers(await creator.claim(others.map((d) => d.userId)));
-  dataOf(await submit(creator, conversationId, bundle));
-  group.confirmCommit();
-  for (const device of others) {
-    const joined = await device.joinFromWelcome();
-    members.push({ device, group: joined.group, cursor: joined.commitSeq });
-  }
-  return { conversationId, members };
 }
 
 async function view(member: Member, conversationId: string) {

@@ -3,45 +3,13 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RetentionService } from '../apps/server/src/messages/retention.service.js';
 import { b64, dataOf, errorCodeOf } from './support/graphql.js';
-import type { CommitBundle, MlsGroup } from '@parley/mls-member';
-import { ParleyDevice } from './support/parley-client.js';
+import type { CommitBundle } from '@parley/mls-member';
+import { buildGroup, type GroupMember as Member, ParleyDevice } from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
 const CONVERSATION = `query ($deviceId: ID!, $conversationId: ID!) {
   conversation(deviceId: $deviceId, conversationId: $conversationId) { epoch lastSeq ackedSeq members { deviceId leafIndex } }
 }`;
-
-interface Member {
-  device: ParleyDevice;
-  group: MlsGroup;
-  cursor: number;
-}
-
-/** Builds a group: the first device creates it and adds the others through claimed key packages. */
-async function buildGroup(
-  app: TestApp,
-  size: number,
-): Promise<{ conversationId: string; members: Member[] }> {
-  const devices = await Promise.all(Array.from({ length: size }, () => ParleyDevice.create(app)));
-  const [creator, ...others] = devices as [ParleyDevice, ...ParleyDevice[]];
-  await Promise.all(others.map((device) => device.uploadKeyPackages(2)));
-  const { conversationId, group } = await creator.createConversation();
-  const keyPackages =
-    others.length === 0 ? [] : await creator.claim(others.map((device) => device.userId));
-  const members: Member[] = [{ device: creator, group, cursor: 0 }];
-  if (others.length > 0) {
-    const bundle = await group.addMembers(keyPackages);
-    dataOf(await creator.submit(conversationId, bundle));
-    group.confirmCommit();
-    members[0] = { device: creator, group, cursor: 1 };
-    for (const device of others) {
-      const joined = await device.joinFromWelcome();
-      expect(joined.conversationId).toBe(conversationId);
-      members.push({ device, group: joined.group, cursor: joined.commitSeq });
-    }
-  }
-  return { conversationId, members };
-}
 
 describeE2E('conversations', () => {
   let app: TestApp;

@@ -2,11 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
-import type { MlsGroup } from '@parley/mls-member';
 import { EventStream } from '../apps/server/src/events/event-stream.js';
 import { SharedExecution } from '../apps/server/src/live/shared-execution.js';
-import { dataOf } from './support/graphql.js';
-import { EVENTS_SUBSCRIPTION, ParleyDevice } from './support/parley-client.js';
+import {
+  buildGroup,
+  EVENTS_SUBSCRIPTION,
+  type GroupMember as Member,
+  ParleyDevice,
+} from './support/parley-client.js';
 import { describeE2E, startTestApp, type TestApp } from './support/test-app.js';
 
 /** One graphql-transport-ws message as it came over the wire. */
@@ -106,30 +109,6 @@ function seqOf(frame: Frame): number {
 
 /** The server's PARLEY_LIVE_MAX_LAG_MS in this suite. */
 const LAG_MS = 1500;
-
-interface Member {
-  device: ParleyDevice;
-  group: MlsGroup;
-}
-
-/** A group built by its first device, adding the others through claimed key packages. */
-async function buildGroup(
-  app: TestApp,
-  size: number,
-): Promise<{ conversationId: string; members: Member[] }> {
-  const devices = await Promise.all(Array.from({ length: size }, () => ParleyDevice.create(app)));
-  const [creator, ...others] = devices as [ParleyDevice, ...ParleyDevice[]];
-  await Promise.all(others.map((device) => device.uploadKeyPackages(1)));
-  const { conversationId, group } = await creator.createConversation();
-  const bundle = await group.addMembers(await creator.claim(others.map((d) => d.userId)));
-  dataOf(await creator.submit(conversationId, bundle));
-  group.confirmCommit();
-  const members: Member[] = [{ device: creator, group }];
-  for (const device of others) {
-    members.push({ device, group: (await device.joinFromWelcome()).group });
-  }
-  return { conversationId, members };
-}
 
 describeE2E('fan-out of live events', () => {
   let app: TestApp;

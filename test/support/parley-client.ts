@@ -374,3 +374,39 @@ export class ParleyDevice implements TestDevice {
     return subscription;
   }
 }
+
+/** A device of a group made by {@link buildGroup}. */
+export interface GroupMember {
+  device: ParleyDevice;
+  group: MlsGroup;
+  /** The seq of the commit that added it (0 for the creator of a group of one). */
+  cursor: number;
+}
+
+/**
+ * A group of `size` new users' devices: the first creates it and adds the others in one commit,
+ * through key packages it claims (each keeps a spare); they join from their Welcomes.
+ */
+export async function buildGroup(
+  app: GraphqlEndpoint,
+  size: number,
+): Promise<{ conversationId: string; members: GroupMember[] }> {
+  const devices = await Promise.all(Array.from({ length: size }, () => ParleyDevice.create(app)));
+  const [creator, ...others] = devices as [ParleyDevice, ...ParleyDevice[]];
+  await Promise.all(others.map((device) => device.uploadKeyPackages(2)));
+  const { conversationId, group } = await creator.createConversation();
+  const members: GroupMember[] = [{ device: creator, group, cursor: 0 }];
+  if (others.length === 0) return { conversationId, members };
+  const bundle = await group.addMembers(await creator.claim(others.map((d) => d.userId)));
+  const { submitCommitBundle } = dataOf(await creator.submit(conversationId, bundle));
+  group.confirmCommit();
+  members[0] = { device: creator, group, cursor: submitCommitBundle.seq };
+  for (const device of others) {
+    const joined = await device.joinFromWelcome();
+    if (joined.conversationId !== conversationId) {
+      throw new Error(`${device.deviceId} was welcomed to another conversation`);
+    }
+    members.push({ device, group: joined.group, cursor: joined.commitSeq });
+  }
+  return { conversationId, members };
+}
