@@ -270,12 +270,18 @@ export class LiveService {
     const direct = (message: BusMessage): boolean => {
       if (!idle || ended || sink === undefined || !sink.ready()) return false;
       const live = asLiveEvent(message.event);
-      if (live.type !== 'message' || !order.isNext(live.conversationId, BigInt(live.seq))) {
+      if (live.type !== 'message') return false;
+      let out: DeviceEvent[];
+      try {
+        if (!order.isNext(live.conversationId, BigInt(live.seq))) return false;
+        out = [];
+        // Synchronous for a message: only joining a conversation waits.
+        void this.route(follower, message.event, out);
+      } catch {
+        // Not in the publisher's call: the event goes through the steps, which end the stream
+        // with whatever it was.
         return false;
       }
-      const out: DeviceEvent[] = [];
-      // Synchronous for a message: only joining a conversation waits.
-      void this.route(follower, message.event, out);
       sink.write(out);
       return true;
     };
