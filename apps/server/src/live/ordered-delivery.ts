@@ -99,7 +99,7 @@ export class OrderedDelivery<E> {
    */
   isNext(conversationId: string, seq: bigint): boolean {
     const track = this.tracks.get(conversationId);
-    return track !== undefined && track.held.size === 0 && seq === track.last + 1n;
+    return track !== undefined && goesOutAlone(track, seq);
   }
 
   /** Entries held, over all conversations. */
@@ -121,7 +121,7 @@ export class OrderedDelivery<E> {
       // (a roster change) is not in the log, so it is better late than never.
       return item.follower ? [item.event] : [];
     }
-    if (!item.follower && track.held.size === 0 && item.seq === track.last + 1n) {
+    if (!item.follower && goesOutAlone(track, item.seq)) {
       // The common case, per subscriber per event: the next entry, with nothing held.
       track.last = item.seq;
       return [item.event];
@@ -233,6 +233,11 @@ export class OrderedDelivery<E> {
     if (track.held.size === 0) track.waitingSince = undefined;
     else track.waitingSince ??= this.now();
   }
+}
+
+/** Whether an entry at `seq` follows the last delivered with nothing held: it goes out alone. */
+function goesOutAlone<E>(track: Track<E>, seq: bigint): boolean {
+  return track.held.size === 0 && seq === track.last + 1n;
 }
 
 function countHeld<E>(track: Track<E>): number {
