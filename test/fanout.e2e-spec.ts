@@ -133,7 +133,7 @@ describeE2E('fan-out of live events', () => {
 
     // Every frame below comes from the shared execution (the server's wiring hands it each
     // subscription's socket), which runs the selection once per event for all three.
-    const rendered = vi.spyOn(SharedExecution.prototype, 'render');
+    const rendered = vi.spyOn(SharedExecution.prototype, 'messageTail');
     const executed = vi.spyOn(
       SharedExecution.prototype as unknown as { serialise(result: unknown): string },
       'serialise',

@@ -58,6 +58,13 @@ interface Waiter {
 const noop = (): void => undefined;
 
 /**
+ * Takes an event in the publisher's call, or declines it (false): see
+ * {@link EventStream.takeDirectly}. Two arguments, not a message object: it runs once per
+ * subscriber per event.
+ */
+export type DirectTake = (event: BusEvent, channel: string) => boolean;
+
+/**
  * The live events of a changing set of channels for one consumer, created by
  * {@link EventBus.open}. Events of one channel come in publish order; nothing is replayed.
  */
@@ -74,7 +81,7 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
   /** Settles when the stream ends; made on first ask. */
   private endedSignal: { promise: Promise<void>; resolve: () => void } | null = null;
   /** Takes an event in the publisher's call, or declines it (see {@link takeDirectly}). */
-  private direct: ((message: BusMessage) => boolean) | null = null;
+  private direct: DirectTake | null = null;
 
   constructor(
     private readonly port: StreamPort,
@@ -227,7 +234,7 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
    * comes through {@link next} as any other. The consumer's wait goes on: what `take` accepted
    * is not in it. One synchronous path for a caught-up consumer, instead of a promise per event.
    */
-  takeDirectly(take: (message: BusMessage) => boolean): void {
+  takeDirectly(take: DirectTake): void {
     this.direct = take;
   }
 
@@ -258,7 +265,7 @@ export class EventStream implements AsyncIterableIterator<BusMessage, undefined>
     if (
       this.direct !== null &&
       this.waiters.length > 0 &&
-      this.direct({ channel: subscription.channel, event })
+      this.direct(event, subscription.channel)
     ) {
       return;
     }

@@ -97,9 +97,9 @@ describe('InProcessEventBus', () => {
   it('hands events to takeDirectly only while the consumer waits, and what it declines to next()', async () => {
     const stream = bus.open(['a']);
     const taken: unknown[] = [];
-    stream.takeDirectly((message) => {
-      if (message.event.n === 2) return false;
-      taken.push(message.event.n);
+    stream.takeDirectly((event, channel) => {
+      if (event.n === 2) return false;
+      taken.push(`${channel}:${String(event.n)}`);
       return true;
     });
     // Nobody waits yet: held, as before.
@@ -109,18 +109,18 @@ describe('InProcessEventBus', () => {
     // The consumer waits: taken in the publisher's call, and the wait goes on.
     const waiting = stream.next();
     await bus.publish('a', { type: 'n', n: 1 });
-    expect(taken).toEqual([1]);
+    expect(taken).toEqual(['a:1']);
     // Declined: it ends the wait. The next one finds nobody waiting, so it is held behind it.
     await bus.publish('a', { type: 'n', n: 2 });
     await bus.publish('a', { type: 'n', n: 3 });
-    expect(taken).toEqual([1]);
+    expect(taken).toEqual(['a:1']);
     expect((await waiting).value?.event.n).toBe(2);
     expect((await nextMessage(stream)).event.n).toBe(3);
     // Once ended, nothing more is taken.
     const last = stream.next();
     stream.close();
     await bus.publish('a', { type: 'n', n: 4 });
-    expect(taken).toEqual([1]);
+    expect(taken).toEqual(['a:1']);
     expect(await last).toEqual({ value: undefined, done: true });
   });
 

@@ -16,7 +16,12 @@ import type { EventStream } from '../events/event-stream.js';
 import { LogEntryKindValue } from '../messages/message.model.js';
 import { MessagesService } from '../messages/messages.service.js';
 import type { DeviceEvent } from './live-event.model.js';
-import { conversationChannel, deviceChannel, type LiveEvent } from './live-event.js';
+import {
+  conversationChannel,
+  deviceChannel,
+  type LiveEvent,
+  type MessageLiveEvent,
+} from './live-event.js';
 import { DEADLINE, OrderedDelivery, withDeadlines } from './ordered-delivery.js';
 import type { DirectSink } from './shared-subscribe.js';
 
@@ -59,6 +64,43 @@ function shared(event: BusEvent, build: () => DeviceEvent): DeviceEvent {
     built.set(event, deviceEvent);
   }
   return deviceEvent;
+}
+
+/** A log entry's device event, with the `seq` it is ordered by. */
+interface SharedEntry {
+  readonly seq: bigint;
+  readonly event: DeviceEvent;
+}
+
+const entries = new WeakMap<BusEvent, SharedEntry>();
+
+/**
+ * A message event's device event and `seq`, built once for every stream that receives it (as
+ * {@link shared} does for other events): per subscriber, the fan-out then makes no object and
+ * parses no number.
+ */
+function sharedEntry(event: BusEvent, live: MessageLiveEvent): SharedEntry {
+  let entry = entries.get(event);
+  if (entry === undefined) {
+    entry = {
+      seq: BigInt(live.seq),
+      event: {
+        entry: {
+          conversationId: live.conversationId,
+          seq: live.seq,
+          kind: LogEntryKindValue[live.kind],
+          epoch: live.epoch,
+          senderDeviceId: live.senderDeviceId,
+          createdAt: live.createdAt,
+          message: Buffer.from(live.data, 'base64'),
+          expiresAt: live.expiresAt,
+          timerSeconds: live.timerSeconds,
+        },
+      },
+    };
+    entries.set(event, entry);
+  }
+  return entry;
 }
 
 /**
@@ -267,22 +309,21 @@ export class LiveService {
     // True while step() waits for the bus: nothing of the steps is in flight then.
     let idle = false;
     let sink: DirectSink | undefined;
-    const direct = (message: BusMessage): boolean => {
+    const direct = (event: BusEvent): boolean => {
       if (!idle || ended || sink === undefined || !sink.ready()) return false;
-      const live = asLiveEvent(message.event);
+      const live = asLiveEvent(event);
+      // Only a log entry: anything else may change what the stream follows.
       if (live.type !== 'message') return false;
-      let out: DeviceEvent[];
+      let entry: SharedEntry;
       try {
-        if (!order.isNext(live.conversationId, BigInt(live.seq))) return false;
-        out = [];
-        // Synchronous for a message: only joining a conversation waits.
-        void this.route(follower, message.event, out);
+        entry = sharedEntry(event, live);
       } catch {
         // Not in the publisher's call: the event goes through the steps, which end the stream
         // with whatever it was.
         return false;
       }
-      sink.write(out);
+      if (!order.takeNext(live.conversationId, entry.seq)) return false;
+      sink.write(deliverable(entry.event));
       return true;
     };
     // An error met after events that were ready before it: they go out first, it comes next.
@@ -376,20 +417,7 @@ export class LiveService {
     const live = asLiveEvent(event);
     switch (live.type) {
       case 'message': {
-        const entry = shared(event, () => ({
-          entry: {
-            conversationId: live.conversationId,
-            seq: live.seq,
-            kind: LogEntryKindValue[live.kind],
-            epoch: live.epoch,
-            senderDeviceId: live.senderDeviceId,
-            createdAt: live.createdAt,
-            message: Buffer.from(live.data, 'base64'),
-            expiresAt: live.expiresAt,
-            timerSeconds: live.timerSeconds,
-          },
-        }));
-        const seq = BigInt(live.seq);
+        const { seq, event: entry } = sharedEntry(event, live);
         const ready = order.accept(live.conversationId, { seq, follower: false, event: entry });
         this.inOrder(follower, live.conversationId, ready, out);
         return undefined;

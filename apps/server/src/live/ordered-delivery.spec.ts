@@ -29,18 +29,21 @@ describe('OrderedDelivery', () => {
     expect(order.deadline()).toBeUndefined();
   });
 
-  it('says whether an entry would go out at once, on its own', () => {
+  it('takes an entry at once only when it goes out on its own', () => {
     const { order } = ordered();
-    expect(order.isNext('c', 1n)).toBe(false);
+    expect(order.takeNext('c', 1n)).toBe(false);
     order.track('c', 5n);
-    expect(order.isNext('c', 6n)).toBe(true);
-    expect(order.isNext('c', 7n)).toBe(false);
-    expect(order.isNext('c', 5n)).toBe(false);
-    expect(order.accept('c', entry(7))).toEqual([]);
-    // 6 would release 7 with it: not on its own.
-    expect(order.isNext('c', 6n)).toBe(false);
-    expect(order.accept('c', entry(6))).toEqual(['e6', 'e7']);
-    expect(order.isNext('c', 8n)).toBe(true);
+    expect(order.takeNext('c', 7n)).toBe(false);
+    expect(order.takeNext('c', 5n)).toBe(false);
+    expect(order.takeNext('c', 6n)).toBe(true);
+    // Taken: delivered as accept would have, so it is not delivered again.
+    expect(order.accept('c', entry(6))).toEqual([]);
+    expect(order.accept('c', entry(8))).toEqual([]);
+    // 7 would release 8 with it: not on its own, and nothing changed.
+    expect(order.takeNext('c', 7n)).toBe(false);
+    expect(order.accept('c', entry(7))).toEqual(['e7', 'e8']);
+    expect(order.takeNext('c', 9n)).toBe(true);
+    expect(order.takeNext('c', 9n)).toBe(false);
   });
 
   it('holds an early entry until the missing one arrives, then releases both in order', () => {

@@ -94,12 +94,16 @@ export class OrderedDelivery<E> {
   }
 
   /**
-   * Whether an entry at `seq` would go out at once, on its own: the conversation is followed,
-   * nothing of it is held, and `seq` follows the last delivered.
+   * Delivers an entry at `seq` if it goes out at once, on its own: the conversation is followed,
+   * nothing of it is held, and `seq` follows the last delivered. False, and nothing changed,
+   * otherwise. {@link accept}'s common case without an event or an array: the caught-up
+   * fan-out asks it once per subscriber per message.
    */
-  isNext(conversationId: string, seq: bigint): boolean {
+  takeNext(conversationId: string, seq: bigint): boolean {
     const track = this.tracks.get(conversationId);
-    return track !== undefined && goesOutAlone(track, seq);
+    if (track === undefined || !goesOutAlone(track, seq)) return false;
+    track.last = seq;
+    return true;
   }
 
   /** Entries held, over all conversations. */

@@ -171,24 +171,27 @@ describe('SharedExecution', () => {
     const second = subscriber('device-2');
     const event = { entry: { seq: '7', data: 'AAEC' } };
 
-    const bytes = shared.render(first.key, first.args, event);
+    const bytes = shared.messageTail(first.key, first.args, event);
     // The very same bytes for the second subscriber: executed and encoded once.
-    expect(shared.render(second.key, second.args, event)).toBe(bytes);
-    const one = bytes.toString();
+    expect(shared.messageTail(second.key, second.args, event)).toBe(bytes);
+    // The payload, then the closing brace of the `next` message it ends.
+    const tail = bytes.toString();
+    expect(tail.endsWith('}}')).toBe(true);
+    const one = tail.slice(0, -1);
     expect(executions).toBe(1);
     expect(JSON.parse(one)).toEqual({
       data: { events: { __typename: 'EntryEvent', entry: { seq: '7', data: 'AAEC' } } },
     });
     // A frame as graphql-ws writes it, byte for byte: {"id","type","payload"} in that order.
     const id = 'f0e1"d2';
-    const frame = `{"id":${JSON.stringify(id)},"type":"next","payload":${one}}`;
+    const frame = `{"id":${JSON.stringify(id)},"type":"next","payload":${tail}`;
     expect(frame).toBe(JSON.stringify({ id, type: 'next', payload: JSON.parse(one) as unknown }));
 
     // Another event is executed again; so is the same event under another key.
-    shared.render(first.key, first.args, { entry: { seq: '8', data: '' } });
+    shared.messageTail(first.key, first.args, { entry: { seq: '8', data: '' } });
     expect(executions).toBe(2);
     const otherQuery = query.replace('data }', 'data seq }');
-    shared.render(sharingKey(otherQuery, op, 'Live', {}), first.args, event);
+    shared.messageTail(sharingKey(otherQuery, op, 'Live', {}), first.args, event);
     expect(executions).toBe(3);
   });
 
@@ -202,14 +205,14 @@ describe('SharedExecution', () => {
       errors.map((error) => ({ message: `mapped ${error.message}` })),
     );
     const document = parse(query);
-    const payload = shared.render(
+    const payload = shared.messageTail(
       'k',
       { schema, document, variableValues: { deviceId: 'a' } },
       {
         entry: { seq: '1', data: 'x' },
       },
     );
-    expect(JSON.parse(payload.toString())).toEqual({
+    expect(JSON.parse(payload.toString().slice(0, -1))).toEqual({
       errors: [{ message: 'mapped boom' }],
       data: { events: { __typename: 'EntryEvent', entry: { seq: '1', data: null } } },
     });

@@ -128,12 +128,13 @@ export class SharedExecution {
   }
 
   /**
-   * The serialised payload (`{"data":…}`, errors mapped) for `event` under `args`, as the UTF-8
-   * bytes every subscriber's socket is given (encoded once, not once per socket). Resolvers of
-   * the event types are synchronous property reads (see {@link assertSharedExecutable}), so
-   * execution completes at once.
+   * What every subscriber's `next` message for `event` under `args` ends with, after its own
+   * `{"id":…,"type":"next","payload":`: the serialised payload (`{"data":…}`, errors mapped)
+   * and the message's closing brace, as UTF-8 bytes every subscriber's socket is given (encoded
+   * once, not once per socket). Resolvers of the event types are synchronous property reads
+   * (see {@link assertSharedExecutable}), so execution completes at once.
    */
-  render(key: string, args: ExecutionArgs, event: object): Buffer {
+  messageTail(key: string, args: ExecutionArgs, event: object): Buffer {
     let byKey = this.payloads.get(event);
     const cached = byKey?.get(key);
     if (cached !== undefined) return cached;
@@ -141,7 +142,7 @@ export class SharedExecution {
     if (result instanceof Promise) {
       throw new Error(`The ${EVENTS_FIELD} selection did not complete synchronously`);
     }
-    const payload = Buffer.from(this.serialise(result));
+    const payload = Buffer.from(`${this.serialise(result)}}`);
     if (byKey === undefined) {
       byKey = new Map();
       this.payloads.set(event, byKey);

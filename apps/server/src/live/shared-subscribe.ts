@@ -56,7 +56,7 @@ export function sharedSubscribe(
     return new EventsPump(
       source[Symbol.asyncIterator](),
       target,
-      (event) => shared.render(key, args, event as object),
+      (event) => shared.messageTail(key, args, event as object),
       highWaterBytes,
     );
   };
@@ -66,12 +66,9 @@ export function sharedSubscribe(
 export interface DirectSink {
   /** Whether events may be written now: the pump is waiting for events, its socket not full. */
   ready(): boolean;
-  /** Writes the events at once, in order. */
-  write(events: readonly unknown[]): void;
+  /** Writes the event at once. */
+  write(event: unknown): void;
 }
-
-/** The end of every `next` message, after its payload. */
-const CLOSING_BRACE = Buffer.from('}');
 
 /**
  * One subscriber's delivery: takes its events in order (all that are ready at once) and writes
@@ -98,6 +95,7 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
   constructor(
     private readonly source: AsyncIterator<unknown>,
     private readonly target: LiveTarget,
+    /** An event's shared bytes, after this subscription's own {@link head}. */
     private readonly render: (event: unknown) => Buffer,
     private readonly highWaterBytes: number,
   ) {
@@ -157,11 +155,9 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
     return this.stopped;
   }
 
-  /** Writes each event as a `next` message, without waiting. */
-  private write(events: readonly unknown[]): void {
-    for (const event of events) {
-      writeMessage(this.target.socket, [this.head, this.render(event), CLOSING_BRACE]);
-    }
+  /** Writes the event as a `next` message, without waiting. */
+  private write(event: unknown): void {
+    writeMessage(this.target.socket, this.head, this.render(event));
   }
 
   /**
@@ -178,9 +174,9 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
         !this.ended() &&
         socket.readyState === socket.OPEN &&
         socket.bufferedAmount <= this.highWaterBytes,
-      write: (events) => {
+      write: (event) => {
         try {
-          this.write(events);
+          this.write(event);
         } catch (error) {
           // As in run(): the subscription ends with the error, and the stream with it.
           this.stopped = true;
@@ -211,7 +207,7 @@ export class EventsPump implements AsyncIterableIterator<ExecutionResult> {
         }
         // return() may have come while the events were awaited: then they are not written.
         if (next.done === true || this.ended()) break;
-        this.write(next.value);
+        for (const event of next.value) this.write(event);
       }
       this.settle({ value: undefined, done: true });
     } catch (error) {

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { writeMessage } from './socket-writer.js';
@@ -38,11 +38,10 @@ async function until(condition: () => boolean): Promise<void> {
   }
 }
 
-const message = (size: number): { parts: Buffer[]; text: string } => {
+const message = (size: number): { head: Buffer; body: Buffer; text: string } => {
   const head = Buffer.from('{"id":"é-1","payload":');
-  const body = Buffer.from('x'.repeat(Math.max(0, size - head.length - 1)));
-  const parts = [head, body, Buffer.from('}')];
-  return { parts, text: Buffer.concat(parts).toString('utf8') };
+  const body = Buffer.from(`${'x'.repeat(Math.max(0, size - head.length - 1))}}`);
+  return { head, body, text: Buffer.concat([head, body]).toString('utf8') };
 };
 
 describe('writeMessage', () => {
@@ -62,21 +61,36 @@ describe('writeMessage', () => {
     // Written to the TCP socket directly, not through ws's send().
     const send = vi.spyOn(pair.serverSide, 'send');
     const sent = sizes.map(message);
-    for (const { parts } of sent) {
-      expect(writeMessage(pair.serverSide, parts)).toBe(true);
+    for (const { head, body } of sent) {
+      expect(writeMessage(pair.serverSide, head, body)).toBe(true);
     }
     await until(() => pair.received.length === sent.length);
     expect(pair.received).toEqual(sent.map(({ text }) => text));
     expect(send).not.toHaveBeenCalled();
   });
 
+  it('queues two writes per message: the frame header with the head, then the shared body', async () => {
+    const pair = await connectedPair();
+    close = pair.close;
+    const tcp = (pair.serverSide as unknown as { _socket: Socket })._socket;
+    const write = vi.spyOn(tcp, 'write');
+    const { head, body, text } = message(300);
+    writeMessage(pair.serverSide, head, body);
+    // Each write is an entry in the corked socket's queue, once per subscriber per event.
+    expect(write).toHaveBeenCalledTimes(2);
+    // The body is handed over as it is, never copied per socket.
+    expect(write.mock.calls[1]?.[0]).toBe(body);
+    await until(() => pair.received.length === 1);
+    expect(pair.received).toEqual([text]);
+  });
+
   it('keeps order with what ws itself sends on the same socket (graphql-ws’s own messages)', async () => {
     const pair = await connectedPair();
     close = pair.close;
     const socket = pair.serverSide;
-    writeMessage(socket, message(40).parts);
+    writeMessage(socket, message(40).head, message(40).body);
     pair.serverSide.send('{"type":"ping"}');
-    writeMessage(socket, message(300).parts);
+    writeMessage(socket, message(300).head, message(300).body);
     await until(() => pair.received.length === 3);
     expect(pair.received).toEqual([message(40).text, '{"type":"ping"}', message(300).text]);
   });
@@ -87,16 +101,16 @@ describe('writeMessage', () => {
     expect(pair.serverSide.extensions).toContain('permessage-deflate');
     const send = vi.spyOn(pair.serverSide, 'send');
     const sent = [126, 70_000].map(message);
-    for (const { parts } of sent) writeMessage(pair.serverSide, parts);
+    for (const { head, body } of sent) writeMessage(pair.serverSide, head, body);
     await until(() => pair.received.length === sent.length);
     expect(pair.received).toEqual(sent.map(({ text }) => text));
-    expect(send).toHaveBeenCalledTimes(6);
+    expect(send).toHaveBeenCalledTimes(4);
   });
 
   it('drops the message once the socket is closed', async () => {
     const pair = await connectedPair();
     close = pair.close;
     pair.serverSide.terminate();
-    expect(writeMessage(pair.serverSide, message(40).parts)).toBe(false);
+    expect(writeMessage(pair.serverSide, message(40).head, message(40).body)).toBe(false);
   });
 });

@@ -52,14 +52,14 @@ function framingOf(socket: FrameSocket): Framing {
   return framing;
 }
 
-const TEXT_FRAGMENT = { binary: false, fin: false };
+const FIRST_FRAGMENT = { binary: false, fin: false };
 const LAST_FRAGMENT = { binary: false, fin: true };
 // RFC 6455 §5.2: FIN set, opcode 1 (text). A server's frames are not masked.
 const FIN_TEXT = 0x81;
 
 /**
  * One unmasked text frame's header, followed by `head` in the same buffer: the frame's length
- * in 7, 7+16 or 7+64 bits (RFC 6455 §5.2), for a payload of `length` bytes that starts with
+ * in 7, 7+16 or 7+64 bits (RFC 6455 §5.2), for a message of `length` bytes that starts with
  * `head`.
  */
 function frameStart(length: number, head: Buffer): Buffer {
@@ -80,20 +80,20 @@ function frameStart(length: number, head: Buffer): Buffer {
 }
 
 /**
- * Writes one text message made of `parts` (at least one) without waiting for it to be flushed,
- * corking the socket until the end of the tick (process.nextTick runs once the current chain of
- * microtasks is done). A part shared by many sockets — an event's serialised payload — is handed
- * to each as the same bytes, never copied or re-encoded per socket. False when the socket is no
- * longer open (the message is dropped: its subscription ends with the socket).
+ * Writes one text message, `head` then `body`, without waiting for it to be flushed, corking the
+ * socket until the end of the tick (process.nextTick runs once the current chain of microtasks
+ * is done). The body, shared by many sockets (an event's serialised payload), is handed to each
+ * as the same bytes, never copied or re-encoded per socket. False when the socket is no longer
+ * open (the message is dropped: its subscription ends with the socket).
  *
  * Where ws's TCP socket is at hand and no extension was agreed (ws then writes every message as
- * it is sent, queueing none), the frame is written to it directly: its header and the first
- * part in one small buffer, then the other parts. ws's `send()` costs about a microsecond and a
- * few allocations per call, once per part per subscriber, which was a fifth of the thread in
- * the fan-out. Otherwise each part goes out as a fragment of the one message through ws
+ * it is sent, queueing none), the frame is written to it directly: its header and `head` in one
+ * small buffer, then the body. ws's `send()` costs about a microsecond and a few allocations
+ * per call, once per part per subscriber, which was a fifth of the thread in the fan-out.
+ * Otherwise `head` and the body go out as two fragments of the one message through ws
  * (RFC 6455 §5.4, which every client reassembles).
  */
-export function writeMessage(socket: FrameSocket, parts: readonly Buffer[]): boolean {
+export function writeMessage(socket: FrameSocket, head: Buffer, body: Buffer): boolean {
   if (socket.readyState !== socket.OPEN) return false;
   const { raw, plain } = framingOf(socket);
   if (raw !== undefined && !corked.has(raw)) {
@@ -104,19 +104,13 @@ export function writeMessage(socket: FrameSocket, parts: readonly Buffer[]): boo
       process.nextTick(uncorkAll);
     }
   }
-  const [first, ...rest] = parts;
-  if (first === undefined) return true;
-  // Synchronous and back to back: nothing else of this socket can come between the parts.
+  // Synchronous and back to back: nothing else of this socket can come between the two.
   if (raw !== undefined && plain) {
-    let length = first.length;
-    for (const part of rest) length += part.length;
-    raw.write(frameStart(length, first));
-    for (const part of rest) raw.write(part);
-    return true;
-  }
-  const last = parts.length - 1;
-  for (const [index, part] of parts.entries()) {
-    socket.send(part, index === last ? LAST_FRAGMENT : TEXT_FRAGMENT);
+    raw.write(frameStart(head.length + body.length, head));
+    raw.write(body);
+  } else {
+    socket.send(head, FIRST_FRAGMENT);
+    socket.send(body, LAST_FRAGMENT);
   }
   return true;
 }
