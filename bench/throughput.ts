@@ -97,6 +97,14 @@ interface Sender {
   group: MlsGroup;
 }
 
+/** What the timed runs need of the set-up, and nothing more (see {@link prepare}). */
+interface Prepared {
+  setup: ThroughputReport['setup'];
+  /** The senders' bearer tokens, in the order the load thread's messages name them. */
+  tokens: string[];
+  baseline: Awaited<ReturnType<typeof startBaseline>>;
+}
+
 export async function throughput(
   database: BenchDatabase,
   options: ThroughputOptions,
@@ -106,86 +114,22 @@ export async function throughput(
   const load = new LoadThread();
   let closeBaseline: (() => Promise<void>) | undefined;
   try {
-    const buildStart = performance.now();
-    const [creatorUser, ...others] = await makeUsers(parley.url, options.groupSize, 1, 1);
-    const creator = creatorUser?.[0];
-    if (creator === undefined) throw new Error('no creator');
-    const built = await buildGroup(creator, others, others.length);
-    const senders: Sender[] = [{ device: creator, group: built.group }];
-    for (const devices of others.slice(0, options.senders - 1)) {
-      const device = devices[0];
-      if (device !== undefined) senders.push({ device, group: await device.joinFromWelcome() });
-    }
-    const buildMs = performance.now() - buildStart;
-    log(
-      `  group of ${built.members.length} built in ${(buildMs / 1000).toFixed(1)} s; ${senders.length} senders joined`,
-    );
-
-    await load.call({
-      type: 'subscribe-parley',
-      set: 'parley',
-      wsUrl: parley.wsUrl,
-      devices: built.members.map((device) => ({ token: device.token, deviceId: device.deviceId })),
+    const { setup, tokens, baseline } = await prepare(parley, load, database, options, (close) => {
+      closeBaseline = close;
     });
-    const baseline = await startBaseline(database.url);
-    closeBaseline = () => baseline.close();
-    await load.call({
-      type: 'subscribe-baseline',
-      set: 'baseline',
-      wsUrl: baseline.wsUrl,
-      count: built.members.length,
-    });
-    log(
-      `  ${built.members.length} graphql-ws and ${built.members.length} WebSocket subscribers live`,
-    );
-
-    // Every ciphertext is made before any timed window, so the clients' MLS cost is not in it.
-    const plaintext = randomBytes(options.plaintextBytes);
-    const pool: { sender: number; base64: string }[] = [];
-    const encryptStart = performance.now();
-    for (let i = 0; i < options.poolSize; i++) {
-      const sender = i % senders.length;
-      const entry = senders[sender];
-      if (entry !== undefined)
-        pool.push({ sender, base64: b64(await entry.group.encrypt(plaintext)) });
-    }
-    const encryptMs = (performance.now() - encryptStart) / options.poolSize;
-    const messageBytes = Buffer.from(pool[0]?.base64 ?? '', 'base64').length;
-    log(
-      `  ${pool.length} PrivateMessages of ${messageBytes} bytes, ${encryptMs.toFixed(2)} ms each`,
-    );
-    const parleyMessages: PreparedMessage[] = pool.map(({ sender, base64 }) => ({
-      sender,
-      key: receiptKey(base64),
-      body: JSON.stringify({
-        query: SEND_MESSAGE,
-        variables: {
-          deviceId: senders[sender]?.device.deviceId,
-          conversationId: built.conversationId,
-          message: base64,
-        },
-      }),
-    }));
-    const baselineMessages: PreparedMessage[] = pool.map(({ sender, base64 }) => ({
-      sender,
-      key: receiptKey(base64),
-      body: baselineBody(senders[sender]?.device.deviceId ?? '', base64),
-    }));
-    await load.call({ type: 'messages', pool: 'parley', messages: parleyMessages });
-    await load.call({ type: 'messages', pool: 'baseline', messages: baselineMessages });
     const targets = {
       parley: {
         host: '127.0.0.1',
         port: Number(new URL(parley.url).port),
         path: '/graphql',
-        tokens: senders.map((sender) => sender.device.token),
+        tokens,
         socketsPerSender: options.socketsPerSender,
       },
       baseline: {
         host: baseline.host,
         port: baseline.port,
         path: baseline.path,
-        tokens: senders.map(() => null),
+        tokens: tokens.map(() => null),
         socketsPerSender: options.socketsPerSender,
       },
     };
@@ -309,21 +253,107 @@ export async function throughput(
       await measure('parley', 'max', shape, true);
       await measure('baseline', 'max', shape, true);
     }
-    return {
-      setup: {
-        groupSize: built.members.length,
-        subscribers: built.members.length,
-        senders: senders.length,
-        messageBytes,
-        bus: options.redisUrl === null ? 'in-process' : 'Redis',
-        encryptMs,
-        buildMs,
-      },
-      runs,
-    };
+    return { setup, runs };
   } finally {
     await load.close().catch(() => undefined);
     await closeBaseline?.();
     await parley.close();
   }
+}
+
+/**
+ * Builds the group with real MLS, opens both pipelines' subscribers, and hands the load thread
+ * every ciphertext it will send. What it made on the way (the MLS members, the ciphertexts, the
+ * request bodies: some 50 MB, and the senders' memory of every message they encrypted) is
+ * garbage once it returns. Kept, it sat in the old generation of the thread the servers run on,
+ * which every major collection during the timed runs then had to mark: a cost of the load
+ * generator that a server does not have, and which fell hardest on the pipeline that allocates
+ * more.
+ */
+async function prepare(
+  parley: Awaited<ReturnType<typeof startParley>>,
+  load: LoadThread,
+  database: BenchDatabase,
+  options: ThroughputOptions,
+  onBaseline: (close: () => Promise<void>) => void,
+): Promise<Prepared> {
+  const { log } = options;
+  const buildStart = performance.now();
+  const [creatorUser, ...others] = await makeUsers(parley.url, options.groupSize, 1, 1);
+  const creator = creatorUser?.[0];
+  if (creator === undefined) throw new Error('no creator');
+  const built = await buildGroup(creator, others, others.length);
+  const senders: Sender[] = [{ device: creator, group: built.group }];
+  for (const devices of others.slice(0, options.senders - 1)) {
+    const device = devices[0];
+    if (device !== undefined) senders.push({ device, group: await device.joinFromWelcome() });
+  }
+  const buildMs = performance.now() - buildStart;
+  log(
+    `  group of ${built.members.length} built in ${(buildMs / 1000).toFixed(1)} s; ${senders.length} senders joined`,
+  );
+
+  await load.call({
+    type: 'subscribe-parley',
+    set: 'parley',
+    wsUrl: parley.wsUrl,
+    devices: built.members.map((device) => ({ token: device.token, deviceId: device.deviceId })),
+  });
+  const baseline = await startBaseline(database.url);
+  onBaseline(() => baseline.close());
+  await load.call({
+    type: 'subscribe-baseline',
+    set: 'baseline',
+    wsUrl: baseline.wsUrl,
+    count: built.members.length,
+  });
+  log(
+    `  ${built.members.length} graphql-ws and ${built.members.length} WebSocket subscribers live`,
+  );
+
+  // Every ciphertext is made before any timed window, so the clients' MLS cost is not in it.
+  const plaintext = randomBytes(options.plaintextBytes);
+  const pool: { sender: number; base64: string }[] = [];
+  const encryptStart = performance.now();
+  for (let i = 0; i < options.poolSize; i++) {
+    const sender = i % senders.length;
+    const entry = senders[sender];
+    if (entry !== undefined)
+      pool.push({ sender, base64: b64(await entry.group.encrypt(plaintext)) });
+  }
+  const encryptMs = (performance.now() - encryptStart) / options.poolSize;
+  const messageBytes = Buffer.from(pool[0]?.base64 ?? '', 'base64').length;
+  log(`  ${pool.length} PrivateMessages of ${messageBytes} bytes, ${encryptMs.toFixed(2)} ms each`);
+  const parleyMessages: PreparedMessage[] = pool.map(({ sender, base64 }) => ({
+    sender,
+    key: receiptKey(base64),
+    body: JSON.stringify({
+      query: SEND_MESSAGE,
+      variables: {
+        deviceId: senders[sender]?.device.deviceId,
+        conversationId: built.conversationId,
+        message: base64,
+      },
+    }),
+  }));
+  const baselineMessages: PreparedMessage[] = pool.map(({ sender, base64 }) => ({
+    sender,
+    key: receiptKey(base64),
+    body: baselineBody(senders[sender]?.device.deviceId ?? '', base64),
+  }));
+  await load.call({ type: 'messages', pool: 'parley', messages: parleyMessages });
+  await load.call({ type: 'messages', pool: 'baseline', messages: baselineMessages });
+  return {
+    setup: {
+      groupSize: built.members.length,
+      subscribers: built.members.length,
+      senders: senders.length,
+      messageBytes,
+      bus: options.redisUrl === null ? 'in-process' : 'Redis',
+      encryptMs,
+      buildMs,
+    },
+    tokens: senders.map((sender) => sender.device.token),
+    baseline,
+  };
 }
